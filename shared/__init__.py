@@ -1,0 +1,1 @@
+"""Code shared by the API (`web/`) and the workers (`worker/`): settings, errors, stores."""

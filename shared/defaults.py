@@ -1,0 +1,19 @@
+"""Default values of every setting, as named constants in one place."""
+
+from __future__ import annotations
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+HOME = "~/.skuai"
+RESULT_TTL = 7 * 24 * 3600  # seconds a finished job stays readable
+IMAGE_TTL = 24 * 3600  # seconds an uploaded image waits for a worker at most
+MAX_IMAGE_BYTES = 20 * 1024 * 1024
+MAX_IMAGE_PIXELS = 40_000_000
+MAX_BATCH_IMAGES = 10_000
+MAX_QUEUED = 200_000
+WEBHOOK_RETRY_SCHEDULE = (5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0)
+VISIBILITY_TIMEOUT = 1800  # must exceed the longest chunk; see docs/reliability.md
+CHUNK_SIZE = 32
+LOG_LEVEL = "INFO"
+API_PORT = 8000
+FLOWER_PORT = 5555
+MAX_WAIT_SECONDS = 30

@@ -1,0 +1,28 @@
+"""Names of every Redis key and channel the service uses, so they are spelled in one place."""
+
+from __future__ import annotations
+
+NAMESPACE = "skuai"
+
+
+def job(job_id: str) -> str:
+    """Hash holding one job's fields."""
+    return f"{NAMESPACE}:job:{job_id}"
+
+
+def image(job_id: str) -> str:
+    """The uploaded image bytes of one job, kept until it is classified (or its TTL ends)."""
+    return f"{NAMESPACE}:image:{job_id}"
+
+
+def job_done_channel(job_id: str) -> str:
+    """Pub/sub channel announcing that a job reached a final status (wakes long-polls)."""
+    return f"{NAMESPACE}:done:{job_id}"
+
+
+def worker(name: str) -> str:
+    """Heartbeat of one inference worker process, with the model version it serves."""
+    return f"{NAMESPACE}:worker:{name}"
+
+
+WORKER_PATTERN = f"{NAMESPACE}:worker:*"

@@ -1,0 +1,55 @@
+"""Queue and task names, and the Celery configuration both the API and the workers use.
+
+The API enqueues by task *name* through a Celery app that has no tasks registered, so it
+never imports the worker code (or TensorFlow)."""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Queue
+
+from shared.settings import Settings
+
+INTERACTIVE = "interactive"  # single-image jobs: latency matters
+INFERENCE = "inference"  # batch chunks: throughput matters
+WEBHOOKS = "webhooks"  # deliveries: slow endpoints must never delay inference
+ALL_QUEUES = (INTERACTIVE, INFERENCE, WEBHOOKS)
+MODEL_QUEUES = frozenset({INTERACTIVE, INFERENCE})
+
+CLASSIFY = "skuai.classify"
+
+
+def make_celery(settings: Settings, *, include: tuple[str, ...] = ()) -> Celery:
+    """The Celery app configured for this service; workers pass the task modules in `include`."""
+    app = Celery("skuai", broker=settings.redis_url, include=list(include))
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,  # results live in the JobStore, not in Celery's backend
+        result_backend=None,
+        task_acks_late=True,  # a task is acknowledged only after its results are stored
+        task_reject_on_worker_lost=True,  # ...and redelivered if its worker dies mid-run
+        worker_prefetch_multiplier=1,
+        task_queues=[Queue(name) for name in ALL_QUEUES],
+        task_default_queue=INFERENCE,
+        task_routes={CLASSIFY: {"queue": INFERENCE}},
+        broker_transport_options={
+            # Work held by a vanished worker is handed to another after this long.
+            "visibility_timeout": settings.visibility_timeout,
+            "socket_timeout": 10,
+            "socket_connect_timeout": 5,
+        },
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,  # workers wait for Redis to come back
+        task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2},
+        worker_send_task_events=True,  # for Flower
+        task_send_sent_event=True,
+        worker_hijack_root_logger=False,
+        broker_connection_timeout=5,
+    )
+    return app
+
+
+def enqueue_classify(app: Celery, job_ids: list[str], *, queue: str) -> None:
+    """Send one classify task for these jobs; the message carries ids only, never pixels."""
+    app.send_task(CLASSIFY, args=[job_ids], queue=queue)

@@ -1,0 +1,173 @@
+"""The one settings object, built from `SKUAI_*` environment variables and validated at start-up."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlparse
+
+from shared import defaults
+from shared.errors import ConfigError
+
+T = TypeVar("T")
+PREFIX = "SKUAI_"
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every tunable of the service; build it with `Settings.from_env()`."""
+
+    redis_url: str = defaults.REDIS_URL
+    home: Path = field(default_factory=lambda: Path(defaults.HOME).expanduser())
+    registry: Path | None = None
+    result_ttl: int = defaults.RESULT_TTL
+    image_ttl: int = defaults.IMAGE_TTL
+    max_image_bytes: int = defaults.MAX_IMAGE_BYTES
+    max_image_pixels: int = defaults.MAX_IMAGE_PIXELS
+    max_batch_images: int = defaults.MAX_BATCH_IMAGES
+    max_queued: int = defaults.MAX_QUEUED
+    allow_private_urls: bool = False
+    webhook_retry_schedule: tuple[float, ...] = defaults.WEBHOOK_RETRY_SCHEDULE
+    visibility_timeout: int = defaults.VISIBILITY_TIMEOUT
+    chunk_size: int = defaults.CHUNK_SIZE
+    flower_basic_auth: str | None = None
+    log_level: str = defaults.LOG_LEVEL
+
+    @property
+    def registry_dir(self) -> Path:
+        """The model registry: `SKUAI_REGISTRY`, or `registry/` under `SKUAI_HOME`."""
+        return self.registry if self.registry is not None else self.home / "registry"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate every `SKUAI_*` variable; raise ConfigError naming the bad one."""
+        env = os.environ if environ is None else environ
+        reader = _Reader(env)
+        settings = cls(
+            redis_url=reader.get("REDIS_URL", _redis_url, defaults.REDIS_URL),
+            home=reader.get("HOME", _path, Path(defaults.HOME).expanduser()),
+            registry=reader.get("REGISTRY", _path, None),
+            result_ttl=reader.get("RESULT_TTL", _positive_int, defaults.RESULT_TTL),
+            image_ttl=reader.get("IMAGE_TTL", _positive_int, defaults.IMAGE_TTL),
+            max_image_bytes=reader.get("MAX_IMAGE_BYTES", _positive_int, defaults.MAX_IMAGE_BYTES),
+            max_image_pixels=reader.get(
+                "MAX_IMAGE_PIXELS", _positive_int, defaults.MAX_IMAGE_PIXELS
+            ),
+            max_batch_images=reader.get(
+                "MAX_BATCH_IMAGES", _positive_int, defaults.MAX_BATCH_IMAGES
+            ),
+            max_queued=reader.get("MAX_QUEUED", _positive_int, defaults.MAX_QUEUED),
+            allow_private_urls=reader.get("ALLOW_PRIVATE_URLS", _bool, False),
+            webhook_retry_schedule=reader.get(
+                "WEBHOOK_RETRY_SCHEDULE", _schedule, defaults.WEBHOOK_RETRY_SCHEDULE
+            ),
+            visibility_timeout=reader.get(
+                "VISIBILITY_TIMEOUT", _positive_int, defaults.VISIBILITY_TIMEOUT
+            ),
+            chunk_size=reader.get("CHUNK_SIZE", _positive_int, defaults.CHUNK_SIZE),
+            flower_basic_auth=reader.get("FLOWER_BASIC_AUTH", _basic_auth, None),
+            log_level=reader.get("LOG_LEVEL", _log_level, defaults.LOG_LEVEL),
+        )
+        return settings
+
+    def env(self) -> dict[str, str]:
+        """These settings as `SKUAI_*` variables, for the processes a command starts."""
+        values = {
+            "REDIS_URL": self.redis_url,
+            "HOME": str(self.home),
+            "REGISTRY": str(self.registry_dir),
+            "RESULT_TTL": str(self.result_ttl),
+            "IMAGE_TTL": str(self.image_ttl),
+            "MAX_IMAGE_BYTES": str(self.max_image_bytes),
+            "MAX_IMAGE_PIXELS": str(self.max_image_pixels),
+            "MAX_BATCH_IMAGES": str(self.max_batch_images),
+            "MAX_QUEUED": str(self.max_queued),
+            "ALLOW_PRIVATE_URLS": "1" if self.allow_private_urls else "0",
+            "WEBHOOK_RETRY_SCHEDULE": ",".join(f"{s:g}" for s in self.webhook_retry_schedule),
+            "VISIBILITY_TIMEOUT": str(self.visibility_timeout),
+            "CHUNK_SIZE": str(self.chunk_size),
+            "LOG_LEVEL": self.log_level,
+        }
+        if self.flower_basic_auth:
+            values["FLOWER_BASIC_AUTH"] = self.flower_basic_auth
+        return {PREFIX + key: value for key, value in values.items()}
+
+
+class _Reader:
+    """Reads one variable at a time so that an error names the variable and its value."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def get(self, name: str, parse: Callable[[str], T], default: T) -> T:
+        raw = self.env.get(PREFIX + name)
+        if raw is None or raw.strip() == "":
+            return default
+        try:
+            return parse(raw.strip())
+        except ValueError as exc:
+            raise ConfigError(f"{PREFIX}{name}={raw!r} is invalid: {exc}") from None
+
+
+def _positive_int(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError("expected a whole number") from None
+    if value <= 0:
+        raise ValueError("expected a number above 0")
+    return value
+
+
+def _bool(raw: str) -> bool:
+    if raw.lower() in _TRUE:
+        return True
+    if raw.lower() in _FALSE:
+        return False
+    raise ValueError("expected 1 or 0")
+
+
+def _path(raw: str) -> Path:
+    return Path(raw).expanduser()
+
+
+def _redis_url(raw: str) -> str:
+    parsed = urlparse(raw)
+    if parsed.scheme not in {"redis", "rediss", "unix"}:
+        raise ValueError("expected a redis://, rediss:// or unix:// URL")
+    if parsed.scheme != "unix" and not parsed.hostname:
+        raise ValueError("the URL has no host")
+    try:
+        parsed.port  # noqa: B018 - urllib raises ValueError on a bad port only when asked
+    except ValueError:
+        raise ValueError("the port is not a number between 0 and 65535") from None
+    return raw
+
+
+def _schedule(raw: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(part) for part in raw.split(","))
+    except ValueError:
+        raise ValueError("expected comma-separated seconds, e.g. 5,300,1800") from None
+    if any(value < 0 for value in values):
+        raise ValueError("delays cannot be negative")
+    return values
+
+
+def _basic_auth(raw: str) -> str:
+    user, sep, password = raw.partition(":")
+    if not sep or not user or not password:
+        raise ValueError("expected user:password")
+    return raw
+
+
+def _log_level(raw: str) -> str:
+    level = raw.upper()
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        raise ValueError("expected DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    return level

@@ -1,0 +1,5 @@
+"""`python -m skuai` runs the command line."""
+
+from skuai.cli import main
+
+main()

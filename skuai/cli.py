@@ -1,0 +1,278 @@
+"""The `skuai` command line (SPEC section 3). Heavy imports happen inside the commands that need
+them, so `skuai api` and `skuai --help` never load TensorFlow."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from shared import defaults
+from shared.errors import SkuaiError
+from shared.settings import Settings
+from skuai.console import console
+
+
+class _Group(click.Group):
+    """Turns every error a user can cause into one line on stderr and a non-zero exit."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SkuaiError as exc:
+            _fail(exc.message)
+        except ValueError as exc:  # argument validation in the library code
+            _fail(str(exc))
+        except KeyboardInterrupt:
+            console.print("interrupted")
+            sys.exit(130)
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+def _settings() -> Settings:
+    return Settings.from_env()
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="skuai")
+def cli() -> None:
+    """skuai: sneaker model and SKU prediction as a service."""
+
+
+@cli.command()
+@click.option("--port", default=defaults.API_PORT, show_default=True, help="API port.")
+@click.option("--flower-port", default=defaults.FLOWER_PORT, show_default=True)
+@click.option("--exit", "exit_after", is_flag=True, help="Stop after showing the results.")
+def demo(port: int, flower_port: int, exit_after: bool) -> None:
+    """Synthesize a catalog, train a small cascade, start the stack and classify through the API."""
+    from skuai.demo import run_demo
+
+    run_demo(_settings(), api_port=port, flower_port=flower_port, keep_running=not exit_after)
+
+
+@cli.command()
+@click.option("--port", default=defaults.API_PORT, show_default=True, help="API port.")
+@click.option("--flower-port", default=defaults.FLOWER_PORT, show_default=True)
+@click.option("--workers", default=1, show_default=True, help="Inference worker processes.")
+def up(port: int, flower_port: int, workers: int) -> None:
+    """Run the whole stack locally until Ctrl-C (starts an embedded Redis if none is reachable)."""
+    from skuai.local import run_up
+
+    run_up(_settings(), api_port=port, flower_port=flower_port, inference_workers=workers)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=defaults.API_PORT, show_default=True)
+@click.option("--workers", default=2, show_default=True, help="gunicorn worker processes.")
+def api(host: str, port: int, workers: int) -> None:
+    """Run the HTTP API."""
+    from skuai.serve import run_api
+
+    run_api(_settings(), host=host, port=port, workers=workers)
+
+
+@cli.command()
+@click.option(
+    "--queues",
+    default="interactive,inference",
+    show_default=True,
+    help="Comma-separated: interactive, inference, webhooks.",
+)
+@click.option(
+    "--concurrency",
+    default=1,
+    show_default=True,
+    help="Pool processes (one per GPU for inference).",
+)
+@click.option("--name", default="worker", show_default=True, help="Node name prefix.")
+def worker(queues: str, concurrency: int, name: str) -> None:
+    """Run a Celery worker."""
+    from skuai.serve import parse_queues, run_worker
+
+    if concurrency < 1:
+        raise ValueError("--concurrency must be at least 1")
+    settings = _settings()
+    run_worker(settings, queues=parse_queues(queues), concurrency=concurrency, name=name)
+
+
+@cli.command()
+@click.option("--port", default=defaults.FLOWER_PORT, show_default=True)
+def flower(port: int) -> None:
+    """Run Flower, the Celery monitoring UI."""
+    from skuai.serve import run_flower
+
+    run_flower(_settings(), port=port)
+
+
+@cli.command()
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--models", default=4, show_default=True)
+@click.option("--skus-per-model", default=3, show_default=True)
+@click.option("--images-per-sku", default=30, show_default=True)
+@click.option("--size", default=64, show_default=True, help="Image side in pixels.")
+@click.option("--seed", default=0, show_default=True)
+@click.option(
+    "--format",
+    "image_format",
+    default="png",
+    show_default=True,
+    type=click.Choice(["png", "jpg", "webp"]),
+)
+def synth(
+    out: Path,
+    models: int,
+    skus_per_model: int,
+    images_per_sku: int,
+    size: int,
+    seed: int,
+    image_format: str,
+) -> None:
+    """Write a synthetic sneaker catalog to OUT/<model>/<sku>/."""
+    from skuai.console import make_progress
+    from training.synth import synthesize
+
+    total = models * skus_per_model * images_per_sku
+    with make_progress() as progress:
+        task = progress.add_task("drawing sneakers", total=total)
+        catalog = synthesize(
+            out,
+            models=models,
+            skus_per_model=skus_per_model,
+            images_per_sku=images_per_sku,
+            size=size,
+            seed=seed,
+            image_format=image_format,
+            progress=lambda n: progress.advance(task, n),
+        )
+    console.print(
+        f"wrote {total} images of {len(catalog.models)} models and "
+        f"{len(catalog.skus)} SKUs to {out}"
+    )
+
+
+@cli.command()
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option(
+    "--registry",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Registry folder (default: SKUAI_REGISTRY, or SKUAI_HOME/registry).",
+)
+@click.option("--input-size", default=224, show_default=True)
+@click.option("--epochs", default=20, show_default=True)
+@click.option("--batch-size", default=32, show_default=True)
+@click.option("--weights", default="imagenet", show_default=True, help="imagenet, none or PATH.")
+@click.option(
+    "--width",
+    default=1.0,
+    show_default=True,
+    help="Channel width multiplier: below 1 only for tests and demos.",
+)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--no-activate", is_flag=True, help="Register the version without activating it.")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+def train(
+    data: Path,
+    registry: Path | None,
+    input_size: int,
+    epochs: int,
+    batch_size: int,
+    weights: str,
+    width: float,
+    seed: int,
+    no_activate: bool,
+    as_json: bool,
+) -> None:
+    """Train both stages on DATA, evaluate on the held-out split, write a new model version."""
+    from skuai.console import training_events
+    from training.config import TrainConfig
+    from training.evaluate import summary_rows
+    from training.registry import Registry
+    from training.train import train as run_training
+    from training.weights import parse_weights
+
+    config = TrainConfig(
+        input_size=input_size,
+        epochs=epochs,
+        batch_size=batch_size,
+        weights=parse_weights(weights),
+        width=width,
+        seed=seed,
+    )
+    reg = Registry(registry or _settings().registry_dir)
+    with training_events(enabled=not as_json) as events:
+        outcome = run_training(data, reg, config, activate=not no_activate, events=events)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "version": outcome.version,
+                    "path": str(outcome.path),
+                    "activated": outcome.activated,
+                    "metrics": outcome.metrics,
+                }
+            )
+        )
+        return
+    for name, value in summary_rows(outcome.metrics):
+        console.print(f"  {name:<34} {value}")
+    state = "active" if outcome.activated else "not activated"
+    console.print(f"version {outcome.version} written to {outcome.path} ({state})")
+
+
+@cli.group()
+def models() -> None:
+    """The model registry."""
+
+
+@models.command("list")
+@click.option("--registry", type=click.Path(path_type=Path), default=None)
+@click.option("--json", "as_json", is_flag=True)
+def models_list(registry: Path | None, as_json: bool) -> None:
+    """List versions with their test metrics; * marks the active one."""
+    from training.registry import Registry
+
+    versions = Registry(registry or _settings().registry_dir).versions()
+    rows = [
+        {
+            "version": v.name,
+            "active": v.active,
+            "sku_top1": v.metrics.get("end_to_end", {}).get("sku_top1"),
+            "model_top1": v.metrics.get("end_to_end", {}).get("model_top1"),
+            "input_size": v.config.get("input_size"),
+        }
+        for v in versions
+    ]
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    if not rows:
+        console.print("no model versions yet: run `skuai train DATA`")
+    for row in rows:
+        mark = "*" if row["active"] else " "
+        sku = f"{row['sku_top1']:.2%}" if row["sku_top1"] is not None else "-"
+        click.echo(f"{mark} {row['version']:<6} input {row['input_size']}px  SKU top-1 {sku}")
+
+
+@models.command("activate")
+@click.argument("version")
+@click.option("--registry", type=click.Path(path_type=Path), default=None)
+def models_activate(version: str, registry: Path | None) -> None:
+    """Make VERSION the active model."""
+    from training.registry import Registry
+
+    Registry(registry or _settings().registry_dir).activate(version)
+    click.echo(f"{version} is now active")
+
+
+def main() -> None:
+    """Entry point of the `skuai` script."""
+    cli(prog_name="skuai")

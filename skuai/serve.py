@@ -1,0 +1,91 @@
+"""Running one component in this process: the API under gunicorn, a Celery worker, Flower."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from shared.queues import ALL_QUEUES
+from shared.settings import Settings
+
+
+def run_api(
+    settings: Settings, *, host: str, port: int, workers: int = 2, threads: int = 16
+) -> None:
+    """Serve the Flask app with gunicorn's threaded workers (long-polls hold a thread each)."""
+    from gunicorn.app.base import BaseApplication
+
+    from web.app import create_app
+
+    class _Gunicorn(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            for key, value in {
+                "bind": f"{host}:{port}",
+                "workers": workers,
+                "threads": threads,
+                "worker_class": "gthread",
+                "timeout": 60,
+                "graceful_timeout": 10,
+                "accesslog": "-",
+                "loglevel": settings.log_level.lower(),
+            }.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            return create_app(settings)
+
+    _Gunicorn().run()
+
+
+def parse_queues(raw: str) -> list[str]:
+    """`--queues a,b`: known queue names only."""
+    queues = [q.strip() for q in raw.split(",") if q.strip()]
+    unknown = sorted(set(queues) - set(ALL_QUEUES))
+    if not queues or unknown:
+        raise ValueError(
+            f"unknown queue(s) {', '.join(unknown) or '(none)'}; "
+            f"choose from {', '.join(ALL_QUEUES)}"
+        )
+    return queues
+
+
+def run_worker(settings: Settings, *, queues: list[str], concurrency: int, name: str) -> None:
+    """A Celery worker on these queues; prefork, so each model lives in its own child process."""
+    from worker.celery_app import app
+
+    app.worker_main(
+        [
+            "worker",
+            "--queues",
+            ",".join(queues),
+            "--concurrency",
+            str(concurrency),
+            "--pool",
+            "prefork",
+            "--hostname",
+            f"{name}@%h",
+            "--loglevel",
+            settings.log_level,
+            "--task-events",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
+
+
+def run_flower(settings: Settings, *, port: int) -> None:
+    """Replace this process with Flower watching the service's Celery app."""
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "worker.celery_app",
+        "flower",
+        f"--port={port}",
+        "--address=0.0.0.0",
+    ]
+    if settings.flower_basic_auth:
+        command.append(f"--basic-auth={settings.flower_basic_auth}")
+    os.execv(sys.executable, command)

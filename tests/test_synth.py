@@ -1,0 +1,235 @@
+"""The synthetic sneaker catalog: layout, determinism, shared colourways, shapes, validation."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from training.sneaker_drawing import Pose, draw_sneaker, silhouette
+from training.synth import (
+    MAX_SKUS_PER_MODEL,
+    PALETTE,
+    Catalog,
+    Colourway,
+    load_catalog,
+    plan_catalog,
+    render_sneaker,
+    synthesize,
+)
+
+SMALL = {"models": 3, "skus_per_model": 4, "images_per_sku": 3, "size": 32, "seed": 7}
+SLUG = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+
+
+def _digests(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def small_catalog(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Catalog, list[int]]:
+    out = tmp_path_factory.mktemp("synth") / "catalog"
+    reported: list[int] = []
+    catalog = synthesize(out, **SMALL, progress=reported.append)
+    return out, catalog, reported
+
+
+def test_layout_has_every_sku_under_its_model(small_catalog):
+    out, catalog, reported = small_catalog
+    model_dirs = sorted(p.name for p in out.iterdir() if p.is_dir())
+    assert model_dirs == sorted(m.name for m in catalog.models)
+    assert len(catalog.models) == SMALL["models"]
+    for model in catalog.models:
+        sku_dirs = sorted(p.name for p in (out / model.name).iterdir())
+        assert sku_dirs == sorted(s.label for s in catalog.skus_of(model.name))
+        assert len(sku_dirs) == SMALL["skus_per_model"]
+        for sku_dir in sku_dirs:
+            images = sorted((out / model.name / sku_dir).iterdir())
+            assert [p.name for p in images] == ["0000.png", "0001.png", "0002.png"]
+    assert sum(reported) == SMALL["models"] * SMALL["skus_per_model"] * SMALL["images_per_sku"]
+
+
+def test_images_are_rgb_at_the_requested_size(small_catalog):
+    out, _, _ = small_catalog
+    with Image.open(next(out.rglob("*.png"))) as image:
+        assert image.format == "PNG"
+        assert image.mode == "RGB"
+        assert image.size == (SMALL["size"], SMALL["size"])
+
+
+def test_catalog_json_matches_the_tree(small_catalog):
+    out, catalog, _ = small_catalog
+    document = json.loads((out / "catalog.json").read_text())
+    assert document["complete"] is True
+    assert document["seed"] == SMALL["seed"]
+    assert [m["name"] for m in document["models"]] == [m.name for m in catalog.models]
+    for sku in document["skus"]:
+        assert (out / sku["model"] / sku["label"]).is_dir()
+        assert sku["label"] == f"{sku['model']}--{sku['colourway']}"
+        assert set(sku["colours"]) == {"upper", "sole", "accent", "laces"}
+    on_disk = {(p.parent.name, p.name) for p in out.glob("*/*") if p.is_dir()}
+    assert on_disk == {(s["model"], s["label"]) for s in document["skus"]}
+    assert load_catalog(out) == catalog
+
+
+def test_same_seed_gives_identical_bytes_other_seed_differs(small_catalog, tmp_path):
+    out, _, _ = small_catalog
+    again = synthesize(tmp_path / "again", **SMALL)
+    assert _digests(tmp_path / "again") == _digests(out)
+    assert again == plan_catalog(models=3, skus_per_model=4, seed=7)
+    synthesize(tmp_path / "other", **{**SMALL, "seed": 8})
+    other = _digests(tmp_path / "other")
+    assert set(other.values()).isdisjoint(v for k, v in _digests(out).items() if k.endswith(".png"))
+
+
+def test_workers_and_reruns_do_not_change_bytes(small_catalog, tmp_path):
+    out, _, _ = small_catalog
+    synthesize(tmp_path / "pooled", **SMALL, workers=2)
+    assert _digests(tmp_path / "pooled") == _digests(out)
+    # A rerun over a previous catalog replaces it, even one with other models.
+    synthesize(tmp_path / "pooled", **{**SMALL, "models": 4, "seed": 99})
+    synthesize(tmp_path / "pooled", **SMALL)
+    assert _digests(tmp_path / "pooled") == _digests(out)
+
+
+@pytest.mark.parametrize("image_format", ["jpg", "webp"])
+def test_other_image_formats(tmp_path, image_format):
+    synthesize(
+        tmp_path / "out", **{**SMALL, "models": 2, "skus_per_model": 1}, image_format=image_format
+    )
+    files = [p for p in (tmp_path / "out").rglob("*") if p.is_file() and p.name != "catalog.json"]
+    assert len(files) == 2 * 3
+    assert all(p.suffix == f".{image_format}" for p in files)
+    with Image.open(files[0]) as image:
+        assert image.size == (32, 32)
+
+
+@pytest.mark.parametrize(("models", "skus"), [(2, 1), (2, 42), (3, 5), (5, 7), (12, 42), (7, 240)])
+def test_every_colourway_recurs_in_another_model(models, skus):
+    catalog = plan_catalog(models=models, skus_per_model=skus, seed=1)
+    owners: dict[str, set[str]] = {}
+    for model in catalog.models:
+        names = [sku.colourway.name for sku in catalog.skus_of(model.name)]
+        assert len(names) == len(set(names)) == skus
+        for name in names:
+            owners.setdefault(name, set()).add(model.name)
+    assert all(len(models_with) >= 2 for models_with in owners.values())
+
+
+def test_colourways_are_far_apart_within_a_model():
+    catalog = plan_catalog(models=12, skus_per_model=42, seed=3)
+    for model in catalog.models:
+        parts = [
+            (s.colourway.upper, s.colourway.sole, s.colourway.accent)
+            for s in catalog.skus_of(model.name)
+        ]
+        for a, b in itertools.combinations(parts, 2):
+            assert sum(x != y for x, y in zip(a, b, strict=True)) >= 2
+    colours = np.array(list(PALETTE.values()), dtype=float)
+    gaps = [np.linalg.norm(a - b) for a, b in itertools.combinations(colours, 2)]
+    assert min(gaps) > 60
+
+
+def test_names_and_labels_are_unique_slugs():
+    catalog = plan_catalog(models=200, skus_per_model=2, seed=5)
+    names = [m.name for m in catalog.models]
+    assert len(set(names)) == 200
+    assert all(SLUG.match(name) for name in names)
+    labels = [s.label for s in catalog.skus]
+    assert len(set(labels)) == len(labels)
+    assert all(SLUG.match(part) for label in labels for part in label.split("--"))
+
+
+def test_plan_is_deterministic_and_prefix_stable():
+    first = plan_catalog(models=12, skus_per_model=10, seed=11)
+    assert first == plan_catalog(models=12, skus_per_model=10, seed=11)
+    assert plan_catalog(models=5, skus_per_model=10, seed=11).models == first.models[:5]
+    assert plan_catalog(models=12, skus_per_model=10, seed=12).models != first.models
+
+
+def test_render_sneaker_is_deterministic_per_rng():
+    catalog = plan_catalog(models=1, skus_per_model=1, seed=0)
+    model, colourway = catalog.models[0], catalog.skus[0].colourway
+
+    def render(seed: int) -> bytes:
+        return render_sneaker(model, colourway, size=48, rng=np.random.default_rng(seed)).tobytes()
+
+    assert render(1) == render(1)
+    assert render(1) != render(2)
+
+
+def _line_drawing(model, size: int = 96) -> np.ndarray:
+    """The model drawn all white in a fixed pose: only the shape and its seams show."""
+    image = Image.new("RGB", (size, size))
+    white = Colourway("white", (255,) * 3, (255,) * 3, (255,) * 3, (255,) * 3)
+    pose = Pose(scale=0.85 * size, angle=0.0, centre=(size / 2, size / 2))  # as silhouette()
+    draw_sneaker(ImageDraw.Draw(image), model, white, pose)
+    return np.asarray(image.convert("L")) < 128
+
+
+def test_models_differ_in_grayscale_shape():
+    # Twelve models is the target scale; every pair must differ in outline or in the
+    # colour-independent seams, logo and lace marks that grayscale stage 1 sees.
+    models = plan_catalog(models=12, skus_per_model=1, seed=2).models
+    masks = [np.asarray(silhouette(m, 96)) > 127 for m in models]
+    drawings = [_line_drawing(m) & mask for m, mask in zip(models, masks, strict=True)]
+    for i, j in itertools.combinations(range(len(models)), 2):
+        outline_change = (masks[i] ^ masks[j]).sum() / (masks[i] | masks[j]).sum()
+        mark_change = (drawings[i] ^ drawings[j]).sum() / (drawings[i] | drawings[j]).sum()
+        assert outline_change > 0.02 and mark_change > 0.4, (models[i].name, models[j].name)
+    shapes = Counter((m.collar, m.sole, m.toe, m.heel) for m in models)
+    assert max(shapes.values()) == 1
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"models": 0}, "models must be"),
+        ({"skus_per_model": 0}, "skus_per_model must be"),
+        ({"skus_per_model": MAX_SKUS_PER_MODEL + 1}, "distinguishable colourways"),
+        ({"images_per_sku": 0}, "images_per_sku must be"),
+        ({"size": 15}, "size must be between 16 and 1024"),
+        ({"size": 1025}, "size must be between 16 and 1024"),
+        ({"size": 32.0}, "size must be an integer"),
+        ({"seed": -1}, "seed must be"),
+        ({"image_format": "gif"}, "image_format must be one of png, jpg, webp"),
+        ({"workers": 0}, "workers must be"),
+    ],
+)
+def test_bad_arguments_are_refused(tmp_path, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        synthesize(tmp_path / "out", **{**SMALL, **overrides})
+    assert not (tmp_path / "out").exists()
+
+
+def test_refuses_a_folder_that_is_not_a_catalog(tmp_path):
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "holiday.jpg").write_bytes(b"not mine")
+    with pytest.raises(ValueError, match="not empty"):
+        synthesize(tmp_path / "photos", **SMALL)
+    assert (tmp_path / "photos" / "holiday.jpg").exists()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="not a folder"):
+        synthesize(tmp_path / "file", **SMALL)
+
+
+def test_never_deletes_outside_the_catalog(tmp_path):
+    out = tmp_path / "out"
+    synthesize(out, **SMALL)
+    (tmp_path / "keep").mkdir()
+    document = json.loads((out / "catalog.json").read_text())
+    document["models"].append({"name": "../keep"})
+    (out / "catalog.json").write_text(json.dumps(document))
+    synthesize(out, **SMALL)
+    assert (tmp_path / "keep").is_dir()

@@ -1,0 +1,1 @@
+"""Datasets, synthetic catalog, the VGG16 cascade, training, evaluation, model registry."""

@@ -1,0 +1,52 @@
+"""TrainConfig: every knob of a training run, validated, and saved as the version's config.json."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of one training run; defaults are the production ones (224 px, full width)."""
+
+    input_size: int = 224
+    epochs: int = 20
+    batch_size: int = 32
+    width: float = 1.0  # < 1 only for tests and the demo
+    weights: str = "imagenet"  # imagenet | none | PATH
+    batch_norm: bool | None = None  # None: on when training from scratch (see resolved_batch_norm)
+    learning_rate: float = 1e-3
+    fine_tune_learning_rate: float = 1e-5
+    patience: int = 4
+    augment: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.input_size < 32 or self.input_size % 32:
+            raise ValueError(
+                f"--input-size must be a multiple of 32, at least 32 (got {self.input_size})"
+            )
+        if self.epochs < 1:
+            raise ValueError(f"--epochs must be at least 1 (got {self.epochs})")
+        if self.batch_size < 1:
+            raise ValueError(f"--batch-size must be at least 1 (got {self.batch_size})")
+        if not 0 < self.width <= 1:
+            raise ValueError(f"--width must be in (0, 1] (got {self.width})")
+        if self.learning_rate <= 0 or self.fine_tune_learning_rate <= 0:
+            raise ValueError("learning rates must be above 0")
+
+    @property
+    def pretrained(self) -> bool:
+        """True when the trunk starts from ImageNet or a weights file."""
+        return self.weights != "none"
+
+    @property
+    def resolved_batch_norm(self) -> bool:
+        """Batch norm after each conv when training from scratch: plain VGG16 trains poorly from
+        random weights, while ImageNet weights were learned without normalisation layers."""
+        return (not self.pretrained) if self.batch_norm is None else self.batch_norm
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as written to config.json."""
+        return {**asdict(self), "batch_norm": self.resolved_batch_norm}

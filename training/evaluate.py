@@ -1,0 +1,120 @@
+"""Evaluation of a trained cascade on the held-out test split: accuracies, per-class precision and
+recall, calibration, and a confusion matrix."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from training.cascade import Cascade
+from training.loading import ArraySet
+
+CALIBRATION_BINS = 15
+
+
+def evaluate(cascade: Cascade, test: ArraySet, *, batch_size: int = 64) -> dict[str, Any]:
+    """Stage-1, stage-2 and end-to-end metrics of `cascade` on `test`."""
+    labels = cascade.labels
+    n = len(test.skus)
+    if n == 0:
+        return {"test_images": 0}
+    p_model = _batched(cascade.model_probs, test.images, batch_size)
+    p_sku_true_model = _batched2(cascade.sku_probs, test.images, test.models, batch_size)
+    results = [
+        r
+        for start in range(0, n, batch_size)
+        for r in cascade.predict(test.images[start : start + batch_size])
+    ]
+    predicted_sku = np.array([labels.sku_index[r["sku"]["label"]] for r in results])
+    predicted_model = np.argmax(p_model, axis=1)
+    top5 = [[labels.sku_index[c["sku"]] for c in r["candidates"]] for r in results]
+    confidence = np.array([r["sku"]["confidence"] for r in results])
+    return {
+        "test_images": n,
+        "stage1": {
+            "top1": _top_k(p_model, test.models, 1),
+            "top5": _top_k(p_model, test.models, 5),
+            "per_class": _per_class(test.models, predicted_model, labels.models),
+        },
+        "stage2_given_true_model": {"top1": _top_k(p_sku_true_model, test.skus, 1)},
+        "end_to_end": {
+            "model_top1": float(
+                np.mean(np.array(labels.model_of_sku)[predicted_sku] == test.models)
+            ),
+            "sku_top1": float(np.mean(predicted_sku == test.skus)),
+            "sku_top5": float(np.mean([t in row for t, row in zip(test.skus, top5, strict=True)])),
+            "expected_calibration_error": expected_calibration_error(
+                confidence, predicted_sku == test.skus
+            ),
+            "per_sku": _per_class(test.skus, predicted_sku, labels.skus),
+        },
+        "model_confusion": confusion(test.models, predicted_model, len(labels.models)).tolist(),
+    }
+
+
+def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray) -> float:
+    """ECE over equal-width confidence bins: how far confidence is from accuracy, on average."""
+    edges = np.linspace(0.0, 1.0, CALIBRATION_BINS + 1)
+    bins = np.clip(np.digitize(confidence, edges[1:-1]), 0, CALIBRATION_BINS - 1)
+    total = 0.0
+    for b in range(CALIBRATION_BINS):
+        in_bin = bins == b
+        if in_bin.any():
+            total += in_bin.mean() * abs(confidence[in_bin].mean() - correct[in_bin].mean())
+    return float(total)
+
+
+def confusion(truth: np.ndarray, predicted: np.ndarray, k: int) -> np.ndarray:
+    """k x k counts: rows are the truth, columns the prediction."""
+    matrix = np.zeros((k, k), dtype=np.int64)
+    np.add.at(matrix, (truth, predicted), 1)
+    return matrix
+
+
+def _per_class(truth: np.ndarray, predicted: np.ndarray, names: tuple[str, ...]) -> dict[str, Any]:
+    out = {}
+    for i, name in enumerate(names):
+        tp = int(np.sum((predicted == i) & (truth == i)))
+        predicted_i = int(np.sum(predicted == i))
+        actual_i = int(np.sum(truth == i))
+        out[name] = {
+            "precision": tp / predicted_i if predicted_i else None,
+            "recall": tp / actual_i if actual_i else None,
+            "support": actual_i,
+        }
+    return out
+
+
+def _top_k(probs: np.ndarray, truth: np.ndarray, k: int) -> float:
+    top = np.argsort(-probs, axis=1)[:, : min(k, probs.shape[1])]
+    return float(np.mean([t in row for t, row in zip(truth, top, strict=True)]))
+
+
+def _batched(fn: Any, images: np.ndarray, size: int) -> np.ndarray:
+    return np.concatenate([fn(images[i : i + size]) for i in range(0, len(images), size)])
+
+
+def _batched2(fn: Any, images: np.ndarray, models: np.ndarray, size: int) -> np.ndarray:
+    return np.concatenate(
+        [fn(images[i : i + size], models[i : i + size]) for i in range(0, len(images), size)]
+    )
+
+
+def summary_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
+    """The headline numbers as (name, value) rows for reports and the CLI."""
+    if not metrics.get("test_images"):
+        return [("test images", "0")]
+    return [
+        ("test images", str(metrics["test_images"])),
+        ("stage 1 model top-1", f"{metrics['stage1']['top1']:.2%}"),
+        ("stage 1 model top-5", f"{metrics['stage1']['top5']:.2%}"),
+        ("stage 2 SKU top-1 (true model)", f"{metrics['stage2_given_true_model']['top1']:.2%}"),
+        ("end-to-end model top-1", f"{metrics['end_to_end']['model_top1']:.2%}"),
+        ("end-to-end SKU top-1", f"{metrics['end_to_end']['sku_top1']:.2%}"),
+        ("end-to-end SKU top-5", f"{metrics['end_to_end']['sku_top5']:.2%}"),
+        (
+            "expected calibration error",
+            f"{metrics['end_to_end']['expected_calibration_error']:.4f}",
+        ),
+    ]

@@ -1,0 +1,25 @@
+"""The Flask app factory."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from shared.settings import Settings
+from web.errors import register_error_handlers
+from web.services import Services
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the API; settings come from the environment unless given."""
+    from web import docs, health, jobs
+
+    settings = settings or Settings.from_env()
+    app = Flask("skuai")
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["skuai"] = Services.create(settings)
+    register_error_handlers(app)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(jobs.bp)
+    app.register_blueprint(docs.bp)
+    app.register_blueprint(docs.swagger_ui)
+    return app

@@ -1,0 +1,53 @@
+"""Every error leaves the API as `{"error": {"code", "message"}}` with the right status."""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+from flask import Flask, Response, jsonify
+from kombu.exceptions import OperationalError
+from werkzeug.exceptions import HTTPException
+
+from shared.errors import ServiceUnavailable, SkuaiError
+
+log = logging.getLogger(__name__)
+RETRY_AFTER_UNAVAILABLE = "5"
+
+
+def error_response(status: int, code: str, message: str) -> Response:
+    """A JSON error body with its status."""
+    response = jsonify({"error": {"code": code, "message": message}})
+    response.status_code = status
+    return response
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Map the service's errors, HTTP errors and dependency failures to the JSON error shape."""
+
+    @app.errorhandler(SkuaiError)
+    def _service_error(exc: SkuaiError) -> Response:
+        response = error_response(exc.http_status, exc.code, exc.message)
+        if exc.retryable:
+            response.headers["Retry-After"] = RETRY_AFTER_UNAVAILABLE
+        return response
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        code = (exc.name or "error").lower().replace(" ", "_")
+        response = error_response(exc.code or 500, code, exc.description or exc.name)
+        if exc.code == 405 and exc.valid_methods:  # type: ignore[attr-defined]
+            response.headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
+        return response
+
+    @app.errorhandler(redis.ConnectionError)
+    @app.errorhandler(redis.TimeoutError)
+    @app.errorhandler(OperationalError)
+    def _redis_down(exc: Exception) -> Response:
+        log.warning("Redis unavailable: %s", exc)
+        return _service_error(ServiceUnavailable("the job store is unavailable; retry shortly"))
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        log.exception("unhandled error")
+        return error_response(500, "internal_error", "an internal error occurred")

@@ -1,0 +1,35 @@
+"""`/healthz` (liveness, cheap) and `/readyz` (Redis answers and an inference worker is ready)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify
+
+from web.services import services
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    """The process is up; touches nothing else."""
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/readyz")
+def readyz() -> tuple[Response, int]:
+    """Ready when Redis answers and at least one inference worker has a model loaded."""
+    svc = services()
+    checks: dict[str, object] = {}
+    try:
+        svc.conn.ping()
+        checks["redis"] = "ok"
+        live = [w for w in svc.workers.online() if w.get("model_version")]
+        checks["inference_workers"] = len(live)
+        checks["model_versions"] = sorted({str(w["model_version"]) for w in live})
+    except Exception as exc:  # readiness reports failures rather than raising them
+        checks["redis"] = f"unreachable: {exc.__class__.__name__}"
+        live = []
+    ready = checks.get("redis") == "ok" and bool(live)
+    return jsonify({"status": "ready" if ready else "not_ready", "checks": checks}), (
+        200 if ready else 503
+    )

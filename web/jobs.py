@@ -1,0 +1,82 @@
+"""`/v1/jobs`: submit one image, read a job (with long-polling)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify, request
+
+from shared import defaults
+from shared.errors import BadRequest, UnsupportedMediaType
+from shared.images import sniff
+from shared.jobs import Job, new_job_id
+from shared.queues import INTERACTIVE, enqueue_classify
+from web.services import services
+from web.tenancy import current_tenant
+from web.uploads import (
+    FORM_OVERHEAD,
+    check_request_size,
+    decode_base64,
+    json_body,
+    parse_metadata,
+    read_file,
+)
+
+bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
+
+
+@bp.post("")
+def create_job() -> tuple[Response, int, dict[str, str]]:
+    """Accept one image (multipart `image` or JSON `image_base64`) and queue it."""
+    svc = services()
+    limit = svc.settings.max_image_bytes
+    check_request_size(request, (limit * 4) // 3 + FORM_OVERHEAD)
+    if request.mimetype == "multipart/form-data":
+        upload = request.files.get("image")
+        if upload is None:
+            raise BadRequest("send the image in the multipart field 'image'")
+        data, ref = read_file(upload, limit), upload.filename or None
+        metadata = parse_metadata(request.form.get("metadata"))
+    elif request.is_json:
+        body = json_body(request)
+        if "image_base64" not in body:
+            raise BadRequest("send 'image_base64' (or a multipart field 'image')")
+        data, ref = decode_base64(body["image_base64"], limit), body.get("ref")
+        metadata = parse_metadata(body.get("metadata"))
+    else:
+        raise UnsupportedMediaType("send multipart/form-data or application/json")
+    sniff(data, max_pixels=svc.settings.max_image_pixels)
+    job = Job(id=new_job_id(), tenant=current_tenant(), ref=_clean_ref(ref), metadata=metadata)
+    svc.jobs.create(job, data)
+    try:
+        enqueue_classify(svc.celery, [job.id], queue=INTERACTIVE)
+    except Exception:
+        svc.jobs.delete(job.id)  # not accepted after all: leave nothing behind
+        raise
+    return jsonify(job.to_public()), 202, {"Location": f"/v1/jobs/{job.id}"}
+
+
+@bp.get("/<job_id>")
+def get_job(job_id: str) -> Response:
+    """The job; `?wait=S` holds the request up to S seconds until the job is final."""
+    wait = _wait_seconds(request.args.get("wait"))
+    job = services().jobs.wait(job_id, current_tenant(), wait)
+    return jsonify(job.to_public())
+
+
+def _wait_seconds(raw: str | None) -> float:
+    if raw is None or raw == "":
+        return 0.0
+    try:
+        wait = float(raw)
+    except ValueError:
+        raise BadRequest("wait must be a number of seconds") from None
+    if not 0 <= wait <= defaults.MAX_WAIT_SECONDS:
+        raise BadRequest(f"wait must be between 0 and {defaults.MAX_WAIT_SECONDS} seconds")
+    return wait
+
+
+def _clean_ref(ref: object) -> str | None:
+    if ref is None:
+        return None
+    if not isinstance(ref, str) or len(ref) > 1024:
+        raise BadRequest("ref must be a string of at most 1024 characters")
+    return ref

@@ -1,0 +1,43 @@
+"""Services: the per-app objects the blueprints use (Redis, stores, the Celery producer)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+from celery import Celery
+from flask import current_app
+
+from shared.job_store import JobStore
+from shared.queues import make_celery
+from shared.redis_client import connect
+from shared.settings import Settings
+from shared.workers import WorkerRegistry
+
+
+@dataclass
+class Services:
+    """Everything a request handler needs, created once per app."""
+
+    settings: Settings
+    conn: redis.Redis
+    jobs: JobStore
+    workers: WorkerRegistry
+    celery: Celery
+
+    @classmethod
+    def create(cls, settings: Settings) -> Services:
+        """Connect lazily: nothing here talks to Redis until the first request."""
+        conn = connect(settings)
+        return cls(
+            settings=settings,
+            conn=conn,
+            jobs=JobStore(conn, result_ttl=settings.result_ttl, image_ttl=settings.image_ttl),
+            workers=WorkerRegistry(conn),
+            celery=make_celery(settings),
+        )
+
+
+def services() -> Services:
+    """The services of the current app."""
+    return current_app.extensions["skuai"]  # type: ignore[no-any-return]

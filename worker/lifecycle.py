@@ -1,0 +1,38 @@
+"""Per-process start and stop: which processes load a model, and when.
+
+The parent worker process never touches TensorFlow; each pool process builds its runtime
+(Redis connection, model) in `worker_process_init`, i.e. after the fork, so no TensorFlow state
+is ever inherited across a fork."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery.signals import celeryd_after_setup, worker_process_init, worker_process_shutdown
+
+from shared.queues import MODEL_QUEUES
+from worker import runtime
+
+log = logging.getLogger(__name__)
+_consumes_model_queues = False
+
+
+@celeryd_after_setup.connect
+def _remember_queues(sender: str, instance: Any, **_: Any) -> None:
+    """In the parent: note whether this worker serves inference queues (children inherit it)."""
+    global _consumes_model_queues
+    queues = set(instance.app.amqp.queues.consume_from or ())
+    _consumes_model_queues = bool(queues & MODEL_QUEUES)
+    runtime.set_worker_name(sender)
+
+
+@worker_process_init.connect
+def _start_process(**_: Any) -> None:
+    """In each pool process: connect to Redis and, for inference workers, load the model."""
+    runtime.start(load_model=_consumes_model_queues)
+
+
+@worker_process_shutdown.connect
+def _stop_process(**_: Any) -> None:
+    runtime.stop()

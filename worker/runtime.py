@@ -1,0 +1,124 @@
+"""Runtime: what one worker process holds — its Redis connection, stores and loaded cascade —
+created after the fork and announced to the cluster by a heartbeat thread."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from typing import TYPE_CHECKING
+
+from shared.job_store import JobStore
+from shared.redis_client import connect
+from shared.settings import Settings
+from shared.workers import HEARTBEAT_TTL, WorkerRegistry
+from training.registry import Registry
+
+if TYPE_CHECKING:
+    from training.cascade import Cascade
+
+log = logging.getLogger(__name__)
+HEARTBEAT_INTERVAL = HEARTBEAT_TTL / 3
+
+
+class Runtime:
+    """Per-process resources of a worker."""
+
+    def __init__(self, settings: Settings, name: str) -> None:
+        self.settings = settings
+        self.name = name
+        self.conn = connect(settings)
+        self.store = JobStore(
+            self.conn, result_ttl=settings.result_ttl, image_ttl=settings.image_ttl
+        )
+        self.registry = Registry(settings.registry_dir)
+        self.workers = WorkerRegistry(self.conn)
+        self._cascade: Cascade | None = None
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._serves_model = False
+
+    def cascade(self) -> Cascade:
+        """The loaded cascade; loads the active version first if needed (ModelNotFound if none)."""
+        with self._lock:
+            if self._cascade is None:
+                self._cascade = self._load_active()
+            return self._cascade
+
+    def _load_active(self) -> Cascade:
+        from training.cascade import Cascade
+
+        version = self.registry.require_active()
+        cascade = Cascade.load(self.registry.path(version), version=version)
+        log.info(
+            "loaded model %s (%d models, %d SKUs)",
+            version,
+            len(cascade.labels.models),
+            len(cascade.labels.skus),
+        )
+        return cascade
+
+    def start_heartbeat(self, serves_model: bool) -> None:
+        """Announce this process every few seconds until `stop()`."""
+        self._serves_model = serves_model
+        thread = threading.Thread(target=self._beat, name="skuai-heartbeat", daemon=True)
+        thread.start()
+
+    def _beat(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                cascade = self._cascade
+                self.workers.announce(
+                    self.name,
+                    {
+                        "pid": os.getpid(),
+                        "serves_model": self._serves_model,
+                        "model_version": cascade.version if cascade else None,
+                    },
+                )
+            except Exception as exc:  # side channel: Redis may be down; keep beating
+                log.warning("heartbeat failed: %s", exc)
+            self._stopped.wait(HEARTBEAT_INTERVAL)
+
+    def stop(self) -> None:
+        """Stop the heartbeat and withdraw this process from the live list."""
+        self._stopped.set()
+        try:
+            self.workers.withdraw(self.name)
+        except Exception as exc:  # shutting down: nothing left to do but say so
+            log.warning("could not withdraw heartbeat: %s", exc)
+
+
+_worker_name = socket.gethostname()
+_runtime: Runtime | None = None
+
+
+def set_worker_name(name: str) -> None:
+    """Record the Celery node name (e.g. `celery@host`) so heartbeats can name it."""
+    global _worker_name
+    _worker_name = name
+
+
+def start(*, load_model: bool) -> Runtime:
+    """Build this process's runtime; inference workers load the active model right away."""
+    global _runtime
+    _runtime = Runtime(Settings.from_env(), f"{_worker_name}:{os.getpid()}")
+    if load_model:
+        try:
+            _runtime.cascade()
+        except Exception as exc:  # keep serving: tasks retry until a model is active
+            log.error("no model loaded yet: %s", exc)
+    _runtime.start_heartbeat(serves_model=load_model)
+    return _runtime
+
+
+def current() -> Runtime:
+    """This process's runtime (built on first use where no pool-process signal ran, e.g. solo)."""
+    return _runtime if _runtime is not None else start(load_model=False)
+
+
+def stop() -> None:
+    """Tear down this process's runtime."""
+    if _runtime is not None:
+        _runtime.stop()

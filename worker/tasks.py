@@ -1,0 +1,36 @@
+"""Celery tasks: thin — decode the arguments, call a plain function, store the result."""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+from celery import shared_task
+
+from shared.errors import ModelNotFound
+from shared.queues import CLASSIFY
+from worker import runtime
+from worker.classifier import classify_jobs
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(
+    name=CLASSIFY,
+    bind=True,
+    acks_late=True,
+    autoretry_for=(redis.ConnectionError, redis.TimeoutError),
+    retry_backoff=2,
+    retry_backoff_max=60,
+    max_retries=None,
+)
+def classify(self, job_ids: list[str]) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    """Classify a chunk of jobs (one id for a single-image job) and store each result."""
+    rt = runtime.current()
+    try:
+        cascade = rt.cascade()
+    except ModelNotFound as exc:
+        # Jobs wait for a model to be activated rather than fail: nothing accepted is lost.
+        log.warning("%s; retrying %d job(s) in 15 s", exc.message, len(job_ids))
+        raise self.retry(countdown=15, max_retries=None) from None
+    return classify_jobs(job_ids, store=rt.store, cascade=cascade, settings=rt.settings)
