@@ -80,7 +80,6 @@ class Settings:
         values = {
             "REDIS_URL": self.redis_url,
             "HOME": str(self.home),
-            "REGISTRY": str(self.registry_dir),
             "RESULT_TTL": str(self.result_ttl),
             "IMAGE_TTL": str(self.image_ttl),
             "MAX_IMAGE_BYTES": str(self.max_image_bytes),
@@ -93,6 +92,8 @@ class Settings:
             "CHUNK_SIZE": str(self.chunk_size),
             "LOG_LEVEL": self.log_level,
         }
+        if self.registry is not None:
+            values["REGISTRY"] = str(self.registry)
         if self.flower_basic_auth:
             values["FLOWER_BASIC_AUTH"] = self.flower_basic_auth
         return {PREFIX + key: value for key, value in values.items()}

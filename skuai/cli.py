@@ -4,6 +4,7 @@ them, so `skuai api` and `skuai --help` never load TensorFlow."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,9 @@ from shared import defaults
 from shared.errors import SkuaiError
 from shared.settings import Settings
 from skuai.console import console
+
+# TensorFlow's C++ start-up chatter is noise for users of the command line (and its children).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 class _Group(click.Group):
@@ -193,21 +197,24 @@ def train(
 ) -> None:
     """Train both stages on DATA, evaluate on the held-out split, write a new model version."""
     from skuai.console import training_events
+    from skuai.quiet import import_tensorflow_quietly
     from training.config import TrainConfig
+    from training.dataset import scan
     from training.evaluate import summary_rows
     from training.registry import Registry
     from training.train import train as run_training
-    from training.weights import parse_weights
 
     config = TrainConfig(
         input_size=input_size,
         epochs=epochs,
         batch_size=batch_size,
-        weights=parse_weights(weights),
+        weights=weights,
         width=width,
         seed=seed,
     )
     reg = Registry(registry or _settings().registry_dir)
+    scan(data)  # a bad dataset is reported before TensorFlow loads
+    import_tensorflow_quietly()
     with training_events(enabled=not as_json) as events:
         outcome = run_training(data, reg, config, activate=not no_activate, events=events)
     if as_json:

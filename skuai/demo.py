@@ -80,6 +80,7 @@ def _synthesize(out: Path, plan: DemoPlan) -> Path:
 
 
 def _train(catalog: Path, registry_dir: Path, plan: DemoPlan) -> list[Any]:
+    from skuai.quiet import import_tensorflow_quietly
     from training.config import TrainConfig
     from training.dataset import scan, split
     from training.evaluate import summary_rows
@@ -87,6 +88,7 @@ def _train(catalog: Path, registry_dir: Path, plan: DemoPlan) -> list[Any]:
     from training.train import train
 
     shutil.rmtree(registry_dir, ignore_errors=True)
+    import_tensorflow_quietly()
     config = TrainConfig(
         input_size=plan.image_size,
         epochs=plan.epochs,

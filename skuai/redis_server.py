@@ -23,7 +23,7 @@ def reachable(url: str, timeout: float = 1.0) -> bool:
     client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
     try:
         return bool(client.ping())
-    except (redis.ConnectionError, redis.TimeoutError, OSError):
+    except (redis.RedisError, OSError):
         return False
     finally:
         client.close()

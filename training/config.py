@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 
@@ -33,6 +34,10 @@ class TrainConfig:
             raise ValueError(f"--batch-size must be at least 1 (got {self.batch_size})")
         if not 0 < self.width <= 1:
             raise ValueError(f"--width must be in (0, 1] (got {self.width})")
+        if self.weights not in {"imagenet", "none"} and not Path(self.weights).is_file():
+            raise ValueError(
+                f"--weights {self.weights}: no such file (use imagenet, none or a file path)"
+            )
         if self.learning_rate <= 0 or self.fine_tune_learning_rate <= 0:
             raise ValueError("learning rates must be above 0")
 

@@ -4,6 +4,8 @@ recipe for pretrained trunks."""
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,8 @@ from training.config import TrainConfig
 from training.weights import copy_trunk_weights, set_trunk_trainable
 
 AUTOTUNE = tf.data.AUTOTUNE
+# Keras warns that shuffle=True is ignored for tf.data input; our datasets shuffle themselves.
+warnings.filterwarnings("ignore", message=r".*`shuffle=True` was passed", category=UserWarning)
 
 
 def augmenter(seed: int) -> keras.Sequential:
@@ -72,6 +76,17 @@ def class_weights(targets: np.ndarray, num_classes: int) -> dict[int, float]:
     return {i: float(w) for i, w in enumerate(weights)}
 
 
+class EpochProgress(keras.callbacks.Callback):
+    """Advances a progress bar once per finished epoch."""
+
+    def __init__(self, advance: Callable[[int], None]) -> None:
+        super().__init__()
+        self.advance = advance
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.advance(1)
+
+
 def fit_stage(
     model: keras.Model,
     train: tf.data.Dataset,
@@ -82,70 +97,46 @@ def fit_stage(
     checkpoint: Path,
     verbose: int,
     reference: Any = None,
+    on_epoch: Callable[[int], None] | None = None,
 ) -> dict[str, list[float]]:
     """Train one stage; with a `reference` trunk, first the head on a frozen base, then all."""
-    history: dict[str, list[float]] = {}
-    epochs = config.epochs
     if reference is not None:
         copy_trunk_weights(reference, model)
-        set_trunk_trainable(model, False)
-        head_epochs = max(1, epochs // 3)
-        _merge(
-            history,
-            _fit(
-                model,
-                train,
-                val,
-                weights,
-                config,
-                checkpoint,
-                verbose,
-                epochs=head_epochs,
-                learning_rate=config.learning_rate,
-            ),
-        )
-        set_trunk_trainable(model, True)
-        epochs -= head_epochs
-        learning_rate = config.fine_tune_learning_rate
+        head_epochs = max(1, config.epochs // 3)
+        phases = [
+            (head_epochs, config.learning_rate, False),
+            (config.epochs - head_epochs, config.fine_tune_learning_rate, True),
+        ]
     else:
-        learning_rate = config.learning_rate
-    if epochs > 0:
-        _merge(
-            history,
-            _fit(
-                model,
-                train,
-                val,
-                weights,
-                config,
-                checkpoint,
-                verbose,
-                epochs=epochs,
-                learning_rate=learning_rate,
-            ),
+        phases = [(config.epochs, config.learning_rate, True)]
+    history: dict[str, list[float]] = {}
+    extra = [EpochProgress(on_epoch)] if on_epoch is not None else []
+    for epochs, learning_rate, trunk_trainable in phases:
+        if epochs < 1:
+            continue
+        set_trunk_trainable(model, trunk_trainable)
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
         )
+        result = model.fit(
+            train,
+            validation_data=val,
+            epochs=epochs,
+            class_weight=weights,
+            callbacks=[*_callbacks(config, checkpoint, has_val=val is not None), *extra],
+            verbose=verbose,
+        )
+        for key, values in result.history.items():
+            history.setdefault(key, []).extend(float(v) for v in values)
     return history
 
 
-def _fit(
-    model: keras.Model,
-    train: tf.data.Dataset,
-    val: tf.data.Dataset | None,
-    weights: dict[int, float],
-    config: TrainConfig,
-    checkpoint: Path,
-    verbose: int,
-    *,
-    epochs: int,
-    learning_rate: float,
-) -> dict[str, list[float]]:
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    monitor = "val_loss" if val is not None else "loss"
-    callbacks = [
+def _callbacks(config: TrainConfig, checkpoint: Path, *, has_val: bool) -> list[Any]:
+    """Early stopping and a learning-rate schedule on the validation split, and checkpoints."""
+    monitor = "val_loss" if has_val else "loss"
+    return [
         keras.callbacks.EarlyStopping(
             monitor=monitor, patience=config.patience, restore_best_weights=True
         ),
@@ -154,17 +145,3 @@ def _fit(
         ),
         keras.callbacks.ModelCheckpoint(checkpoint, monitor=monitor, save_best_only=True),
     ]
-    result = model.fit(
-        train,
-        validation_data=val,
-        epochs=epochs,
-        class_weight=weights,
-        callbacks=callbacks,
-        verbose=verbose,
-    )
-    return {key: [float(v) for v in values] for key, values in result.history.items()}
-
-
-def _merge(history: dict[str, list[float]], more: dict[str, list[float]]) -> None:
-    for key, values in more.items():
-        history.setdefault(key, []).extend(values)

@@ -327,9 +327,15 @@ def geometry(model: SneakerModel) -> Geometry:
 
 
 def _shade(colour: RGB, factor: float) -> RGB:
-    if sum(colour) < 180:  # dark colours get lighter overlays, or the panels vanish in grayscale
-        return tuple(min(255, int(c + 45 * factor)) for c in colour)  # type: ignore[return-value]
-    return tuple(int(c * (1 - 0.25 * factor)) for c in colour)  # type: ignore[return-value]
+    r, g, b = colour
+    if r + g + b < 180:  # dark colours get lighter overlays, or the panels vanish in grayscale
+        return (
+            min(255, int(r + 45 * factor)),
+            min(255, int(g + 45 * factor)),
+            min(255, int(b + 45 * factor)),
+        )
+    keep = 1 - 0.25 * factor
+    return (int(r * keep), int(g * keep), int(b * keep))
 
 
 def draw_sneaker(

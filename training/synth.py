@@ -32,17 +32,6 @@ from training.sneaker_drawing import (
     geometry,
 )
 
-__all__ = [
-    "Catalog",
-    "Colourway",
-    "Sku",
-    "SneakerModel",
-    "load_catalog",
-    "plan_catalog",
-    "render_sneaker",
-    "synthesize",
-]
-
 CATALOG_FILE = "catalog.json"
 CATALOG_KIND = "skuai-synthetic-catalog"
 SLUG = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
@@ -75,37 +64,9 @@ PALETTE: dict[str, tuple[int, int, int]] = {
 MAX_SKUS_PER_MODEL = len(PALETTE) * (len(PALETTE) - 1)
 
 NAME_FIRST = (
-    "aero",
-    "apex",
-    "blaze",
-    "cloud",
-    "court",
-    "drift",
-    "echo",
-    "flux",
-    "nova",
-    "pulse",
-    "retro",
-    "storm",
-    "street",
-    "terra",
-    "volt",
-    "zoom",
+    "aero apex blaze cloud court drift echo flux nova pulse retro storm street terra volt zoom"
 )
-NAME_SECOND = (
-    "runner",
-    "classic",
-    "racer",
-    "trainer",
-    "glide",
-    "dunk",
-    "force",
-    "strider",
-    "sprint",
-    "rise",
-    "surge",
-    "max",
-)
+NAME_SECOND = "runner classic racer trainer glide dunk force strider sprint rise surge max"
 
 # How much each shape choice matters to the eye; models are spread out under this distance.
 SHAPE_AXES: tuple[tuple[str, tuple, float], ...] = (
@@ -155,7 +116,7 @@ def _rng(seed: int, *path: int) -> np.random.Generator:
 
 
 def _model_names(count: int, seed: int) -> list[str]:
-    pairs = [f"{a}-{b}" for a, b in itertools.product(NAME_FIRST, NAME_SECOND)]
+    pairs = [f"{a}-{b}" for a, b in itertools.product(NAME_FIRST.split(), NAME_SECOND.split())]
     order = _rng(seed, _NAMES).permutation(len(pairs))
     # Past the word lists, names repeat with a numeric suffix: "aero-runner-2".
     return [
@@ -483,20 +444,20 @@ def _write_catalog(out: Path, catalog: Catalog, settings: dict, *, complete: boo
         "complete": complete,
         **settings,
         "models": [asdict(model) for model in catalog.models],
-        "skus": [
-            {
-                "label": sku.label,
-                "model": sku.model,
-                "colourway": sku.colourway.name,
-                "colours": {
-                    part: list(getattr(sku.colourway, part))
-                    for part in ("upper", "sole", "accent", "laces")
-                },
-            }
-            for sku in catalog.skus
-        ],
+        "skus": [_sku_entry(sku) for sku in catalog.skus],
     }
     (out / CATALOG_FILE).write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+
+
+def _sku_entry(sku: Sku) -> dict:
+    parts = ("upper", "sole", "accent", "laces")
+    colours = {part: list(getattr(sku.colourway, part)) for part in parts}
+    return {
+        "label": sku.label,
+        "model": sku.model,
+        "colourway": sku.colourway.name,
+        "colours": colours,
+    }
 
 
 def load_catalog(out: Path) -> Catalog:

@@ -110,7 +110,9 @@ def _train_into(
     has_val = len(val_set.skus) > 0
 
     clock = time.perf_counter()
-    events.phase(f"training stage 1 (grayscale -> {len(labels.models)} models)")
+    on_epoch = events.phase(
+        f"training stage 1 (grayscale -> {len(labels.models)} models)", config.epochs
+    )
     stage1 = build_stage1(len(labels.models), **shape)
     fit_stage(
         stage1,
@@ -123,11 +125,14 @@ def _train_into(
         checkpoint=folder / "checkpoints" / "stage1.keras",
         verbose=verbose,
         reference=reference,
+        on_epoch=on_epoch,
     )
     timings["stage 1"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    events.phase(f"training stage 2 (colour -> {len(labels.skus)} SKUs within the model)")
+    on_epoch = events.phase(
+        f"training stage 2 (colour -> {len(labels.skus)} SKUs within the model)", config.epochs
+    )
     stage2 = build_stage2(labels.membership, len(labels.skus), **shape)
 
     def inputs(s: Any) -> dict[str, Any]:
@@ -144,6 +149,7 @@ def _train_into(
         checkpoint=folder / "checkpoints" / "stage2.keras",
         verbose=verbose,
         reference=reference,
+        on_epoch=on_epoch,
     )
     timings["stage 2"] = time.perf_counter() - clock
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from shared.errors import ConfigError
@@ -13,15 +12,6 @@ CONV_LAYERS = tuple(
     for b, (_, convs) in enumerate(VGG16_BLOCKS, start=1)
     for c in range(1, convs + 1)
 )
-
-
-def parse_weights(value: str) -> str:
-    """Validate `--weights`: `imagenet`, `none`, or the path of an existing file."""
-    if value in {"imagenet", "none"}:
-        return value
-    if not Path(value).is_file():
-        raise ConfigError(f"--weights {value}: no such file (use imagenet, none or a file path)")
-    return value
 
 
 def load_reference(weights: str, *, input_size: int) -> Any:

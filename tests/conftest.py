@@ -1,0 +1,158 @@
+"""Session fixtures: a private Redis server, a tiny catalog and a tiny trained cascade, a real
+Celery worker process and a real API process — the same parts production runs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+import requests
+
+from shared.settings import Settings
+from shared.workers import WorkerRegistry
+from skuai.redis_server import RedisServer
+from skuai.stack import free_port
+
+TINY = {"models": 3, "skus_per_model": 2, "images_per_sku": 10, "size": 32, "seed": 3}
+START_TIMEOUT = 120.0
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A Redis server of this test session's own, on a free port, empty."""
+    server = RedisServer.start(port=free_port(0), data_dir=tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Settings pointing at the session's Redis and a session home folder."""
+    home = tmp_path_factory.mktemp("home")
+    return Settings(redis_url=redis_server.url, home=home, registry=home / "registry",
+                    allow_private_urls=True)
+
+
+@pytest.fixture(scope="session")
+def service_env(settings: Settings) -> dict[str, str]:
+    """Environment for the processes the tests start."""
+    return {**os.environ, **settings.env(), "TF_CPP_MIN_LOG_LEVEL": "2",
+            "PYTHONUNBUFFERED": "1"}
+
+
+@pytest.fixture()
+def conn(settings: Settings) -> Iterator[redis.Redis]:
+    """A client of the session's Redis."""
+    client = redis.Redis.from_url(settings.redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny synthetic catalog: 3 models x 2 SKUs x 10 images of 32 px."""
+    from training.synth import synthesize
+
+    out = tmp_path_factory.mktemp("catalog") / "data"
+    synthesize(out, **TINY)
+    return out
+
+
+@pytest.fixture(scope="session")
+def trained(tiny_catalog: Path, settings: Settings) -> str:
+    """A tiny cascade trained in this session, active in the session registry; its version."""
+    from training.config import TrainConfig
+    from training.registry import Registry
+    from training.train import train
+
+    config = TrainConfig(input_size=32, epochs=2, width=0.0625, weights="none", batch_size=16,
+                         augment=False)
+    return train(tiny_catalog, Registry(settings.registry_dir), config).version
+
+
+def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen([sys.executable, "-m", "skuai", *args], env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def wait_until(predicate: object, timeout: float, what: str, log: Path | None = None) -> None:
+    """Poll `predicate()` until true; fail with the process log on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.2)
+    tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
+    pytest.fail(f"{what} did not happen within {timeout:.0f} s\n{tail}")
+
+
+@pytest.fixture(scope="session")
+def inference_worker(trained: str, service_env: dict[str, str], settings: Settings,
+                     tmp_path_factory: pytest.TempPathFactory) -> Iterator[subprocess.Popen[bytes]]:
+    """A real Celery worker process serving the tiny cascade, once its model is loaded."""
+    log = tmp_path_factory.mktemp("logs") / "worker.log"
+    process = _start(["worker", "--queues", "interactive,inference", "--name", "test"],
+                     service_env, log)
+    workers = WorkerRegistry(redis.Redis.from_url(settings.redis_url))
+    wait_until(lambda: any(w.get("model_version") == trained for w in workers.online()),
+               START_TIMEOUT, "the worker loading its model", log)
+    yield process
+    _stop(process)
+
+
+@dataclass
+class ApiServer:
+    """The API process started for the session."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+
+
+@pytest.fixture(scope="session")
+def api_server(
+    service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ApiServer]:
+    """A real API process (gunicorn) on a free port."""
+    port = free_port(0)
+    log = tmp_path_factory.mktemp("logs") / "api.log"
+    process = _start(["api", "--port", str(port), "--workers", "1"], service_env, log)
+    url = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        try:
+            return requests.get(f"{url}/healthz", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    wait_until(healthy, START_TIMEOUT, "the API answering /healthz", log)
+    yield ApiServer(url, process)
+    _stop(process)
+
+
+@pytest.fixture(scope="session")
+def api_url(api_server: ApiServer) -> str:
+    """Base URL of the session's API."""
+    return api_server.url
+
+
+def sample_image(catalog: Path) -> Path:
+    """The first image of the catalog."""
+    return next(p for p in sorted(catalog.rglob("*.png")))

@@ -1,0 +1,80 @@
+"""Settings: defaults, parsing, and one clear line for each bad value."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from shared import defaults
+from shared.errors import ConfigError
+from shared.settings import Settings
+
+
+def test_defaults() -> None:
+    settings = Settings.from_env({})
+    assert settings.redis_url == defaults.REDIS_URL
+    assert settings.home == Path("~/.skuai").expanduser()
+    assert settings.registry_dir == settings.home / "registry"
+    assert settings.allow_private_urls is False
+    assert settings.webhook_retry_schedule == defaults.WEBHOOK_RETRY_SCHEDULE
+
+
+def test_values_are_parsed() -> None:
+    settings = Settings.from_env({
+        "SKUAI_REDIS_URL": "redis://cache:6380/2",
+        "SKUAI_HOME": "/srv/skuai",
+        "SKUAI_REGISTRY": "/models",
+        "SKUAI_RESULT_TTL": "60",
+        "SKUAI_MAX_IMAGE_BYTES": "1000",
+        "SKUAI_ALLOW_PRIVATE_URLS": "1",
+        "SKUAI_WEBHOOK_RETRY_SCHEDULE": "5,300,1800,7200",
+        "SKUAI_VISIBILITY_TIMEOUT": "120",
+        "SKUAI_FLOWER_BASIC_AUTH": "ops:secret",
+        "SKUAI_LOG_LEVEL": "debug",
+    })
+    assert settings.redis_url == "redis://cache:6380/2"
+    assert settings.registry_dir == Path("/models")
+    assert settings.result_ttl == 60 and settings.max_image_bytes == 1000
+    assert settings.allow_private_urls is True
+    assert settings.webhook_retry_schedule == (5.0, 300.0, 1800.0, 7200.0)
+    assert settings.visibility_timeout == 120 and settings.log_level == "DEBUG"
+
+
+def test_round_trip_through_the_environment() -> None:
+    settings = Settings.from_env({"SKUAI_MAX_QUEUED": "7", "SKUAI_ALLOW_PRIVATE_URLS": "yes"})
+    assert Settings.from_env(settings.env()) == settings
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "fragment"),
+    [
+        ("SKUAI_REDIS_URL", "http://localhost", "redis://"),
+        ("SKUAI_REDIS_URL", "redis://host:99999/0", "port"),
+        ("SKUAI_RESULT_TTL", "abc", "whole number"),
+        ("SKUAI_MAX_IMAGE_BYTES", "0", "above 0"),
+        ("SKUAI_ALLOW_PRIVATE_URLS", "maybe", "1 or 0"),
+        ("SKUAI_WEBHOOK_RETRY_SCHEDULE", "5,soon", "comma-separated"),
+        ("SKUAI_WEBHOOK_RETRY_SCHEDULE", "5,-1", "negative"),
+        ("SKUAI_FLOWER_BASIC_AUTH", "nopassword", "user:password"),
+        ("SKUAI_LOG_LEVEL", "loud", "DEBUG"),
+    ],
+)
+def test_bad_values_name_the_variable(name: str, value: str, fragment: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({name: value})
+    assert info.value.message.startswith(f"{name}={value!r} is invalid")
+    assert fragment in info.value.message
+
+
+def test_command_line_reports_bad_settings_in_one_line(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "skuai", "models", "list"],
+        env={"PATH": "/usr/bin:/bin", "SKUAI_RESULT_TTL": "-5", "HOME": str(tmp_path)},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode == 1
+    assert out.stderr.strip() == "error: SKUAI_RESULT_TTL='-5' is invalid: expected a number above 0"
+    assert "Traceback" not in out.stdout + out.stderr
