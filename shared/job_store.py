@@ -51,7 +51,8 @@ class JobStore:
     def create(self, job: Job, image: bytes) -> None:
         """Store a new job and its image in one transaction."""
         with self.conn.pipeline(transaction=True) as pipe:
-            pipe.hset(keys.job(job.id), mapping=job.to_hash())
+            fields: dict[Any, Any] = job.to_hash()
+            pipe.hset(keys.job(job.id), mapping=fields)
             pipe.expire(keys.job(job.id), self.result_ttl)
             pipe.set(keys.image(job.id), image, ex=self.image_ttl)
             pipe.execute()
@@ -74,7 +75,7 @@ class JobStore:
 
     def image(self, job_id: str) -> bytes | None:
         """The job's uploaded bytes, or None once classified or expired."""
-        data = self.conn.get(keys.image(job_id))
+        data: Any = self.conn.get(keys.image(job_id))
         return bytes(data) if data is not None else None
 
     def claim(self, job_id: str) -> bool:

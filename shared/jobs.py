@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -82,9 +83,9 @@ class Job:
         return {key: value for key, value in fields.items() if value is not None}
 
     @classmethod
-    def from_hash(cls, raw: dict[bytes, bytes]) -> Job:
-        """Rebuild a job from the Redis hash written by `to_hash`."""
-        fields = {key.decode(): value.decode() for key, value in raw.items()}
+    def from_hash(cls, raw: Mapping[Any, Any]) -> Job:
+        """Rebuild a job from the Redis hash written by `to_hash` (bytes or str fields)."""
+        fields = {_text(key): _text(value) for key, value in raw.items()}
         return cls(
             id=fields["id"],
             tenant=fields["tenant"],
@@ -99,3 +100,7 @@ class Job:
             error=json.loads(fields["error"]) if "error" in fields else None,
             callback_url=fields.get("callback_url"),
         )
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -144,7 +144,7 @@ def synth(
     from training.synth import synthesize
 
     total = models * skus_per_model * images_per_sku
-    with make_progress() as progress:
+    with make_progress(transient=True) as progress:  # erased: the summary line follows
         task = progress.add_task("drawing sneakers", total=total)
         catalog = synthesize(
             out,

@@ -6,20 +6,27 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 console = Console(stderr=True)
 
 
-def make_progress() -> Progress:
-    """A progress display with a bar, counts and elapsed time."""
+def make_progress(*, transient: bool = False) -> Progress:
+    """A progress display with a bar, counts and elapsed time (`transient`: erased at the end)."""
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=console,
-        transient=False,
+        transient=transient,
     )
 
 
@@ -28,7 +35,7 @@ class ConsoleEvents:
 
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
-        self._current: int | None = None
+        self._current: TaskID | None = None
 
     def phase(self, name: str, total: int | None = None) -> Callable[[int], None]:
         """Finish the previous phase's bar and start one for `name`."""

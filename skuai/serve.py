@@ -18,7 +18,7 @@ def run_api(
 
     from web.app import create_app
 
-    class _Gunicorn(BaseApplication):  # type: ignore[misc]
+    class _Gunicorn(BaseApplication):
         def load_config(self) -> None:
             for key, value in {
                 "bind": f"{host}:{port}",

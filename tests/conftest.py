@@ -36,15 +36,15 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 def settings(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """Settings pointing at the session's Redis and a session home folder."""
     home = tmp_path_factory.mktemp("home")
-    return Settings(redis_url=redis_server.url, home=home, registry=home / "registry",
-                    allow_private_urls=True)
+    return Settings(
+        redis_url=redis_server.url, home=home, registry=home / "registry", allow_private_urls=True
+    )
 
 
 @pytest.fixture(scope="session")
 def service_env(settings: Settings) -> dict[str, str]:
     """Environment for the processes the tests start."""
-    return {**os.environ, **settings.env(), "TF_CPP_MIN_LOG_LEVEL": "2",
-            "PYTHONUNBUFFERED": "1"}
+    return {**os.environ, **settings.env(), "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
 
 
 @pytest.fixture()
@@ -72,15 +72,21 @@ def trained(tiny_catalog: Path, settings: Settings) -> str:
     from training.registry import Registry
     from training.train import train
 
-    config = TrainConfig(input_size=32, epochs=2, width=0.0625, weights="none", batch_size=16,
-                         augment=False)
+    config = TrainConfig(
+        input_size=32, epochs=2, width=0.0625, weights="none", batch_size=16, augment=False
+    )
     return train(tiny_catalog, Registry(settings.registry_dir), config).version
 
 
 def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
-        return subprocess.Popen([sys.executable, "-m", "skuai", *args], env=env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", "skuai", *args],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -105,15 +111,24 @@ def wait_until(predicate: object, timeout: float, what: str, log: Path | None = 
 
 
 @pytest.fixture(scope="session")
-def inference_worker(trained: str, service_env: dict[str, str], settings: Settings,
-                     tmp_path_factory: pytest.TempPathFactory) -> Iterator[subprocess.Popen[bytes]]:
+def inference_worker(
+    trained: str,
+    service_env: dict[str, str],
+    settings: Settings,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[subprocess.Popen[bytes]]:
     """A real Celery worker process serving the tiny cascade, once its model is loaded."""
     log = tmp_path_factory.mktemp("logs") / "worker.log"
-    process = _start(["worker", "--queues", "interactive,inference", "--name", "test"],
-                     service_env, log)
+    process = _start(
+        ["worker", "--queues", "interactive,inference", "--name", "test"], service_env, log
+    )
     workers = WorkerRegistry(redis.Redis.from_url(settings.redis_url))
-    wait_until(lambda: any(w.get("model_version") == trained for w in workers.online()),
-               START_TIMEOUT, "the worker loading its model", log)
+    wait_until(
+        lambda: any(w.get("model_version") == trained for w in workers.online()),
+        START_TIMEOUT,
+        "the worker loading its model",
+        log,
+    )
     yield process
     _stop(process)
 

@@ -28,7 +28,11 @@ def test_fresh_interpreter_serving_requests_loads_no_tensorflow(
 ) -> None:
     out = subprocess.run(
         [sys.executable, "-c", PROBE, str(sample_image(tiny_catalog))],
-        env=service_env, capture_output=True, text=True, timeout=60, check=True,
+        env=service_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     assert out.stdout.strip().splitlines()[-1] == "none"
 
@@ -54,8 +58,9 @@ def test_running_api_processes_have_no_tensorflow_mapped(
     api_server: ApiServer, tiny_catalog: Path
 ) -> None:
     image = sample_image(tiny_catalog)
-    response = requests.post(f"{api_server.url}/v1/jobs", files={"image": image.open("rb")},
-                             timeout=10)
+    response = requests.post(
+        f"{api_server.url}/v1/jobs", files={"image": image.open("rb")}, timeout=10
+    )
     assert response.status_code in (202, 503)
     pids = _process_tree(api_server.process.pid)
     assert len(pids) >= 2  # the gunicorn arbiter and its worker

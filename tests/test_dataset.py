@@ -25,8 +25,9 @@ def test_scan_reads_the_layout(tiny_catalog: Path) -> None:
     labels, samples = scan(tiny_catalog)
     assert len(labels.models) == 3 and all(len(s) == 2 for s in labels.skus_by_model.values())
     assert len(samples) == 3 * 2 * 10
-    assert all(s.path.parent.name == s.sku and s.path.parent.parent.name == s.model
-               for s in samples)
+    assert all(
+        s.path.parent.name == s.sku and s.path.parent.parent.name == s.model for s in samples
+    )
     assert labels.model_of_sku == (0, 0, 1, 1, 2, 2)
 
 

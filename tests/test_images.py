@@ -42,8 +42,9 @@ def test_sixteen_bit_is_scaled_not_clipped() -> None:
 
 
 def test_transparent_pixels_become_white() -> None:
-    pixels = decode(_encode(Image.new("RGBA", (8, 8), (0, 0, 0, 0)), "PNG"), size=32,
-                    max_pixels=MAX)
+    pixels = decode(
+        _encode(Image.new("RGBA", (8, 8), (0, 0, 0, 0)), "PNG"), size=32, max_pixels=MAX
+    )
     assert (pixels == 255).all()
 
 
@@ -64,8 +65,7 @@ def test_exif_orientation_is_applied() -> None:
 
 
 def test_aspect_is_kept_by_padding() -> None:
-    pixels = decode(_encode(Image.new("RGB", (64, 16), (0, 0, 0)), "PNG"), size=32,
-                    max_pixels=MAX)
+    pixels = decode(_encode(Image.new("RGB", (64, 16), (0, 0, 0)), "PNG"), size=32, max_pixels=MAX)
     assert (pixels[0] == 255).all() and (pixels[16] == 0).all()
 
 

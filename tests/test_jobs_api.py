@@ -55,8 +55,9 @@ def test_submit_poll_result(api_url: str, tiny_catalog: Path, trained: str) -> N
 
 def test_base64_submission(api_url: str, tiny_catalog: Path) -> None:
     encoded = base64.b64encode(sample_image(tiny_catalog).read_bytes()).decode()
-    response = requests.post(f"{api_url}/v1/jobs", json={"image_base64": encoded, "ref": "b64"},
-                             timeout=10)
+    response = requests.post(
+        f"{api_url}/v1/jobs", json={"image_base64": encoded, "ref": "b64"}, timeout=10
+    )
     assert response.status_code == 202
     job = requests.get(f"{api_url}/v1/jobs/{response.json()['id']}?wait=30", timeout=40).json()
     assert job["status"] == "succeeded" and job["ref"] == "b64"
@@ -83,9 +84,7 @@ def test_unsupported_format_is_415(api_url: str) -> None:
     assert "GIF" in _error(response)["message"]
 
 
-def test_truncated_image_fails_its_job_with_a_clear_error(
-    api_url: str, tiny_catalog: Path
-) -> None:
+def test_truncated_image_fails_its_job_with_a_clear_error(api_url: str, tiny_catalog: Path) -> None:
     data = sample_image(tiny_catalog).read_bytes()
     response = _submit(api_url, data[: len(data) // 2])  # the header is intact, pixels are not
     assert response.status_code == 202

@@ -24,14 +24,15 @@ def _answers(url: str) -> bool:
         return False
 
 
-def test_up_serves_until_ctrl_c(trained: str, service_env: dict[str, str],
-                                tmp_path: Path) -> None:
+def test_up_serves_until_ctrl_c(trained: str, service_env: dict[str, str], tmp_path: Path) -> None:
     api, flower = free_port(0), free_port(0)
     log = tmp_path / "up.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "skuai", "up", "--port", str(api), "--flower-port", str(flower)],
-            env=service_env, stdout=out, stderr=subprocess.STDOUT,
+            env=service_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     try:
         wait_until(lambda: "press Ctrl-C to stop" in log.read_text(), 120, "readiness", log)
@@ -54,15 +55,21 @@ def test_up_serves_until_ctrl_c(trained: str, service_env: dict[str, str],
 def test_demo_on_a_fresh_home_with_an_embedded_redis(tmp_path: Path) -> None:
     redis_url = f"redis://127.0.0.1:{free_port(0)}/0"  # nothing listens: the demo starts one
     settings = replace(Settings.from_env({}), home=tmp_path / "home", redis_url=redis_url)
-    plan = DemoPlan(models=2, skus_per_model=2, images_per_sku=10, image_size=32, epochs=1,
-                    width=0.0625)
-    accuracy = run_demo(settings, api_port=free_port(0), flower_port=free_port(0),
-                        keep_running=False, plan=plan)
+    plan = DemoPlan(
+        models=2, skus_per_model=2, images_per_sku=10, image_size=32, epochs=1, width=0.0625
+    )
+    accuracy = run_demo(
+        settings, api_port=free_port(0), flower_port=free_port(0), keep_running=False, plan=plan
+    )
     assert set(accuracy) == {"model_accuracy", "sku_accuracy"}
     assert all(0.0 <= value <= 1.0 for value in accuracy.values())
     home = tmp_path / "home"
     assert (home / "demo" / "registry" / "ACTIVE").read_text().strip() == "v1"
     assert {p.name for p in (home / "logs").iterdir()} >= {
-        "api.log", "inference-worker-1.log", "webhook-worker.log", "flower.log"}
+        "api.log",
+        "inference-worker-1.log",
+        "webhook-worker.log",
+        "flower.log",
+    }
     assert any((home / "redis").rglob("*.aof"))
     assert not reachable(redis_url), "the embedded Redis is stopped on exit"

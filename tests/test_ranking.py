@@ -8,9 +8,13 @@ import pytest
 from training.labels import Labels
 from training.ranking import RankingPolicy, propose_models, rank
 
-LABELS = Labels(models=("runner", "court"),
-                skus_by_model={"runner": ("runner-red", "runner-blue"),
-                               "court": ("court-red", "court-blue", "court-green")})
+LABELS = Labels(
+    models=("runner", "court"),
+    skus_by_model={
+        "runner": ("runner-red", "runner-blue"),
+        "court": ("court-red", "court-blue", "court-green"),
+    },
+)
 
 
 def test_a_sure_stage_one_proposes_one_model() -> None:
@@ -25,23 +29,37 @@ def test_an_unsure_stage_one_proposes_its_top_models() -> None:
 def test_a_runner_up_model_can_win_on_a_strong_stage_two_match() -> None:
     p_model = np.array([[0.55, 0.45]])
     proposals = [[0, 1]]
-    p_sku = np.array([
-        [0.5, 0.5, 0.0, 0.0, 0.0],  # under "runner": nothing stands out
-        [0.0, 0.0, 0.98, 0.01, 0.01],  # under "court": clearly court-red
-    ])
+    p_sku = np.array(
+        [
+            [0.5, 0.5, 0.0, 0.0, 0.0],  # under "runner": nothing stands out
+            [0.0, 0.0, 0.98, 0.01, 0.01],  # under "court": clearly court-red
+        ]
+    )
     [result] = rank(p_model, proposals, p_sku, LABELS, RankingPolicy())
     assert result["sku"]["label"] == "court-red"
     assert result["sku"]["confidence"] == pytest.approx(0.45 * 0.98)
     assert result["model"] == {"label": "court", "confidence": pytest.approx(0.45)}
     assert [c["sku"] for c in result["candidates"]] == [
-        "court-red", "runner-red", "runner-blue", "court-blue", "court-green"]
-    assert all(c["model"] == LABELS.models[LABELS.model_of_sku[LABELS.sku_index[c["sku"]]]]
-               for c in result["candidates"])
+        "court-red",
+        "runner-red",
+        "runner-blue",
+        "court-blue",
+        "court-green",
+    ]
+    assert all(
+        c["model"] == LABELS.models[LABELS.model_of_sku[LABELS.sku_index[c["sku"]]]]
+        for c in result["candidates"]
+    )
 
 
 def test_candidates_are_capped() -> None:
-    [result] = rank(np.array([[1.0, 0.0]]), [[1]], np.array([[0, 0, 0.5, 0.3, 0.2]]), LABELS,
-                    RankingPolicy(candidates=2))
+    [result] = rank(
+        np.array([[1.0, 0.0]]),
+        [[1]],
+        np.array([[0, 0, 0.5, 0.3, 0.2]]),
+        LABELS,
+        RankingPolicy(candidates=2),
+    )
     assert [c["sku"] for c in result["candidates"]] == ["court-red", "court-blue"]
 
 

@@ -23,18 +23,20 @@ def test_defaults() -> None:
 
 
 def test_values_are_parsed() -> None:
-    settings = Settings.from_env({
-        "SKUAI_REDIS_URL": "redis://cache:6380/2",
-        "SKUAI_HOME": "/srv/skuai",
-        "SKUAI_REGISTRY": "/models",
-        "SKUAI_RESULT_TTL": "60",
-        "SKUAI_MAX_IMAGE_BYTES": "1000",
-        "SKUAI_ALLOW_PRIVATE_URLS": "1",
-        "SKUAI_WEBHOOK_RETRY_SCHEDULE": "5,300,1800,7200",
-        "SKUAI_VISIBILITY_TIMEOUT": "120",
-        "SKUAI_FLOWER_BASIC_AUTH": "ops:secret",
-        "SKUAI_LOG_LEVEL": "debug",
-    })
+    settings = Settings.from_env(
+        {
+            "SKUAI_REDIS_URL": "redis://cache:6380/2",
+            "SKUAI_HOME": "/srv/skuai",
+            "SKUAI_REGISTRY": "/models",
+            "SKUAI_RESULT_TTL": "60",
+            "SKUAI_MAX_IMAGE_BYTES": "1000",
+            "SKUAI_ALLOW_PRIVATE_URLS": "1",
+            "SKUAI_WEBHOOK_RETRY_SCHEDULE": "5,300,1800,7200",
+            "SKUAI_VISIBILITY_TIMEOUT": "120",
+            "SKUAI_FLOWER_BASIC_AUTH": "ops:secret",
+            "SKUAI_LOG_LEVEL": "debug",
+        }
+    )
     assert settings.redis_url == "redis://cache:6380/2"
     assert settings.registry_dir == Path("/models")
     assert settings.result_ttl == 60 and settings.max_image_bytes == 1000
@@ -73,8 +75,12 @@ def test_command_line_reports_bad_settings_in_one_line(tmp_path: Path) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "skuai", "models", "list"],
         env={"PATH": "/usr/bin:/bin", "SKUAI_RESULT_TTL": "-5", "HOME": str(tmp_path)},
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert out.returncode == 1
-    assert out.stderr.strip() == "error: SKUAI_RESULT_TTL='-5' is invalid: expected a number above 0"
+    assert (
+        out.stderr.strip() == "error: SKUAI_RESULT_TTL='-5' is invalid: expected a number above 0"
+    )
     assert "Traceback" not in out.stdout + out.stderr

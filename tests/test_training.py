@@ -16,14 +16,22 @@ from training.registry import Registry
 
 
 def _skuai(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "skuai", *args], capture_output=True, text=True,
-                          timeout=300, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "skuai", *args], capture_output=True, text=True, timeout=300, env=env
+    )
 
 
 def test_version_folder_is_complete(trained: str, settings: Settings) -> None:
     folder = settings.registry_dir / trained
-    for name in ("stage1.keras", "stage2.keras", "labels.json", "metrics.json", "config.json",
-                 "report.md", "confusion.png"):
+    for name in (
+        "stage1.keras",
+        "stage2.keras",
+        "labels.json",
+        "metrics.json",
+        "config.json",
+        "report.md",
+        "confusion.png",
+    ):
         assert (folder / name).is_file(), name
     assert not (folder / "checkpoints").exists()
     labels = json.loads((folder / "labels.json").read_text())
@@ -32,28 +40,38 @@ def test_version_folder_is_complete(trained: str, settings: Settings) -> None:
     assert metrics["split"] == {"train": 42, "val": 12, "test": 6}
     for key in ("top1", "top5"):
         assert 0 <= metrics["stage1"][key] <= 1
-    assert set(metrics["end_to_end"]) >= {"model_top1", "sku_top1", "sku_top5",
-                                          "expected_calibration_error", "per_sku"}
+    assert set(metrics["end_to_end"]) >= {
+        "model_top1",
+        "sku_top1",
+        "sku_top5",
+        "expected_calibration_error",
+        "per_sku",
+    }
     assert json.loads((folder / "config.json").read_text())["input_size"] == 32
     assert "end-to-end SKU top-1" in (folder / "report.md").read_text()
 
 
-def test_saved_cascade_predicts_like_serving_does(trained: str, settings: Settings,
-                                                  tiny_catalog: Path) -> None:
+def test_saved_cascade_predicts_like_serving_does(
+    trained: str, settings: Settings, tiny_catalog: Path
+) -> None:
     from shared.images import decode
     from training.cascade import Cascade
 
     registry = Registry(settings.registry_dir)
     cascade = Cascade.load(registry.path(trained), version=trained)
-    images = np.stack([decode(p.read_bytes(), size=32, max_pixels=10**6)
-                       for p in sorted(tiny_catalog.rglob("*.png"))[:7]])
+    images = np.stack(
+        [
+            decode(p.read_bytes(), size=32, max_pixels=10**6)
+            for p in sorted(tiny_catalog.rglob("*.png"))[:7]
+        ]
+    )
     results = cascade.predict(images)
     assert len(results) == 7
     stage1 = cascade.model_probs(images)
     assert stage1.shape == (7, 3) and np.allclose(stage1.sum(axis=1), 1, atol=1e-4)
     # Stage 1 sees grayscale only: a hue change that keeps luma must not move it much.
     swapped = images[:, :, :, ::-1].copy()
-    gray = lambda x: (x.astype(np.float32) @ np.array([0.299, 0.587, 0.114]))  # noqa: E731
+    gray = lambda x: x.astype(np.float32) @ np.array([0.299, 0.587, 0.114])  # noqa: E731
     same_luma = np.repeat(gray(images)[..., None], 3, axis=-1).round().astype(np.uint8)
     assert np.allclose(cascade.model_probs(same_luma), stage1, atol=2e-2)
     assert swapped.shape == images.shape

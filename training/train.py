@@ -102,7 +102,7 @@ def _train_into(
     reference = (
         load_reference(config.weights, input_size=config.input_size) if config.pretrained else None
     )
-    shape = {
+    shape: dict[str, Any] = {
         "input_size": config.input_size,
         "width": config.width,
         "batch_norm": config.resolved_batch_norm,

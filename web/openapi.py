@@ -7,17 +7,12 @@ from typing import Any
 from shared import defaults
 from shared.jobs import CANCELED, FAILED, QUEUED, RUNNING, SUCCEEDED
 
-ERROR = {
+ERROR_BODY = {
     "type": "object",
-    "required": ["error"],
-    "properties": {
-        "error": {
-            "type": "object",
-            "required": ["code", "message"],
-            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
-        }
-    },
+    "required": ["code", "message"],
+    "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
 }
+ERROR = {"type": "object", "required": ["error"], "properties": {"error": ERROR_BODY}}
 LABEL = {
     "type": "object",
     "properties": {"label": {"type": "string"}, "confidence": {"type": "number"}},
@@ -55,10 +50,7 @@ JOB = {
         "model_version": NULLABLE_STRING,
         "metadata": {"type": "object"},
         "result": RESULT,
-        "error": {
-            "type": ["object", "null"],
-            "properties": ERROR["properties"]["error"]["properties"],
-        },  # type: ignore[index]
+        "error": {"type": ["object", "null"], "properties": ERROR_BODY["properties"]},
     },
 }
 

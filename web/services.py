@@ -40,4 +40,4 @@ class Services:
 
 def services() -> Services:
     """The services of the current app."""
-    return current_app.extensions["skuai"]  # type: ignore[no-any-return]
+    return current_app.extensions["skuai"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 import redis
-from celery import shared_task
+from celery import Task, shared_task
 
 from shared.errors import ModelNotFound
 from shared.queues import CLASSIFY
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
     retry_backoff_max=60,
     max_retries=None,
 )
-def classify(self, job_ids: list[str]) -> dict[str, int]:  # type: ignore[no-untyped-def]
+def classify(self: Task, job_ids: list[str]) -> dict[str, int]:
     """Classify a chunk of jobs (one id for a single-image job) and store each result."""
     rt = runtime.current()
     try:
