@@ -8,34 +8,14 @@ from typing import Any
 
 import redis
 
-from shared import keys
-from shared.errors import NotFound
-from shared.jobs import FINAL_STATUSES, Job, utc_now
+from shared import keys, store_scripts
+from shared.errors import Conflict, NotFound
+from shared.jobs import CANCELED, FINAL_STATUSES, Job, utc_now
 
-# Status changes run as Lua so that check-and-set is atomic: a job redelivered to a second
-# worker, or canceled while running, still ends with exactly one final result.
-_CLAIM = """
-local status = redis.call('HGET', KEYS[1], 'status')
-if status == 'queued' or status == 'running' then
-  redis.call('HSET', KEYS[1], 'status', 'running')
-  return 1
-end
-return 0
-"""
-
-_FINISH = """
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status or status == 'succeeded' or status == 'failed' or status == 'canceled' then
-  return 0
-end
-for i = 2, #ARGV, 2 do
-  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-end
-redis.call('EXPIRE', KEYS[1], ARGV[1])
-redis.call('DEL', KEYS[2])
-redis.call('PUBLISH', KEYS[3], redis.call('HGET', KEYS[1], 'status'))
-return 1
-"""
+# finish() results
+ALREADY_FINAL = 0
+FINISHED = 1
+FINISHED_BATCH = 2  # ...and the job's batch completed with it
 
 
 class JobStore:
@@ -45,17 +25,23 @@ class JobStore:
         self.conn = conn
         self.result_ttl = result_ttl
         self.image_ttl = image_ttl
-        self._claim = conn.register_script(_CLAIM)
-        self._finish = conn.register_script(_FINISH)
+        self._claim = conn.register_script(store_scripts.CLAIM)
+        self._finish = conn.register_script(store_scripts.FINISH)
 
-    def create(self, job: Job, image: bytes) -> None:
-        """Store a new job and its image in one transaction."""
-        with self.conn.pipeline(transaction=True) as pipe:
-            fields: dict[Any, Any] = job.to_hash()
-            pipe.hset(keys.job(job.id), mapping=fields)
-            pipe.expire(keys.job(job.id), self.result_ttl)
-            pipe.set(keys.image(job.id), image, ex=self.image_ttl)
-            pipe.execute()
+    def script_args(self, *args: str) -> list[str]:
+        """The common leading arguments of every store script, then `args`."""
+        return [keys.NAMESPACE, str(self.result_ttl), utc_now(), *args]
+
+    def create(self, job: Job, image: bytes | None, pipe: Any = None) -> None:
+        """Store a new job and its image (in the caller's pipeline, or in a transaction)."""
+        target = pipe if pipe is not None else self.conn.pipeline(transaction=True)
+        fields: dict[Any, Any] = job.to_hash()
+        target.hset(keys.job(job.id), mapping=fields)
+        target.expire(keys.job(job.id), self.result_ttl)
+        if image is not None:
+            target.set(keys.image(job.id), image, ex=self.image_ttl)
+        if pipe is None:
+            target.execute()
 
     def delete(self, job_id: str) -> None:
         """Remove a job that was never handed to a worker (its enqueue failed)."""
@@ -65,6 +51,13 @@ class JobStore:
         """The job, or None when it does not exist (or expired)."""
         raw = self.conn.hgetall(keys.job(job_id))
         return Job.from_hash(raw) if raw else None
+
+    def find_many(self, job_ids: list[str]) -> list[Job | None]:
+        """Several jobs in one round trip, in order."""
+        with self.conn.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hgetall(keys.job(job_id))
+            return [Job.from_hash(raw) if raw else None for raw in pipe.execute()]
 
     def get(self, job_id: str, tenant: str) -> Job:
         """The tenant's job; another tenant's job is reported as missing, never as forbidden."""
@@ -80,7 +73,7 @@ class JobStore:
 
     def claim(self, job_id: str) -> bool:
         """Mark the job running; False when it already finished or no longer exists."""
-        return bool(self._claim(keys=[keys.job(job_id)]))
+        return bool(self._claim(args=self.script_args(job_id)))
 
     def finish(
         self,
@@ -90,20 +83,26 @@ class JobStore:
         model_version: str | None = None,
         result: dict[str, Any] | None = None,
         error: dict[str, str] | None = None,
-    ) -> bool:
-        """Record the final status once; a second call for the same job changes nothing."""
+    ) -> int:
+        """Record the final status once (ALREADY_FINAL, FINISHED or FINISHED_BATCH)."""
         if status not in FINAL_STATUSES:
             raise ValueError(f"{status!r} is not a final status")
-        fields: list[str] = ["status", status, "finished_at", utc_now()]
+        fields: list[str] = ["status", status]
         if model_version is not None:
             fields += ["model_version", model_version]
         if result is not None:
             fields += ["result", json.dumps(result)]
         if error is not None:
             fields += ["error", json.dumps(error)]
-        args = [str(self.result_ttl), *fields]
-        job_keys = [keys.job(job_id), keys.image(job_id), keys.job_done_channel(job_id)]
-        return bool(self._finish(keys=job_keys, args=args))
+        return int(self._finish(args=self.script_args(job_id, *fields)))
+
+    def cancel(self, job_id: str, tenant: str) -> Job:
+        """Cancel a job that has not finished; a finished job is a conflict."""
+        job = self.get(job_id, tenant)
+        reason = {"code": "canceled", "message": "the job was canceled"}
+        if job.is_final or not self.finish(job_id, CANCELED, error=reason):
+            raise Conflict(f"job {job_id} already {self.get(job_id, tenant).status}")
+        return self.get(job_id, tenant)
 
     def wait(self, job_id: str, tenant: str, timeout: float) -> Job:
         """Long-poll: return the job as soon as it is final, or as it is after `timeout` s."""

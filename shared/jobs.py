@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.redis_client import text
+
 QUEUED = "queued"
 RUNNING = "running"
 SUCCEEDED = "succeeded"
@@ -43,6 +45,8 @@ class Job:
     result: dict[str, Any] | None = None
     error: dict[str, str] | None = None
     callback_url: str | None = None
+    source_url: str | None = None  # fetched by the worker instead of uploaded
+    duplicate_of: str | None = None  # same bytes as this job of the batch; classified once
 
     @property
     def is_final(self) -> bool:
@@ -79,13 +83,15 @@ class Job:
             "result": json.dumps(self.result) if self.result is not None else None,
             "error": json.dumps(self.error) if self.error is not None else None,
             "callback_url": self.callback_url,
+            "source_url": self.source_url,
+            "duplicate_of": self.duplicate_of,
         }
         return {key: value for key, value in fields.items() if value is not None}
 
     @classmethod
     def from_hash(cls, raw: Mapping[Any, Any]) -> Job:
         """Rebuild a job from the Redis hash written by `to_hash` (bytes or str fields)."""
-        fields = {_text(key): _text(value) for key, value in raw.items()}
+        fields = {text(key): text(value) for key, value in raw.items()}
         return cls(
             id=fields["id"],
             tenant=fields["tenant"],
@@ -99,8 +105,6 @@ class Job:
             result=json.loads(fields["result"]) if "result" in fields else None,
             error=json.loads(fields["error"]) if "error" in fields else None,
             callback_url=fields.get("callback_url"),
+            source_url=fields.get("source_url"),
+            duplicate_of=fields.get("duplicate_of"),
         )
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -26,3 +26,23 @@ def worker(name: str) -> str:
 
 
 WORKER_PATTERN = f"{NAMESPACE}:worker:*"
+
+
+def batch(batch_id: str) -> str:
+    """Hash holding one batch's fields and its exact per-status counts."""
+    return f"{NAMESPACE}:batch:{batch_id}"
+
+
+def batch_jobs(batch_id: str) -> str:
+    """List of the batch's job ids in upload order (the results cursor is an index into it)."""
+    return f"{NAMESPACE}:batch:{batch_id}:jobs"
+
+
+def batch_digests(batch_id: str) -> str:
+    """Hash: image digest -> the first job of the batch with those bytes (duplicates reuse it)."""
+    return f"{NAMESPACE}:batch:{batch_id}:digests"
+
+
+def idempotency(tenant: str, key_digest: str) -> str:
+    """The batch created for an Idempotency-Key."""
+    return f"{NAMESPACE}:idempotency:{tenant}:{key_digest}"

@@ -50,6 +50,8 @@ def make_celery(settings: Settings, *, include: tuple[str, ...] = ()) -> Celery:
     return app
 
 
-def enqueue_classify(app: Celery, job_ids: list[str], *, queue: str) -> None:
+def enqueue_classify(
+    app: Celery, job_ids: list[str], *, queue: str, batch_id: str | None = None
+) -> None:
     """Send one classify task for these jobs; the message carries ids only, never pixels."""
-    app.send_task(CLASSIFY, args=[job_ids], queue=queue)
+    app.send_task(CLASSIFY, args=[job_ids], kwargs={"batch_id": batch_id}, queue=queue)

@@ -16,3 +16,8 @@ def connect(settings: Settings) -> redis.Redis:
         health_check_interval=30,
         retry_on_timeout=True,
     )
+
+
+def text(value: bytes | str) -> str:
+    """A Redis reply value as str (the clients here return bytes)."""
+    return value.decode() if isinstance(value, bytes) else value

@@ -30,6 +30,8 @@ class Settings:
     max_image_bytes: int = defaults.MAX_IMAGE_BYTES
     max_image_pixels: int = defaults.MAX_IMAGE_PIXELS
     max_batch_images: int = defaults.MAX_BATCH_IMAGES
+    max_request_bytes: int = defaults.MAX_REQUEST_BYTES
+    max_archive_bytes: int = defaults.MAX_ARCHIVE_BYTES
     max_queued: int = defaults.MAX_QUEUED
     allow_private_urls: bool = False
     webhook_retry_schedule: tuple[float, ...] = defaults.WEBHOOK_RETRY_SCHEDULE
@@ -61,6 +63,12 @@ class Settings:
             max_batch_images=reader.get(
                 "MAX_BATCH_IMAGES", _positive_int, defaults.MAX_BATCH_IMAGES
             ),
+            max_request_bytes=reader.get(
+                "MAX_REQUEST_BYTES", _positive_int, defaults.MAX_REQUEST_BYTES
+            ),
+            max_archive_bytes=reader.get(
+                "MAX_ARCHIVE_BYTES", _positive_int, defaults.MAX_ARCHIVE_BYTES
+            ),
             max_queued=reader.get("MAX_QUEUED", _positive_int, defaults.MAX_QUEUED),
             allow_private_urls=reader.get("ALLOW_PRIVATE_URLS", _bool, False),
             webhook_retry_schedule=reader.get(
@@ -85,6 +93,8 @@ class Settings:
             "MAX_IMAGE_BYTES": str(self.max_image_bytes),
             "MAX_IMAGE_PIXELS": str(self.max_image_pixels),
             "MAX_BATCH_IMAGES": str(self.max_batch_images),
+            "MAX_REQUEST_BYTES": str(self.max_request_bytes),
+            "MAX_ARCHIVE_BYTES": str(self.max_archive_bytes),
             "MAX_QUEUED": str(self.max_queued),
             "ALLOW_PRIVATE_URLS": "1" if self.allow_private_urls else "0",
             "WEBHOOK_RETRY_SCHEDULE": ",".join(f"{s:g}" for s in self.webhook_retry_schedule),

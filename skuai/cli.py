@@ -235,6 +235,65 @@ def train(
     console.print(f"version {outcome.version} written to {outcome.path} ({state})")
 
 
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--api",
+    envvar="SKUAI_API_URL",
+    default=f"http://127.0.0.1:{defaults.API_PORT}",
+    show_default=True,
+    help="API base URL (or SKUAI_API_URL).",
+)
+@click.option("--key", envvar="SKUAI_API_KEY", default=None, help="API key (or SKUAI_API_KEY).")
+@click.option("--wait", "wait_done", is_flag=True, help="Wait until every image is classified.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write the results to FILE.csv or FILE.jsonl (implies --wait).",
+)
+@click.option("--part-size", default=500, show_default=True, help="Images per upload request.")
+def submit(
+    paths: tuple[Path, ...],
+    api: str,
+    key: str | None,
+    wait_done: bool,
+    out: Path | None,
+    part_size: int,
+) -> None:
+    """Upload images, folders or archives as a batch; resumes if interrupted."""
+    from shared.errors import SkuaiError
+    from skuai import submit as sub
+    from skuai.client import SkuaiClient
+
+    if out is not None and out.suffix.lower() not in {".csv", ".jsonl", ".ndjson"}:
+        raise ValueError("--out must end in .csv or .jsonl")
+    if part_size < 1:
+        raise ValueError("--part-size must be at least 1")
+    images, archives = sub.collect(list(paths))
+    parts = sub.plan(images, archives, part_size, api)
+    state_file = sub.state_path(_settings().home, parts)
+    state = sub.SubmitState.load_or_plan(state_file, api, parts)
+    client = SkuaiClient(api, key=key)
+    try:
+        sub.upload(client, state, state_file)
+    except (SkuaiError, KeyboardInterrupt) as exc:
+        reason = exc.message if isinstance(exc, SkuaiError) else "interrupted"
+        _fail(f"{reason}; run the same command again to resume")
+    ids = [p.batch_id for p in state.parts if p.batch_id]
+    console.print(
+        f"{len(images)} images and {len(archives)} archives in batch(es): "
+        + ", ".join(str(i) for i in ids)
+    )
+    if wait_done or out is not None:
+        batches = sub.wait(client, state)
+        counts = {s: sum(b["counts"][s] for b in batches) for s in ("succeeded", "failed")}
+        console.print(f"classified: {counts['succeeded']} succeeded, {counts['failed']} failed")
+    if out is not None:
+        sub.export(client, state, out)
+        console.print(f"results written to {out}")
+
+
 @cli.group()
 def models() -> None:
     """The model registry."""

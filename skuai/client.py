@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import mimetypes
+from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +36,73 @@ class SkuaiClient:
         self, path: Path, *, ref: str | None = None, metadata: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         """POST /v1/jobs with the file as multipart `image`; returns the queued job."""
-        media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         with path.open("rb") as handle:
-            files = {"image": (ref or path.name, handle, media_type)}
+            files = {"image": (ref or path.name, handle, _media_type(path))}
             data = {"metadata": _json(metadata)} if metadata else None
             return self._call("POST", "/v1/jobs", files=files, data=data)
+
+    def create_batch(
+        self,
+        images: list[tuple[str, Path]],
+        *,
+        archive: Path | None = None,
+        idempotency_key: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """POST /v1/batches with files (ref, path) and/or one archive; returns the batch."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        with ExitStack() as stack:
+            files = [
+                ("images", (ref, stack.enter_context(path.open("rb")), _media_type(path)))
+                for ref, path in images
+            ]
+            if archive is not None:
+                files.append(
+                    (
+                        "archive",
+                        (
+                            archive.name,
+                            stack.enter_context(archive.open("rb")),
+                            "application/octet-stream",
+                        ),
+                    )
+                )
+            data = {"metadata": _json(metadata)} if metadata else None
+            return self._call("POST", "/v1/batches", files=files, data=data, headers=headers)
+
+    def batch(self, batch_id: str) -> dict[str, Any]:
+        """GET /v1/batches/{id}."""
+        return self._call("GET", f"/v1/batches/{batch_id}")
+
+    def results(self, batch_id: str) -> list[dict[str, Any]]:
+        """Every job of a batch, following the cursor page by page."""
+        items: list[dict[str, Any]] = []
+        cursor: str | None = "0"
+        while cursor is not None:
+            page = self._call(
+                "GET", f"/v1/batches/{batch_id}/results", params={"cursor": cursor, "limit": 1000}
+            )
+            items += page["items"]
+            cursor = page["next_cursor"]
+        return items
+
+    def export(self, batch_id: str, media_type: str) -> Iterator[bytes]:
+        """Stream a batch's results as text/csv or application/x-ndjson."""
+        try:
+            response = self.session.get(
+                f"{self.base_url}/v1/batches/{batch_id}/results",
+                headers={"Accept": media_type},
+                stream=True,
+                timeout=self.timeout,
+            )
+        except requests.RequestException as exc:
+            raise SkuaiError(
+                f"cannot reach the API at {self.base_url}: {exc}", code="unreachable"
+            ) from None
+        with response:
+            if response.status_code >= 400:
+                raise ApiError(response.status_code, "http_error", response.text[:200])
+            yield from response.iter_content(64 * 1024)
 
     def job(self, job_id: str, *, wait: float = 0) -> dict[str, Any]:
         """GET /v1/jobs/{id}, long-polling up to `wait` seconds."""
@@ -66,6 +131,8 @@ class SkuaiClient:
 
 
 def _json(value: dict[str, Any]) -> str:
-    import json
-
     return json.dumps(value)
+
+
+def _media_type(path: Path) -> str:
+    return mimetypes.guess_type(path.name)[0] or "application/octet-stream"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,6 @@ from skuai.console import console, make_progress, training_events
 from skuai.local import print_urls, running_stack, wait_for_ctrl_c
 
 READY_TIMEOUT = 180.0
-UPLOAD_THREADS = 8
 
 
 @dataclass(frozen=True)
@@ -106,24 +104,19 @@ def _train(catalog: Path, registry_dir: Path, plan: DemoPlan) -> list[Any]:
 
 
 def _classify(client: SkuaiClient, samples: list[Any]) -> list[dict[str, Any]]:
-    console.print(f"3/4 sending the {len(samples)} held-out images through the HTTP API")
-    with make_progress() as progress, ThreadPoolExecutor(UPLOAD_THREADS) as pool:
-        upload = progress.add_task("uploading", total=len(samples))
-        done = progress.add_task("classified", total=len(samples))
-
-        def submit(sample: Any) -> dict[str, Any]:
-            job = client.submit_image(sample.path, ref=f"{sample.sku}/{sample.path.name}")
-            progress.advance(upload)
-            return job
-
-        def finish(job: dict[str, Any]) -> dict[str, Any]:
-            while job["status"] in ("queued", "running"):
-                job = client.job(job["id"], wait=20)
-            progress.advance(done)
-            return job
-
-        queued = list(pool.map(submit, samples))
-        return list(pool.map(finish, queued))
+    console.print(f"3/4 sending the {len(samples)} held-out images through the HTTP API as a batch")
+    refs = [f"{sample.sku}/{sample.path.name}" for sample in samples]
+    batch = client.create_batch(list(zip(refs, (s.path for s in samples), strict=True)))
+    with make_progress() as progress:
+        task = progress.add_task("classified", total=batch["total"])
+        while batch["status"] not in ("completed", "canceled"):
+            time.sleep(0.3)
+            batch = client.batch(batch["id"])
+            counts = batch["counts"]
+            progress.update(task, completed=counts["succeeded"] + counts["failed"])
+    jobs = client.results(batch["id"])
+    by_ref = {job["ref"]: job for job in jobs}
+    return [by_ref[ref] for ref in refs]
 
 
 def _report(jobs: list[dict[str, Any]], samples: list[Any]) -> dict[str, float]:

@@ -13,6 +13,8 @@ from shared.errors import ServiceUnavailable, SkuaiError
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_UNAVAILABLE = "5"
+# The service's own names for statuses Werkzeug raises itself (e.g. over MAX_CONTENT_LENGTH).
+HTTP_CODES = {413: "payload_too_large", 415: "unsupported_media_type"}
 
 
 def error_response(status: int, code: str, message: str) -> Response:
@@ -34,7 +36,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
-        code = (exc.name or "error").lower().replace(" ", "_")
+        code = HTTP_CODES.get(exc.code or 500) or (exc.name or "error").lower().replace(" ", "_")
         response = error_response(exc.code or 500, code, exc.description or exc.name)
         if exc.code == 405 and exc.valid_methods:  # type: ignore[attr-defined]
             response.headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]

@@ -62,6 +62,12 @@ def get_job(job_id: str) -> Response:
     return jsonify(job.to_public())
 
 
+@bp.delete("/<job_id>")
+def cancel_job(job_id: str) -> Response:
+    """Cancel a job that has not finished (409 once it has)."""
+    return jsonify(services().jobs.cancel(job_id, current_tenant()).to_public())
+
+
 def _wait_seconds(raw: str | None) -> float:
     if raw is None or raw == "":
         return 0.0

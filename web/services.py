@@ -8,6 +8,7 @@ import redis
 from celery import Celery
 from flask import current_app
 
+from shared.batch_store import BatchStore
 from shared.job_store import JobStore
 from shared.queues import make_celery
 from shared.redis_client import connect
@@ -22,6 +23,7 @@ class Services:
     settings: Settings
     conn: redis.Redis
     jobs: JobStore
+    batches: BatchStore
     workers: WorkerRegistry
     celery: Celery
 
@@ -29,10 +31,12 @@ class Services:
     def create(cls, settings: Settings) -> Services:
         """Connect lazily: nothing here talks to Redis until the first request."""
         conn = connect(settings)
+        jobs = JobStore(conn, result_ttl=settings.result_ttl, image_ttl=settings.image_ttl)
         return cls(
             settings=settings,
             conn=conn,
-            jobs=JobStore(conn, result_ttl=settings.result_ttl, image_ttl=settings.image_ttl),
+            jobs=jobs,
+            batches=BatchStore(conn, jobs),
             workers=WorkerRegistry(conn),
             celery=make_celery(settings),
         )

@@ -14,6 +14,7 @@ from shared.redis_client import connect
 from shared.settings import Settings
 from shared.workers import HEARTBEAT_TTL, WorkerRegistry
 from training.registry import Registry
+from worker.fetch import ImageFetcher
 
 if TYPE_CHECKING:
     from training.cascade import Cascade
@@ -34,6 +35,9 @@ class Runtime:
         )
         self.registry = Registry(settings.registry_dir)
         self.workers = WorkerRegistry(self.conn)
+        self.fetcher = ImageFetcher(
+            max_bytes=settings.max_image_bytes, allow_private=settings.allow_private_urls
+        )
         self._cascade: Cascade | None = None
         self._lock = threading.Lock()
         self._stopped = threading.Event()

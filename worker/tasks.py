@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
     retry_backoff_max=60,
     max_retries=None,
 )
-def classify(self: Task, job_ids: list[str]) -> dict[str, int]:
+def classify(self: Task, job_ids: list[str], batch_id: str | None = None) -> dict[str, object]:
     """Classify a chunk of jobs (one id for a single-image job) and store each result."""
     rt = runtime.current()
     try:
@@ -33,4 +33,11 @@ def classify(self: Task, job_ids: list[str]) -> dict[str, int]:
         # Jobs wait for a model to be activated rather than fail: nothing accepted is lost.
         log.warning("%s; retrying %d job(s) in 15 s", exc.message, len(job_ids))
         raise self.retry(countdown=15, max_retries=None) from None
-    return classify_jobs(job_ids, store=rt.store, cascade=cascade, settings=rt.settings)
+    outcome = classify_jobs(
+        job_ids, store=rt.store, cascade=cascade, settings=rt.settings, fetcher=rt.fetcher
+    )
+    for completed in outcome.completed_batches:
+        log.info("batch %s completed", completed)
+    if batch_id is not None:
+        log.debug("chunk of batch %s: %s", batch_id, outcome.to_dict())
+    return outcome.to_dict()

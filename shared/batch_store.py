@@ -1,0 +1,127 @@
+"""BatchStore: batches, their jobs in upload order, duplicates, cancel and idempotency keys."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from typing import Any
+
+import redis
+
+from shared import keys, store_scripts
+from shared.batches import Batch
+from shared.errors import Conflict, NotFound
+from shared.job_store import FINISHED_BATCH, JobStore
+from shared.jobs import FAILED, Job, utc_now
+from shared.redis_client import text
+
+IDEMPOTENCY_PENDING_TTL = 600  # a crashed upload frees its key after this long
+PAGE = 500
+
+
+class BatchStore:
+    """Reads and writes batches; jobs go through the JobStore."""
+
+    def __init__(self, conn: redis.Redis, jobs: JobStore) -> None:
+        self.conn = conn
+        self.jobs = jobs
+        self._attach = conn.register_script(store_scripts.ATTACH_DUPLICATE)
+        self._seal = conn.register_script(store_scripts.SEAL)
+        self._cancel = conn.register_script(store_scripts.CANCEL)
+
+    def open(self, batch: Batch) -> None:
+        """Create an empty, unsealed batch (it cannot complete until `seal`)."""
+        fields: dict[Any, Any] = batch.to_hash()
+        with self.conn.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.batch(batch.id), mapping=fields)
+            pipe.expire(keys.batch(batch.id), self.jobs.result_ttl)
+            pipe.execute()
+
+    def add(
+        self, batch: Batch, job: Job, data: bytes | None, error: dict[str, str] | None = None
+    ) -> bool:
+        """Add one image; True when it must be classified (not failed, not a duplicate)."""
+        job.batch_id = batch.id
+        if error is not None:
+            job.status, job.error, job.finished_at = FAILED, error, utc_now()
+            self._insert(batch, job, None, counter=FAILED)
+            return False
+        if data is not None:
+            digest = hashlib.sha256(data).hexdigest()
+            digests = keys.batch_digests(batch.id)
+            if self.conn.hsetnx(digests, digest, job.id):
+                self.conn.expire(digests, self.jobs.result_ttl)
+            else:
+                job.duplicate_of = text(self.conn.hget(digests, digest) or b"")
+                self._insert(batch, job, None, counter=job.status)
+                self._attach(args=self.jobs.script_args(job.id, job.duplicate_of))
+                return False
+        self._insert(batch, job, data, counter=job.status)
+        return True
+
+    def _insert(self, batch: Batch, job: Job, data: bytes | None, *, counter: str) -> None:
+        with self.conn.pipeline(transaction=True) as pipe:
+            self.jobs.create(job, data, pipe=pipe)
+            pipe.rpush(keys.batch_jobs(batch.id), job.id)
+            pipe.expire(keys.batch_jobs(batch.id), self.jobs.result_ttl)
+            pipe.hincrby(keys.batch(batch.id), "total", 1)
+            pipe.hincrby(keys.batch(batch.id), counter, 1)
+            pipe.execute()
+
+    def seal(self, batch_id: str) -> bool:
+        """No more images will come; True when the batch completed right away."""
+        return int(self._seal(args=self.jobs.script_args(batch_id))) == FINISHED_BATCH
+
+    def find(self, batch_id: str) -> Batch | None:
+        """The batch, or None."""
+        raw = self.conn.hgetall(keys.batch(batch_id))
+        return Batch.from_hash(raw) if raw else None
+
+    def get(self, batch_id: str, tenant: str) -> Batch:
+        """The tenant's batch; another tenant's is reported as missing."""
+        batch = self.find(batch_id)
+        if batch is None or batch.tenant != tenant:
+            raise NotFound(f"no batch with id {batch_id!r}")
+        return batch
+
+    def page(self, batch_id: str, cursor: int, limit: int) -> tuple[list[Job], int | None]:
+        """Jobs [cursor, cursor + limit) in upload order, and the next cursor (None at the end)."""
+        ids = [
+            text(i) for i in self.conn.lrange(keys.batch_jobs(batch_id), cursor, cursor + limit - 1)
+        ]
+        jobs = [job for job in self.jobs.find_many(ids) if job is not None]
+        following = cursor + len(ids)
+        more = len(ids) == limit and self.conn.llen(keys.batch_jobs(batch_id)) > following
+        return jobs, following if more else None
+
+    def iter_jobs(self, batch_id: str) -> Iterator[Job]:
+        """Every job of the batch, a page at a time (bounded memory for exports)."""
+        cursor: int | None = 0
+        while cursor is not None:
+            jobs, cursor = self.page(batch_id, cursor, PAGE)
+            yield from jobs
+
+    def cancel(self, batch_id: str, tenant: str) -> tuple[Batch, bool]:
+        """Cancel what has not run; returns the batch and whether it completed with this call."""
+        self.get(batch_id, tenant)
+        outcome = int(self._cancel(args=self.jobs.script_args(batch_id)))
+        return self.get(batch_id, tenant), outcome < 0
+
+    def claim_idempotency_key(self, tenant: str, key: str, batch_id: str) -> str | None:
+        """Reserve `key` for `batch_id`; returns the batch id already bound to it, if any."""
+        name = keys.idempotency(tenant, hashlib.sha256(key.encode()).hexdigest())
+        if self.conn.set(name, f"pending:{batch_id}", nx=True, ex=IDEMPOTENCY_PENDING_TTL):
+            return None
+        existing = text(self.conn.get(name) or b"")
+        if existing.startswith("pending:"):
+            raise Conflict("a request with this Idempotency-Key is still being processed")
+        return existing or None
+
+    def confirm_idempotency_key(self, tenant: str, key: str, batch_id: str) -> None:
+        """Bind `key` to the created batch for as long as the batch is kept."""
+        name = keys.idempotency(tenant, hashlib.sha256(key.encode()).hexdigest())
+        self.conn.set(name, batch_id, ex=self.jobs.result_ttl)
+
+    def release_idempotency_key(self, tenant: str, key: str) -> None:
+        """Forget a reservation whose request failed, so a retry can proceed."""
+        self.conn.delete(keys.idempotency(tenant, hashlib.sha256(key.encode()).hexdigest()))

@@ -1,0 +1,141 @@
+"""Lua scripts behind JobStore and BatchStore. Every status change runs as one script, so a job
+and its batch counters move together: counts are exact at every moment, a redelivered chunk
+changes nothing twice, and a batch completes exactly once.
+
+Keys are built inside the scripts from the namespace in ARGV[1], as a job's batch is only known
+from the job itself; this supports a single Redis (with replicas/Sentinel), not Redis Cluster."""
+
+from __future__ import annotations
+
+# ARGV[1] namespace, ARGV[2] ttl of finished records, ARGV[3] now (ISO time).
+_PRELUDE = """
+local ns, ttl, now = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+
+local function is_final(s) return s == 'succeeded' or s == 'failed' or s == 'canceled' end
+
+local function move_count(batch, old, new)
+  if not batch or batch == '' then return end
+  local bkey = ns .. ':batch:' .. batch
+  redis.call('HINCRBY', bkey, old, -1)
+  redis.call('HINCRBY', bkey, new, 1)
+end
+
+-- Finish one job (fields: flat list of name, value; must include 'status').
+-- Returns its batch id ('' for none), or nil when it was already final or is gone.
+local function settle(id, fields)
+  local jkey = ns .. ':job:' .. id
+  local old = redis.call('HGET', jkey, 'status')
+  if not old or is_final(old) then return nil end
+  redis.call('HSET', jkey, 'finished_at', now, unpack(fields))
+  redis.call('EXPIRE', jkey, ttl)
+  redis.call('DEL', ns .. ':image:' .. id)
+  redis.call('PUBLISH', ns .. ':done:' .. id, 'done')
+  local batch = redis.call('HGET', jkey, 'batch_id') or ''
+  move_count(batch, old, redis.call('HGET', jkey, 'status'))
+  return batch
+end
+
+-- Complete a sealed batch with nothing queued or running; returns 2 if this call did it.
+local function maybe_complete(batch)
+  local bkey = ns .. ':batch:' .. batch
+  local b = redis.call('HMGET', bkey, 'sealed', 'queued', 'running', 'status', 'cancel_requested')
+  if b[1] ~= '1' or b[4] == 'completed' or b[4] == 'canceled' then return 1 end
+  if tonumber(b[2] or '0') + tonumber(b[3] or '0') > 0 then return 1 end
+  redis.call('HSET', bkey, 'status', b[5] == '1' and 'canceled' or 'completed', 'finished_at', now)
+  redis.call('EXPIRE', bkey, ttl)
+  redis.call('EXPIRE', ns .. ':batch:' .. batch .. ':jobs', ttl)
+  return 2
+end
+"""
+
+# ARGV[4] job id. Returns 1 when the caller should run the job, 0 when it must skip it.
+CLAIM = (
+    _PRELUDE
+    + """
+local jkey = ns .. ':job:' .. ARGV[4]
+local status = redis.call('HGET', jkey, 'status')
+if status == 'running' then return 1 end  -- redelivered after its worker vanished: run again
+if status ~= 'queued' then return 0 end
+redis.call('HSET', jkey, 'status', 'running')
+local batch = redis.call('HGET', jkey, 'batch_id')
+if batch then
+  move_count(batch, 'queued', 'running')
+  local bkey = ns .. ':batch:' .. batch
+  if redis.call('HGET', bkey, 'status') == 'queued' then
+    redis.call('HSET', bkey, 'status', 'running')
+  end
+end
+return 1
+"""
+)
+
+# ARGV[4] job id, ARGV[5..] field pairs. Returns 0 (already final), 1 (done), 2 (and its batch
+# completed with it). Duplicates of the image in its batch get the same outcome.
+FINISH = (
+    _PRELUDE
+    + """
+local id = ARGV[4]
+local fields = {}
+for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
+local batch = settle(id, fields)
+if batch == nil then return 0 end
+local dkey = ns .. ':dups:' .. id
+for _, dup in ipairs(redis.call('LRANGE', dkey, 0, -1)) do settle(dup, fields) end
+redis.call('DEL', dkey)
+if batch ~= '' then return maybe_complete(batch) end
+return 1
+"""
+)
+
+# ARGV[4] duplicate job id, ARGV[5] primary job id. Attach a duplicate to its primary, or copy the
+# primary's outcome at once when it already finished. Returns 1.
+ATTACH_DUPLICATE = (
+    _PRELUDE
+    + """
+local dup, primary = ARGV[4], ARGV[5]
+local pkey = ns .. ':job:' .. primary
+local p = redis.call('HMGET', pkey, 'status', 'result', 'error', 'model_version')
+if is_final(p[1]) then
+  local fields = {'status', p[1]}
+  if p[2] then fields[#fields + 1] = 'result'; fields[#fields + 1] = p[2] end
+  if p[3] then fields[#fields + 1] = 'error'; fields[#fields + 1] = p[3] end
+  if p[4] then fields[#fields + 1] = 'model_version'; fields[#fields + 1] = p[4] end
+  settle(dup, fields)
+else
+  redis.call('RPUSH', ns .. ':dups:' .. primary, dup)
+  redis.call('EXPIRE', ns .. ':dups:' .. primary, ttl)
+end
+return 1
+"""
+)
+
+# ARGV[4] batch id. Marks the batch complete for uploads; returns 2 if it completed right away.
+SEAL = (
+    _PRELUDE
+    + """
+redis.call('HSET', ns .. ':batch:' .. ARGV[4], 'sealed', '1')
+return maybe_complete(ARGV[4])
+"""
+)
+
+# ARGV[4] batch id. Cancels every job still queued; running ones finish. Returns the number
+# canceled, negated minus one when the batch completed with this call (e.g. -1: none, done).
+CANCEL = (
+    _PRELUDE
+    + """
+local batch = ARGV[4]
+local bkey = ns .. ':batch:' .. batch
+local status = redis.call('HGET', bkey, 'status')
+if status == 'completed' or status == 'canceled' then return 0 end
+redis.call('HSET', bkey, 'cancel_requested', '1')
+local canceled = 0
+local reason = cjson.encode({code = 'canceled', message = 'the batch was canceled'})
+for _, id in ipairs(redis.call('LRANGE', bkey .. ':jobs', 0, -1)) do
+  if redis.call('HGET', ns .. ':job:' .. id, 'status') == 'queued' then
+    if settle(id, {'status', 'canceled', 'error', reason}) then canceled = canceled + 1 end
+  end
+end
+if maybe_complete(batch) == 2 then return -canceled - 1 end
+return canceled
+"""
+)

@@ -1,0 +1,94 @@
+"""Outbound HTTP that cannot be aimed at internal services (SSRF): http(s) only, and every address
+must be global — checked when a URL is accepted and again on the socket actually connected, so
+DNS rebinding cannot slip past. Redirects are never followed. Private addresses are allowed only
+with SKUAI_ALLOW_PRIVATE_URLS=1 (tests, private deployments)."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import NewConnectionError
+
+from shared.errors import BadRequest
+
+MAX_URL_LENGTH = 2048
+
+
+def address_allowed(address: str, allow_private: bool) -> bool:
+    """True for a global unicast address, or for any address when private ones are allowed."""
+    if allow_private:
+        return True
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+def check_url(url: Any, *, allow_private: bool, field: str = "url") -> str:
+    """Validate a URL a client gave us; BadRequest naming `field` when it is not acceptable."""
+    if not isinstance(url, str) or not url or len(url) > MAX_URL_LENGTH:
+        raise BadRequest(f"{field} must be an http(s) URL of at most {MAX_URL_LENGTH} characters")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BadRequest(f"{field} must be an http:// or https:// URL with a host")
+    if parts.username or parts.password:
+        raise BadRequest(f"{field} must not carry credentials")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        infos = socket.getaddrinfo(parts.hostname, port, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, ValueError):
+        raise BadRequest(f"{field}: cannot resolve host {parts.hostname!r}") from None
+    for info in infos:
+        if not address_allowed(str(info[4][0]), allow_private):
+            raise BadRequest(f"{field}: {parts.hostname} resolves to a private or reserved address")
+    return url
+
+
+class _GuardMixin:
+    allow_private = False
+
+    def _new_conn(self) -> socket.socket:
+        sock: socket.socket = super()._new_conn()  # type: ignore[misc]
+        peer = sock.getpeername()[0]
+        if not address_allowed(peer, self.allow_private):
+            sock.close()
+            raise NewConnectionError(self, f"refused to connect to non-global address {peer}")  # type: ignore[arg-type]
+        return sock
+
+
+def guarded_session(*, allow_private: bool) -> requests.Session:
+    """A requests Session whose every connection is checked; no proxies from the environment."""
+
+    class Http(_GuardMixin, HTTPConnection):
+        pass
+
+    class Https(_GuardMixin, HTTPSConnection):
+        pass
+
+    Http.allow_private = Https.allow_private = allow_private
+
+    class HttpPool(HTTPConnectionPool):
+        ConnectionCls = Http
+
+    class HttpsPool(HTTPSConnectionPool):
+        ConnectionCls = Https
+
+    class Adapter(HTTPAdapter):
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            super().init_poolmanager(*args, **kwargs)
+            self.poolmanager.pool_classes_by_scheme = {"http": HttpPool, "https": HttpsPool}
+            self.poolmanager.key_fn_by_scheme = dict(self.poolmanager.key_fn_by_scheme)
+
+    session = requests.Session()
+    session.trust_env = False  # a proxy from the environment would hide the real peer
+    session.max_redirects = 0
+    session.mount("http://", Adapter())
+    session.mount("https://", Adapter())
+    return session

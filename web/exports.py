@@ -1,0 +1,58 @@
+"""Streaming a whole batch's results as CSV or NDJSON, a page at a time (bounded memory)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Iterator
+
+from shared.jobs import Job
+
+CSV = "text/csv"
+NDJSON = "application/x-ndjson"
+CSV_COLUMNS = (
+    "ref",
+    "job_id",
+    "status",
+    "model",
+    "model_confidence",
+    "sku",
+    "sku_confidence",
+    "model_version",
+    "error_code",
+    "error_message",
+)
+
+
+def csv_lines(jobs: Iterable[Job]) -> Iterator[str]:
+    """A header, then one row per job with `ref` beside its prediction or error."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(CSV_COLUMNS)
+    for job in jobs:
+        result, error = job.result or {}, job.error or {}
+        writer.writerow(
+            [
+                job.ref or "",
+                job.id,
+                job.status,
+                result.get("model", {}).get("label", ""),
+                result.get("model", {}).get("confidence", ""),
+                result.get("sku", {}).get("label", ""),
+                result.get("sku", {}).get("confidence", ""),
+                job.model_version or "",
+                error.get("code", ""),
+                error.get("message", ""),
+            ]
+        )
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+    yield buffer.getvalue()
+
+
+def ndjson_lines(jobs: Iterable[Job]) -> Iterator[str]:
+    """One job object per line."""
+    for job in jobs:
+        yield json.dumps(job.to_public()) + "\n"
