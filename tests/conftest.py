@@ -44,7 +44,9 @@ def settings(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
 @pytest.fixture(scope="session")
 def service_env(settings: Settings) -> dict[str, str]:
     """Environment for the processes the tests start."""
-    return {**os.environ, **settings.env(), "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+    # Small chunks so that a test batch spans several tasks (and several workers).
+    extra = {"SKUAI_CHUNK_SIZE": "4", "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+    return {**os.environ, **settings.env(), **extra}
 
 
 @pytest.fixture()
@@ -110,27 +112,48 @@ def wait_until(predicate: object, timeout: float, what: str, log: Path | None = 
     pytest.fail(f"{what} did not happen within {timeout:.0f} s\n{tail}")
 
 
+@dataclass
+class WorkerProcess:
+    """A Celery worker process started by the tests, and its log."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self) -> None:
+        """Warm shutdown (SIGTERM), then SIGKILL if it hangs."""
+        _stop(self.process)
+
+
+def start_worker(
+    name: str, env: dict[str, str], settings: Settings, log: Path, version: str
+) -> WorkerProcess:
+    """Start an inference worker and wait until it has loaded `version`."""
+    process = _start(["worker", "--queues", "interactive,inference", "--name", name], env, log)
+    workers = WorkerRegistry(redis.Redis.from_url(settings.redis_url))
+
+    def loaded() -> bool:
+        return any(
+            w.get("model_version") == version and w["name"].startswith(f"{name}@")
+            for w in workers.online()
+        )
+
+    wait_until(loaded, START_TIMEOUT, f"worker {name} loading its model", log)
+    return WorkerProcess(name, process, log)
+
+
 @pytest.fixture(scope="session")
 def inference_worker(
     trained: str,
     service_env: dict[str, str],
     settings: Settings,
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[subprocess.Popen[bytes]]:
+) -> Iterator[WorkerProcess]:
     """A real Celery worker process serving the tiny cascade, once its model is loaded."""
     log = tmp_path_factory.mktemp("logs") / "worker.log"
-    process = _start(
-        ["worker", "--queues", "interactive,inference", "--name", "test"], service_env, log
-    )
-    workers = WorkerRegistry(redis.Redis.from_url(settings.redis_url))
-    wait_until(
-        lambda: any(w.get("model_version") == trained for w in workers.online()),
-        START_TIMEOUT,
-        "the worker loading its model",
-        log,
-    )
-    yield process
-    _stop(process)
+    worker = start_worker("test", service_env, settings, log, trained)
+    yield worker
+    worker.stop()
 
 
 @dataclass
