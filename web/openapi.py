@@ -5,58 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from shared import defaults
-from shared.jobs import CANCELED, FAILED, QUEUED, RUNNING, SUCCEEDED
-
-ERROR_BODY = {
-    "type": "object",
-    "required": ["code", "message"],
-    "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
-}
-ERROR = {"type": "object", "required": ["error"], "properties": {"error": ERROR_BODY}}
-LABEL = {
-    "type": "object",
-    "properties": {"label": {"type": "string"}, "confidence": {"type": "number"}},
-}
-RESULT = {
-    "type": ["object", "null"],
-    "properties": {
-        "model": LABEL,
-        "sku": LABEL,
-        "candidates": {
-            "type": "array",
-            "maxItems": 5,
-            "items": {
-                "type": "object",
-                "properties": {
-                    "model": {"type": "string"},
-                    "sku": {"type": "string"},
-                    "confidence": {"type": "number"},
-                },
-            },
-        },
-    },
-}
-NULLABLE_STRING = {"type": ["string", "null"]}
-JOB = {
-    "type": "object",
-    "required": ["id", "status", "created_at"],
-    "properties": {
-        "id": {"type": "string"},
-        "status": {"type": "string", "enum": [QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED]},
-        "batch_id": NULLABLE_STRING,
-        "ref": NULLABLE_STRING,
-        "created_at": {"type": "string", "format": "date-time"},
-        "finished_at": NULLABLE_STRING,
-        "model_version": NULLABLE_STRING,
-        "metadata": {"type": "object"},
-        "result": RESULT,
-        "error": {"type": ["object", "null"], "properties": ERROR_BODY["properties"]},
-    },
-}
+from web.openapi_schemas import SCHEMAS
 
 
 def _error_responses(*statuses: int) -> dict[str, Any]:
     reasons = {
+        409: "Conflict",
         400: "Bad request",
         404: "Not found",
         413: "Too large",
@@ -73,11 +27,132 @@ def _error_responses(*statuses: int) -> dict[str, Any]:
     }
 
 
-def _job_response(description: str) -> dict[str, Any]:
+def _response(description: str, schema: str) -> dict[str, Any]:
     return {
         "description": description,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}},
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
     }
+
+
+def _job_response(description: str) -> dict[str, Any]:
+    return _response(description, "Job")
+
+
+def _id_param(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+BATCH_PATHS: dict[str, Any] = {
+    "/v1/batches": {
+        "post": {
+            "summary": "Submit many images: files, an archive (zip/tar), or URLs",
+            "operationId": "createBatch",
+            "parameters": [
+                {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "required": False,
+                    "schema": {"type": "string", "maxLength": 255},
+                }
+            ],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {
+                                "images": {
+                                    "type": "array",
+                                    "items": {"type": "string", "format": "binary"},
+                                },
+                                "archive": {"type": "string", "format": "binary"},
+                                "metadata": {"type": "string", "description": "a JSON object"},
+                                "callback_url": {"type": "string", "format": "uri"},
+                            },
+                        }
+                    },
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["images"],
+                            "properties": {
+                                "images": {
+                                    "type": "array",
+                                    "minItems": 1,
+                                    "items": {
+                                        "type": "object",
+                                        "required": ["url"],
+                                        "properties": {
+                                            "url": {"type": "string", "format": "uri"},
+                                            "ref": {"type": "string"},
+                                        },
+                                    },
+                                },
+                                "metadata": {"type": "object"},
+                                "callback_url": {"type": "string", "format": "uri"},
+                            },
+                        }
+                    },
+                },
+            },
+            "responses": {
+                "202": _response("Accepted; each image is a job of the batch", "Batch"),
+                **_error_responses(400, 409, 413, 415, 503),
+            },
+        }
+    },
+    "/v1/batches/{batch_id}": {
+        "get": {
+            "summary": "Status and exact counts",
+            "operationId": "getBatch",
+            "parameters": [_id_param("batch_id")],
+            "responses": {"200": _response("The batch", "Batch"), **_error_responses(404, 503)},
+        }
+    },
+    "/v1/batches/{batch_id}/results": {
+        "get": {
+            "summary": "A page of results; Accept text/csv or application/x-ndjson streams all",
+            "operationId": "getBatchResults",
+            "parameters": [
+                _id_param("batch_id"),
+                {
+                    "name": "cursor",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "string", "pattern": "^[0-9]+$"},
+                },
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+                },
+            ],
+            "responses": {
+                "200": {
+                    "description": "Results in upload order",
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": "#/components/schemas/ResultsPage"}
+                        },
+                        "text/csv": {"schema": {"type": "string"}},
+                        "application/x-ndjson": {"schema": {"type": "string"}},
+                    },
+                },
+                **_error_responses(400, 404, 503),
+            },
+        }
+    },
+    "/v1/batches/{batch_id}/cancel": {
+        "post": {
+            "summary": "Cancel what has not run; finished results stay",
+            "operationId": "cancelBatch",
+            "parameters": [_id_param("batch_id")],
+            "responses": {"200": _response("The batch", "Batch"), **_error_responses(404, 503)},
+        }
+    },
+}
 
 
 PATHS: dict[str, Any] = {
@@ -138,7 +213,16 @@ PATHS: dict[str, Any] = {
                 },
             ],
             "responses": {"200": _job_response("The job"), **_error_responses(400, 404, 503)},
-        }
+        },
+        "delete": {
+            "summary": "Cancel a job that has not finished",
+            "operationId": "cancelJob",
+            "parameters": [_id_param("job_id")],
+            "responses": {
+                "200": _job_response("The canceled job"),
+                **_error_responses(404, 409, 503),
+            },
+        },
     },
     "/healthz": {
         "get": {
@@ -166,6 +250,6 @@ def openapi_document() -> dict[str, Any]:
             "version": "1",
             "description": "Sneaker model and SKU prediction: a two-stage VGG16 cascade.",
         },
-        "paths": PATHS,
-        "components": {"schemas": {"Error": ERROR, "Job": JOB}},
+        "paths": {**PATHS, **BATCH_PATHS},
+        "components": {"schemas": SCHEMAS},
     }
