@@ -294,6 +294,26 @@ def submit(
         console.print(f"results written to {out}")
 
 
+@cli.command()
+@click.option("--images", default=1000, show_default=True, help="Images in the batch scenario.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also write the numbers to this JSON file.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON.")
+def bench(images: int, out: Path | None, as_json: bool) -> None:
+    """Measure the service: a batch through the API and workers (upload, end-to-end, memory)."""
+    from skuai.bench.harness import run
+
+    if images < 1:
+        raise ValueError("--images must be at least 1")
+    result = run(_settings(), images=images, out=out, quiet=as_json)
+    if as_json:
+        click.echo(json.dumps(result))
+
+
 @cli.group()
 def models() -> None:
     """The model registry."""

@@ -78,13 +78,24 @@ def _synthesize(out: Path, plan: DemoPlan) -> Path:
 
 
 def _train(catalog: Path, registry_dir: Path, plan: DemoPlan) -> list[Any]:
+    """Train the demo cascade and return the held-out test samples."""
+    train_demo_model(catalog, registry_dir, plan)
+    from training.dataset import scan, split
+
+    _, samples = scan(catalog)
+    return list(split(samples, seed=plan.seed).test)
+
+
+def train_demo_model(catalog: Path, registry_dir: Path, plan: DemoPlan) -> None:
+    """Synthesize (if needed) and train the small demo cascade into a fresh registry."""
     from skuai.quiet import import_tensorflow_quietly
     from training.config import TrainConfig
-    from training.dataset import scan, split
     from training.evaluate import summary_rows
     from training.registry import Registry
     from training.train import train
 
+    if not (catalog / "catalog.json").exists():
+        _synthesize(catalog, plan)
     shutil.rmtree(registry_dir, ignore_errors=True)
     import_tensorflow_quietly()
     config = TrainConfig(
@@ -99,8 +110,6 @@ def _train(catalog: Path, registry_dir: Path, plan: DemoPlan) -> list[Any]:
         outcome = train(catalog, Registry(registry_dir), config, events=events)
     for name, value in summary_rows(outcome.metrics):
         console.print(f"    {name:<34} {value}")
-    _, samples = scan(catalog)
-    return list(split(samples, seed=plan.seed).test)
 
 
 def _classify(client: SkuaiClient, samples: list[Any]) -> list[dict[str, Any]]:

@@ -1,0 +1,138 @@
+"""The batch scenario: upload N images through the API, wait for the batch, and measure upload
+and end-to-end throughput, status/results latency under load, and API/worker memory."""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from skuai.bench.procs import MemorySampler
+from skuai.client import SkuaiClient
+from skuai.console import console, make_progress
+from skuai.stack import Stack
+
+PART_SIZE = 1000
+
+
+def run_batch(stack: Stack, images: list[Path]) -> dict[str, Any]:
+    """Measure one batch of `images` through the running stack."""
+    client = SkuaiClient(stack.api_url, timeout=300)
+    roots = {
+        child.name: child.process.pid
+        for child in stack.children
+        if child.name == "api" or child.name.startswith("inference")
+    }
+    with MemorySampler(roots) as memory:
+        started = time.perf_counter()
+        batch_ids = _upload(client, images)
+        uploaded = time.perf_counter()
+        probe = _LatencyProbe(client, batch_ids[0])
+        with probe:
+            _wait(client, batch_ids, len(images))
+        finished = time.perf_counter()
+    upload_s, total_s = uploaded - started, finished - started
+    return {
+        "images": len(images),
+        "upload_seconds": round(upload_s, 2),
+        "upload_images_per_second": round(len(images) / upload_s, 1),
+        "end_to_end_seconds": round(total_s, 2),
+        "end_to_end_images_per_second": round(len(images) / total_s, 1),
+        "status_latency_ms": probe.summary("status"),
+        "results_latency_ms": probe.summary("results"),
+        "memory_mib": memory.summary(),
+    }
+
+
+def _upload(client: SkuaiClient, images: list[Path]) -> list[str]:
+    ids = []
+    with make_progress() as progress:
+        task = progress.add_task("uploading", total=len(images))
+        for i in range(0, len(images), PART_SIZE):
+            part = images[i : i + PART_SIZE]
+            batch = client.create_batch([(f"{i + j}-{p.name}", p) for j, p in enumerate(part)])
+            ids.append(batch["id"])
+            progress.advance(task, len(part))
+    return ids
+
+
+def _wait(client: SkuaiClient, batch_ids: list[str], total: int) -> None:
+    with make_progress() as progress:
+        task = progress.add_task("classifying", total=total)
+        while True:
+            batches = [client.batch(b) for b in batch_ids]
+            done = sum(b["counts"]["succeeded"] + b["counts"]["failed"] for b in batches)
+            progress.update(task, completed=done)
+            if all(b["status"] == "completed" for b in batches):
+                return
+            time.sleep(0.5)
+
+
+class _LatencyProbe:
+    """Times status and results requests while the workers are busy."""
+
+    def __init__(self, client: SkuaiClient, batch_id: str) -> None:
+        self.client = client
+        self.batch_id = batch_id
+        self.times: dict[str, list[float]] = {"status": [], "results": []}
+        self._stop = threading.Event()
+
+    def __enter__(self) -> _LatencyProbe:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            for name, call in (
+                ("status", lambda: self.client.batch(self.batch_id)),
+                (
+                    "results",
+                    lambda: self.client._call(
+                        "GET", f"/v1/batches/{self.batch_id}/results", params={"limit": 100}
+                    ),
+                ),
+            ):
+                began = time.perf_counter()
+                call()
+                self.times[name].append((time.perf_counter() - began) * 1000)
+
+    def summary(self, name: str) -> dict[str, float]:
+        values = sorted(self.times[name])
+        if not values:
+            return {}
+        return {
+            "p50": round(statistics.median(values), 1),
+            "p99": round(values[min(len(values) - 1, int(len(values) * 0.99))], 1),
+            "samples": len(values),
+        }
+
+
+def print_batch(result: dict[str, Any]) -> None:
+    """The batch scenario as lines for people."""
+    console.print(f"batch of {result['images']} images")
+    console.print(
+        f"  upload       {result['upload_seconds']:>8} s  "
+        f"{result['upload_images_per_second']:>8} img/s"
+    )
+    console.print(
+        f"  end-to-end   {result['end_to_end_seconds']:>8} s  "
+        f"{result['end_to_end_images_per_second']:>8} img/s"
+    )
+    for name in ("status", "results"):
+        lat = result[f"{name}_latency_ms"]
+        if lat:
+            console.print(
+                f"  {name:<8} latency while busy: p50 {lat['p50']} ms, p99 {lat['p99']} ms"
+            )
+    for name, mem in result["memory_mib"].items():
+        console.print(
+            f"  {name:<20} RSS start {mem['start']:.0f} MiB, end {mem['end']:.0f} MiB, "
+            f"peak {mem['peak']:.0f} MiB"
+        )
