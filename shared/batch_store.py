@@ -17,6 +17,10 @@ from shared.redis_client import text
 
 IDEMPOTENCY_PENDING_TTL = 600  # a crashed upload frees its key after this long
 PAGE = 500
+# add() outcomes
+TO_CLASSIFY = "to_classify"
+DUPLICATE = "duplicate"  # same bytes as an earlier image of the batch: shares its result
+FINISHED = "finished"  # failed at upload, or a duplicate whose twin was already done
 
 
 class BatchStore:
@@ -39,13 +43,13 @@ class BatchStore:
 
     def add(
         self, batch: Batch, job: Job, data: bytes | None, error: dict[str, str] | None = None
-    ) -> bool:
-        """Add one image; True when it must be classified (not failed, not a duplicate)."""
+    ) -> str:
+        """Add one image: TO_CLASSIFY, DUPLICATE (waits for its twin) or FINISHED (at once)."""
         job.batch_id = batch.id
         if error is not None:
             job.status, job.error, job.finished_at = FAILED, error, utc_now()
             self._insert(batch, job, None, counter=FAILED)
-            return False
+            return FINISHED
         if data is not None:
             digest = hashlib.sha256(data).hexdigest()
             digests = keys.batch_digests(batch.id)
@@ -54,10 +58,11 @@ class BatchStore:
             else:
                 job.duplicate_of = text(self.conn.hget(digests, digest) or b"")
                 self._insert(batch, job, None, counter=job.status)
-                self._attach(args=self.jobs.script_args(job.id, job.duplicate_of))
-                return False
+                if self._attach(args=self.jobs.script_args(job.id, job.duplicate_of)):
+                    return FINISHED
+                return DUPLICATE
         self._insert(batch, job, data, counter=job.status)
-        return True
+        return TO_CLASSIFY
 
     def _insert(self, batch: Batch, job: Job, data: bytes | None, *, counter: str) -> None:
         with self.conn.pipeline(transaction=True) as pipe:

@@ -20,3 +20,4 @@ API_PORT = 8000
 FLOWER_PORT = 5555
 MAX_WAIT_SECONDS = 30
 RESULTS_PAGE = 100
+WEBHOOK_TIMEOUT = 10  # seconds for one delivery attempt

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -11,11 +12,28 @@ import redis
 from shared import keys, store_scripts
 from shared.errors import Conflict, NotFound
 from shared.jobs import CANCELED, FINAL_STATUSES, Job, utc_now
+from shared.redis_client import text
 
-# finish() results
+# finish() codes
 ALREADY_FINAL = 0
 FINISHED = 1
 FINISHED_BATCH = 2  # ...and the job's batch completed with it
+
+
+@dataclass(frozen=True)
+class Finish:
+    """What `JobStore.finish` did: its code, and the duplicate jobs that finished with it."""
+
+    code: int
+    duplicates: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return self.code != ALREADY_FINAL
+
+    @property
+    def batch_completed(self) -> bool:
+        """True when the job's batch completed with this call (emit batch.completed once)."""
+        return self.code == FINISHED_BATCH
 
 
 class JobStore:
@@ -83,8 +101,8 @@ class JobStore:
         model_version: str | None = None,
         result: dict[str, Any] | None = None,
         error: dict[str, str] | None = None,
-    ) -> int:
-        """Record the final status once (ALREADY_FINAL, FINISHED or FINISHED_BATCH)."""
+    ) -> Finish:
+        """Record the final status once; a second call for the same job changes nothing."""
         if status not in FINAL_STATUSES:
             raise ValueError(f"{status!r} is not a final status")
         fields: list[str] = ["status", status]
@@ -94,7 +112,8 @@ class JobStore:
             fields += ["result", json.dumps(result)]
         if error is not None:
             fields += ["error", json.dumps(error)]
-        return int(self._finish(args=self.script_args(job_id, *fields)))
+        code, *duplicates = self._finish(args=self.script_args(job_id, *fields))
+        return Finish(int(code), tuple(text(d) for d in duplicates))
 
     def cancel(self, job_id: str, tenant: str) -> Job:
         """Cancel a job that has not finished; a finished job is a conflict."""

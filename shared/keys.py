@@ -46,3 +46,36 @@ def batch_digests(batch_id: str) -> str:
 def idempotency(tenant: str, key_digest: str) -> str:
     """The batch created for an Idempotency-Key."""
     return f"{NAMESPACE}:idempotency:{tenant}:{key_digest}"
+
+
+def webhook(webhook_id: str) -> str:
+    """Hash of one webhook subscription."""
+    return f"{NAMESPACE}:webhook:{webhook_id}"
+
+
+def tenant_webhooks(tenant: str) -> str:
+    """Set of a tenant's subscription ids."""
+    return f"{NAMESPACE}:tenant:{tenant}:webhooks"
+
+
+def tenant_secret(tenant: str) -> str:
+    """The tenant's signing secret for job and batch `callback_url`s."""
+    return f"{NAMESPACE}:tenant:{tenant}:secret"
+
+
+def delivery(delivery_id: str) -> str:
+    """Hash of one webhook delivery (one event to one URL, with all its attempts)."""
+    return f"{NAMESPACE}:delivery:{delivery_id}"
+
+
+def delivery_attempts(delivery_id: str) -> str:
+    """List of a delivery's attempts (JSON), oldest first."""
+    return f"{NAMESPACE}:delivery:{delivery_id}:attempts"
+
+
+def webhook_deliveries(webhook_id: str) -> str:
+    """A subscription's delivery ids, newest first (the delivery log)."""
+    return f"{NAMESPACE}:webhook:{webhook_id}:deliveries"
+
+
+DELIVERIES_DUE = f"{NAMESPACE}:deliveries:due"  # sorted set: delivery id -> when to (re)try

@@ -17,6 +17,7 @@ ALL_QUEUES = (INTERACTIVE, INFERENCE, WEBHOOKS)
 MODEL_QUEUES = frozenset({INTERACTIVE, INFERENCE})
 
 CLASSIFY = "skuai.classify"
+DELIVER = "skuai.deliver_webhook"
 
 
 def make_celery(settings: Settings, *, include: tuple[str, ...] = ()) -> Celery:
@@ -32,7 +33,7 @@ def make_celery(settings: Settings, *, include: tuple[str, ...] = ()) -> Celery:
         worker_prefetch_multiplier=1,
         task_queues=[Queue(name) for name in ALL_QUEUES],
         task_default_queue=INFERENCE,
-        task_routes={CLASSIFY: {"queue": INFERENCE}},
+        task_routes={CLASSIFY: {"queue": INFERENCE}, DELIVER: {"queue": WEBHOOKS}},
         broker_transport_options={
             # Work held by a vanished worker is handed to another after this long.
             "visibility_timeout": settings.visibility_timeout,

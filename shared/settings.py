@@ -35,6 +35,7 @@ class Settings:
     max_queued: int = defaults.MAX_QUEUED
     allow_private_urls: bool = False
     webhook_retry_schedule: tuple[float, ...] = defaults.WEBHOOK_RETRY_SCHEDULE
+    webhook_timeout: int = defaults.WEBHOOK_TIMEOUT
     visibility_timeout: int = defaults.VISIBILITY_TIMEOUT
     chunk_size: int = defaults.CHUNK_SIZE
     flower_basic_auth: str | None = None
@@ -74,6 +75,7 @@ class Settings:
             webhook_retry_schedule=reader.get(
                 "WEBHOOK_RETRY_SCHEDULE", _schedule, defaults.WEBHOOK_RETRY_SCHEDULE
             ),
+            webhook_timeout=reader.get("WEBHOOK_TIMEOUT", _positive_int, defaults.WEBHOOK_TIMEOUT),
             visibility_timeout=reader.get(
                 "VISIBILITY_TIMEOUT", _positive_int, defaults.VISIBILITY_TIMEOUT
             ),
@@ -98,6 +100,7 @@ class Settings:
             "MAX_QUEUED": str(self.max_queued),
             "ALLOW_PRIVATE_URLS": "1" if self.allow_private_urls else "0",
             "WEBHOOK_RETRY_SCHEDULE": ",".join(f"{s:g}" for s in self.webhook_retry_schedule),
+            "WEBHOOK_TIMEOUT": str(self.webhook_timeout),
             "VISIBILITY_TIMEOUT": str(self.visibility_timeout),
             "CHUNK_SIZE": str(self.chunk_size),
             "LOG_LEVEL": self.log_level,

@@ -69,8 +69,9 @@ return 1
 """
 )
 
-# ARGV[4] job id, ARGV[5..] field pairs. Returns 0 (already final), 1 (done), 2 (and its batch
-# completed with it). Duplicates of the image in its batch get the same outcome.
+# ARGV[4] job id, ARGV[5..] field pairs. Returns {code, duplicate ids settled with it...} where
+# code is 0 (already final), 1 (done) or 2 (and its batch completed with it). Duplicates of the
+# image in its batch get the same outcome.
 FINISH = (
     _PRELUDE
     + """
@@ -78,17 +79,20 @@ local id = ARGV[4]
 local fields = {}
 for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
 local batch = settle(id, fields)
-if batch == nil then return 0 end
+if batch == nil then return {0} end
+local out = {1}
 local dkey = ns .. ':dups:' .. id
-for _, dup in ipairs(redis.call('LRANGE', dkey, 0, -1)) do settle(dup, fields) end
+for _, dup in ipairs(redis.call('LRANGE', dkey, 0, -1)) do
+  if settle(dup, fields) then out[#out + 1] = dup end
+end
 redis.call('DEL', dkey)
-if batch ~= '' then return maybe_complete(batch) end
-return 1
+if batch ~= '' then out[1] = maybe_complete(batch) end
+return out
 """
 )
 
 # ARGV[4] duplicate job id, ARGV[5] primary job id. Attach a duplicate to its primary, or copy the
-# primary's outcome at once when it already finished. Returns 1.
+# primary's outcome at once when it already finished. Returns 1 when it finished now, else 0.
 ATTACH_DUPLICATE = (
     _PRELUDE
     + """
@@ -101,11 +105,11 @@ if is_final(p[1]) then
   if p[3] then fields[#fields + 1] = 'error'; fields[#fields + 1] = p[3] end
   if p[4] then fields[#fields + 1] = 'model_version'; fields[#fields + 1] = p[4] end
   settle(dup, fields)
-else
-  redis.call('RPUSH', ns .. ':dups:' .. primary, dup)
-  redis.call('EXPIRE', ns .. ':dups:' .. primary, ttl)
+  return 1
 end
-return 1
+redis.call('RPUSH', ns .. ':dups:' .. primary, dup)
+redis.call('EXPIRE', ns .. ':dups:' .. primary, ttl)
+return 0
 """
 )
 

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -194,3 +194,36 @@ def api_url(api_server: ApiServer) -> str:
 def sample_image(catalog: Path) -> Path:
     """The first image of the catalog."""
     return next(p for p in sorted(catalog.rglob("*.png")))
+
+
+@pytest.fixture()
+def webhook_workers(
+    service_env: dict[str, str], tmp_path: Path
+) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start webhook workers with a given retry schedule; all are stopped after the test."""
+    started: list[WorkerProcess] = []
+
+    def start(schedule: str = "0.5,0.5,0.5,0.5", timeout: int = 2) -> WorkerProcess:
+        log = tmp_path / f"webhooks-{len(started)}.log"
+        env = {
+            **service_env,
+            "SKUAI_WEBHOOK_RETRY_SCHEDULE": schedule,
+            "SKUAI_WEBHOOK_TIMEOUT": str(timeout),
+        }
+        name = f"hooks{len(started)}"
+        process = _start(
+            ["worker", "--queues", "webhooks", "--concurrency", "4", "--name", name], env, log
+        )
+        worker = WorkerProcess(name, process, log)
+        wait_until(
+            lambda: f"{name}@" in log.read_text() and "ready" in log.read_text(),
+            START_TIMEOUT,
+            "the webhook worker starting",
+            log,
+        )
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()

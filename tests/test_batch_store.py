@@ -8,10 +8,11 @@ import uuid
 import pytest
 import redis
 
-from shared.batch_store import BatchStore
+from shared.batch_store import DUPLICATE, FINISHED, TO_CLASSIFY, BatchStore
 from shared.batches import Batch
 from shared.errors import Conflict, NotFound
-from shared.job_store import FINISHED, FINISHED_BATCH, JobStore
+from shared.job_store import FINISHED as JOB_FINISHED
+from shared.job_store import FINISHED_BATCH, JobStore
 from shared.jobs import CANCELED, FAILED, SUCCEEDED, Job
 
 RESULT = {"model": {"label": "m", "confidence": 1.0}}
@@ -42,10 +43,16 @@ def test_counts_move_with_every_status_change(stores: tuple[JobStore, BatchStore
     assert jobs.claim(members[0].id)
     assert counts()["queued"] == 1 and counts()["running"] == 1
     assert batches.get(batch.id, "t").status == "running"
-    assert jobs.finish(members[0].id, SUCCEEDED, result=RESULT, model_version="v1") == FINISHED
+    assert (
+        jobs.finish(members[0].id, SUCCEEDED, result=RESULT, model_version="v1").code
+        == JOB_FINISHED
+    )
     assert not batches.seal(batch.id)  # one still queued
     assert jobs.claim(members[1].id)
-    assert jobs.finish(members[1].id, FAILED, error={"code": "x", "message": "y"}) == FINISHED_BATCH
+    assert (
+        jobs.finish(members[1].id, FAILED, error={"code": "x", "message": "y"}).code
+        == FINISHED_BATCH
+    )
     final = batches.get(batch.id, "t")
     assert final.status == "completed" and final.finished_at
     assert final.counts == {"queued": 0, "running": 0, "succeeded": 1, "failed": 1, "canceled": 0}
@@ -55,7 +62,7 @@ def test_an_unsealed_batch_does_not_complete(stores: tuple[JobStore, BatchStore]
     jobs, batches = stores
     batch, [job] = _batch(batches, [b"a"])
     jobs.claim(job.id)
-    assert jobs.finish(job.id, SUCCEEDED, result=RESULT) == FINISHED  # upload still open
+    assert jobs.finish(job.id, SUCCEEDED, result=RESULT).code == JOB_FINISHED  # upload still open
     assert batches.get(batch.id, "t").status == "running"
     assert batches.seal(batch.id) is True
     assert batches.get(batch.id, "t").status == "completed"
@@ -66,8 +73,8 @@ def test_redelivered_chunk_writes_nothing_twice(stores: tuple[JobStore, BatchSto
     batch, [job] = _batch(batches, [b"a"])
     batches.seal(batch.id)
     assert jobs.claim(job.id) and jobs.claim(job.id)  # a vanished worker's copy runs again
-    assert jobs.finish(job.id, SUCCEEDED, result=RESULT) == FINISHED_BATCH
-    assert jobs.finish(job.id, FAILED, error={"code": "late", "message": "second copy"}) == 0
+    assert jobs.finish(job.id, SUCCEEDED, result=RESULT).code == FINISHED_BATCH
+    assert jobs.finish(job.id, FAILED, error={"code": "late", "message": "second copy"}).code == 0
     assert not jobs.claim(job.id)
     stored = jobs.get(job.id, "t")
     assert stored.status == SUCCEEDED and stored.error is None
@@ -81,11 +88,11 @@ def test_duplicates_share_the_outcome_even_when_added_late(
     batch = Batch(id=f"bat_{uuid.uuid4().hex}", tenant="t")
     batches.open(batch)
     first, early, late = (Job(id=f"job_{uuid.uuid4().hex}", tenant="t") for _ in range(3))
-    assert batches.add(batch, first, b"same") is True
-    assert batches.add(batch, early, b"same") is False  # attached: not classified again
+    assert batches.add(batch, first, b"same") == TO_CLASSIFY
+    assert batches.add(batch, early, b"same") == DUPLICATE  # attached: not classified again
     jobs.claim(first.id)
     jobs.finish(first.id, SUCCEEDED, result=RESULT, model_version="v1")
-    assert batches.add(batch, late, b"same") is False  # primary already done: copied at once
+    assert batches.add(batch, late, b"same") == FINISHED  # primary already done: copied at once
     assert batches.seal(batch.id) is True
     for job in (early, late):
         copy = jobs.get(job.id, "t")
@@ -103,7 +110,7 @@ def test_cancel_mid_batch_keeps_finished_results(stores: tuple[JobStore, BatchSt
     after, completed = batches.cancel(batch.id, "t")
     assert not completed and after.counts["canceled"] == 2 and after.status == "running"
     assert not jobs.claim(members[2].id)  # a canceled job is never run
-    assert jobs.finish(members[1].id, SUCCEEDED, result=RESULT) == FINISHED_BATCH
+    assert jobs.finish(members[1].id, SUCCEEDED, result=RESULT).code == FINISHED_BATCH
     final = batches.get(batch.id, "t")
     assert final.status == CANCELED
     assert final.counts == {"queued": 0, "running": 0, "succeeded": 2, "failed": 0, "canceled": 2}

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from training.sneaker_drawing import Pose, draw_sneaker, silhouette
+from training.dataset import scan
+from training.sneaker_drawing import Pose, SneakerModel, draw_sneaker, silhouette
 from training.synth import (
     MAX_SKUS_PER_MODEL,
     PALETTE,
@@ -27,6 +28,7 @@ from training.synth import (
 
 SMALL = {"models": 3, "skus_per_model": 4, "images_per_sku": 3, "size": 32, "seed": 7}
 SLUG = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+SmallCatalog = tuple[Path, Catalog, list[int]]
 
 
 def _digests(root: Path) -> dict[str, str]:
@@ -38,14 +40,14 @@ def _digests(root: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def small_catalog(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Catalog, list[int]]:
+def small_catalog(tmp_path_factory: pytest.TempPathFactory) -> SmallCatalog:
     out = tmp_path_factory.mktemp("synth") / "catalog"
     reported: list[int] = []
     catalog = synthesize(out, **SMALL, progress=reported.append)
     return out, catalog, reported
 
 
-def test_layout_has_every_sku_under_its_model(small_catalog):
+def test_layout_has_every_sku_under_its_model(small_catalog: SmallCatalog) -> None:
     out, catalog, reported = small_catalog
     model_dirs = sorted(p.name for p in out.iterdir() if p.is_dir())
     assert model_dirs == sorted(m.name for m in catalog.models)
@@ -60,7 +62,7 @@ def test_layout_has_every_sku_under_its_model(small_catalog):
     assert sum(reported) == SMALL["models"] * SMALL["skus_per_model"] * SMALL["images_per_sku"]
 
 
-def test_images_are_rgb_at_the_requested_size(small_catalog):
+def test_images_are_rgb_at_the_requested_size(small_catalog: SmallCatalog) -> None:
     out, _, _ = small_catalog
     with Image.open(next(out.rglob("*.png"))) as image:
         assert image.format == "PNG"
@@ -68,7 +70,7 @@ def test_images_are_rgb_at_the_requested_size(small_catalog):
         assert image.size == (SMALL["size"], SMALL["size"])
 
 
-def test_catalog_json_matches_the_tree(small_catalog):
+def test_catalog_json_matches_the_tree(small_catalog: SmallCatalog) -> None:
     out, catalog, _ = small_catalog
     document = json.loads((out / "catalog.json").read_text())
     assert document["complete"] is True
@@ -83,7 +85,17 @@ def test_catalog_json_matches_the_tree(small_catalog):
     assert load_catalog(out) == catalog
 
 
-def test_same_seed_gives_identical_bytes_other_seed_differs(small_catalog, tmp_path):
+def test_the_dataset_scanner_reads_the_tree(small_catalog: SmallCatalog) -> None:
+    out, catalog, _ = small_catalog
+    labels, samples = scan(out)
+    assert set(labels.models) == {m.name for m in catalog.models}
+    assert set(labels.skus) == {s.label for s in catalog.skus}
+    assert len(samples) == len(catalog.skus) * SMALL["images_per_sku"]
+
+
+def test_same_seed_gives_identical_bytes_other_seed_differs(
+    small_catalog: SmallCatalog, tmp_path: Path
+) -> None:
     out, _, _ = small_catalog
     again = synthesize(tmp_path / "again", **SMALL)
     assert _digests(tmp_path / "again") == _digests(out)
@@ -93,7 +105,9 @@ def test_same_seed_gives_identical_bytes_other_seed_differs(small_catalog, tmp_p
     assert set(other.values()).isdisjoint(v for k, v in _digests(out).items() if k.endswith(".png"))
 
 
-def test_workers_and_reruns_do_not_change_bytes(small_catalog, tmp_path):
+def test_workers_and_reruns_do_not_change_bytes(
+    small_catalog: SmallCatalog, tmp_path: Path
+) -> None:
     out, _, _ = small_catalog
     synthesize(tmp_path / "pooled", **SMALL, workers=2)
     assert _digests(tmp_path / "pooled") == _digests(out)
@@ -104,7 +118,7 @@ def test_workers_and_reruns_do_not_change_bytes(small_catalog, tmp_path):
 
 
 @pytest.mark.parametrize("image_format", ["jpg", "webp"])
-def test_other_image_formats(tmp_path, image_format):
+def test_other_image_formats(tmp_path: Path, image_format: str) -> None:
     synthesize(
         tmp_path / "out", **{**SMALL, "models": 2, "skus_per_model": 1}, image_format=image_format
     )
@@ -116,7 +130,7 @@ def test_other_image_formats(tmp_path, image_format):
 
 
 @pytest.mark.parametrize(("models", "skus"), [(2, 1), (2, 42), (3, 5), (5, 7), (12, 42), (7, 240)])
-def test_every_colourway_recurs_in_another_model(models, skus):
+def test_every_colourway_recurs_in_another_model(models: int, skus: int) -> None:
     catalog = plan_catalog(models=models, skus_per_model=skus, seed=1)
     owners: dict[str, set[str]] = {}
     for model in catalog.models:
@@ -127,7 +141,7 @@ def test_every_colourway_recurs_in_another_model(models, skus):
     assert all(len(models_with) >= 2 for models_with in owners.values())
 
 
-def test_colourways_are_far_apart_within_a_model():
+def test_colourways_are_far_apart_within_a_model() -> None:
     catalog = plan_catalog(models=12, skus_per_model=42, seed=3)
     for model in catalog.models:
         parts = [
@@ -141,7 +155,7 @@ def test_colourways_are_far_apart_within_a_model():
     assert min(gaps) > 60
 
 
-def test_names_and_labels_are_unique_slugs():
+def test_names_and_labels_are_unique_slugs() -> None:
     catalog = plan_catalog(models=200, skus_per_model=2, seed=5)
     names = [m.name for m in catalog.models]
     assert len(set(names)) == 200
@@ -151,14 +165,14 @@ def test_names_and_labels_are_unique_slugs():
     assert all(SLUG.match(part) for label in labels for part in label.split("--"))
 
 
-def test_plan_is_deterministic_and_prefix_stable():
+def test_plan_is_deterministic_and_prefix_stable() -> None:
     first = plan_catalog(models=12, skus_per_model=10, seed=11)
     assert first == plan_catalog(models=12, skus_per_model=10, seed=11)
     assert plan_catalog(models=5, skus_per_model=10, seed=11).models == first.models[:5]
     assert plan_catalog(models=12, skus_per_model=10, seed=12).models != first.models
 
 
-def test_render_sneaker_is_deterministic_per_rng():
+def test_render_sneaker_is_deterministic_per_rng() -> None:
     catalog = plan_catalog(models=1, skus_per_model=1, seed=0)
     model, colourway = catalog.models[0], catalog.skus[0].colourway
 
@@ -169,7 +183,7 @@ def test_render_sneaker_is_deterministic_per_rng():
     assert render(1) != render(2)
 
 
-def _line_drawing(model, size: int = 96) -> np.ndarray:
+def _line_drawing(model: SneakerModel, size: int = 96) -> np.ndarray:
     """The model drawn all white in a fixed pose: only the shape and its seams show."""
     image = Image.new("RGB", (size, size))
     white = Colourway("white", (255,) * 3, (255,) * 3, (255,) * 3, (255,) * 3)
@@ -178,7 +192,7 @@ def _line_drawing(model, size: int = 96) -> np.ndarray:
     return np.asarray(image.convert("L")) < 128
 
 
-def test_models_differ_in_grayscale_shape():
+def test_models_differ_in_grayscale_shape() -> None:
     # Twelve models is the target scale; every pair must differ in outline or in the
     # colour-independent seams, logo and lace marks that grayscale stage 1 sees.
     models = plan_catalog(models=12, skus_per_model=1, seed=2).models
@@ -207,13 +221,13 @@ def test_models_differ_in_grayscale_shape():
         ({"workers": 0}, "workers must be"),
     ],
 )
-def test_bad_arguments_are_refused(tmp_path, overrides, message):
+def test_bad_arguments_are_refused(tmp_path: Path, overrides: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         synthesize(tmp_path / "out", **{**SMALL, **overrides})
     assert not (tmp_path / "out").exists()
 
 
-def test_refuses_a_folder_that_is_not_a_catalog(tmp_path):
+def test_refuses_a_folder_that_is_not_a_catalog(tmp_path: Path) -> None:
     (tmp_path / "photos").mkdir()
     (tmp_path / "photos" / "holiday.jpg").write_bytes(b"not mine")
     with pytest.raises(ValueError, match="not empty"):
@@ -224,7 +238,7 @@ def test_refuses_a_folder_that_is_not_a_catalog(tmp_path):
         synthesize(tmp_path / "file", **SMALL)
 
 
-def test_never_deletes_outside_the_catalog(tmp_path):
+def test_never_deletes_outside_the_catalog(tmp_path: Path) -> None:
     out = tmp_path / "out"
     synthesize(out, **SMALL)
     (tmp_path / "keep").mkdir()
@@ -233,3 +247,15 @@ def test_never_deletes_outside_the_catalog(tmp_path):
     (out / "catalog.json").write_text(json.dumps(document))
     synthesize(out, **SMALL)
     assert (tmp_path / "keep").is_dir()
+
+
+def test_an_interrupted_run_is_replaced(tmp_path: Path) -> None:
+    def interrupt(_: int) -> None:
+        raise KeyboardInterrupt
+
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        synthesize(out, **SMALL, progress=interrupt)
+    assert json.loads((out / "catalog.json").read_text())["complete"] is False
+    synthesize(out, **SMALL)
+    assert json.loads((out / "catalog.json").read_text())["complete"] is True

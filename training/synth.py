@@ -208,7 +208,7 @@ def _check_plan(models: int, skus_per_model: int, seed: int) -> None:
 
 
 def _check_int(name: str, value: object, minimum: int, maximum: int | None = None) -> None:
-    if not isinstance(value, int) or isinstance(value, bool):
+    if not isinstance(value, int | np.integer) or isinstance(value, bool):
         raise ValueError(f"{name} must be an integer, got {value!r}")
     if value < minimum or (maximum is not None and value > maximum):
         bounds = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
@@ -222,7 +222,7 @@ def render_sneaker(
     model: SneakerModel, colourway: Colourway, *, size: int, rng: np.random.Generator
 ) -> Image.Image:
     """One varied RGB photo of the sneaker: pose, background, shadow, lighting and sensor noise."""
-    canvas = size * SUPERSAMPLE
+    canvas = int(size) * SUPERSAMPLE
     pose = _random_pose(geometry(model).bounds, canvas, rng)
     image = _background(canvas, rng)
     _cast_shadow(image, pose, rng)
@@ -340,10 +340,11 @@ def synthesize(
     _check_render(images_per_sku, size, image_format, workers)
     catalog = plan_catalog(models=models, skus_per_model=skus_per_model, seed=seed)
     _prepare_out(out)
+    # Plain ints, so numpy integers from a caller still serialise to JSON.
     settings = {
-        "seed": seed,
-        "size": size,
-        "images_per_sku": images_per_sku,
+        "seed": int(seed),
+        "size": int(size),
+        "images_per_sku": int(images_per_sku),
         "image_format": image_format,
     }
     # Written first and marked incomplete, so a rerun recognises (and replaces) a broken run.

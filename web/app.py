@@ -11,7 +11,7 @@ from web.services import Services
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the API; settings come from the environment unless given."""
-    from web import batches, docs, health, jobs
+    from web import batches, docs, health, jobs, webhooks
 
     settings = settings or Settings.from_env()
     app = Flask("skuai")
@@ -21,6 +21,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(jobs.bp)
     app.register_blueprint(batches.bp)
+    app.register_blueprint(webhooks.bp)
     app.register_blueprint(docs.bp)
     app.register_blueprint(docs.swagger_ui)
     return app

@@ -3,7 +3,7 @@ each image on its own (a bad one fails alone), and enqueues chunks as they fill 
 
 from __future__ import annotations
 
-from shared.batch_store import BatchStore
+from shared.batch_store import FINISHED, TO_CLASSIFY, BatchStore
 from shared.batches import Batch
 from shared.errors import InvalidImage, PayloadTooLarge, UnsupportedMediaType
 from shared.images import sniff
@@ -22,6 +22,7 @@ class BatchIntake:
         self.store = store
         self.batch = batch
         self.count = 0
+        self.finished: list[str] = []  # jobs already final (their job events are due)
         self._chunk: list[str] = []
 
     def add_bytes(self, ref: str, data: bytes) -> None:
@@ -31,36 +32,46 @@ class BatchIntake:
         try:
             sniff(data, max_pixels=self.svc.settings.max_image_pixels)
         except (InvalidImage, UnsupportedMediaType) as exc:
-            self.store.add(self.batch, job, None, error=exc.to_dict())
+            self._handle(job, self.store.add(self.batch, job, None, error=exc.to_dict()))
             return
-        if self.store.add(self.batch, job, data):
-            self._queue(job.id)
+        self._handle(job, self.store.add(self.batch, job, data))
 
     def add_entry(self, entry: Entry) -> None:
         """An archive entry, which may already carry its own error."""
         if entry.data is None:
             self._count_one()
-            self.store.add(self.batch, self._job(entry.ref), None, error=entry.error)
+            job = self._job(entry.ref)
+            self._handle(job, self.store.add(self.batch, job, None, error=entry.error))
         else:
             self.add_bytes(entry.ref, entry.data)
 
     def add_refused(self, ref: str, error: dict[str, str]) -> None:
         """An image refused before reading it (e.g. over the size limit)."""
         self._count_one()
-        self.store.add(self.batch, self._job(ref), None, error=error)
+        job = self._job(ref)
+        self._handle(job, self.store.add(self.batch, job, None, error=error))
 
     def add_url(self, ref: str, url: str) -> None:
         """An image the workers fetch; the URL is checked now and again at connect time."""
         self._count_one()
         job = self._job(ref)
         job.source_url = check_url(url, allow_private=self.svc.settings.allow_private_urls)
-        if self.store.add(self.batch, job, None):
-            self._queue(job.id)
+        self._handle(job, self.store.add(self.batch, job, None))
 
-    def close(self) -> bool:
-        """Enqueue the last chunk and seal; True when the batch completed right away."""
+    def close(self) -> None:
+        """Enqueue the last chunk, seal, and emit the events of what finished at upload."""
         self._flush()
-        return self.store.seal(self.batch.id)
+        completed = self.store.seal(self.batch.id)
+        events = self.svc.events
+        events.job_events([j for j in self.svc.jobs.find_many(self.finished) if j is not None])
+        if completed:  # everything failed at upload (or was a duplicate of such)
+            events.batch_completed(self.store.get(self.batch.id, self.batch.tenant))
+
+    def _handle(self, job: Job, outcome: str) -> None:
+        if outcome == TO_CLASSIFY:
+            self._queue(job.id)
+        elif outcome == FINISHED:
+            self.finished.append(job.id)
 
     def _job(self, ref: str) -> Job:
         return Job(id=new_job_id(), tenant=self.batch.tenant, ref=ref[:1024] or None)

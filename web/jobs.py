@@ -9,6 +9,7 @@ from shared.errors import BadRequest, UnsupportedMediaType
 from shared.images import sniff
 from shared.jobs import Job, new_job_id
 from shared.queues import INTERACTIVE, enqueue_classify
+from shared.url_guard import check_url
 from web.services import services
 from web.tenancy import current_tenant
 from web.uploads import (
@@ -35,16 +36,26 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
             raise BadRequest("send the image in the multipart field 'image'")
         data, ref = read_file(upload, limit), upload.filename or None
         metadata = parse_metadata(request.form.get("metadata"))
+        callback = request.form.get("callback_url") or None
     elif request.is_json:
         body = json_body(request)
         if "image_base64" not in body:
             raise BadRequest("send 'image_base64' (or a multipart field 'image')")
         data, ref = decode_base64(body["image_base64"], limit), body.get("ref")
         metadata = parse_metadata(body.get("metadata"))
+        callback = body.get("callback_url") or None
     else:
         raise UnsupportedMediaType("send multipart/form-data or application/json")
+    if callback is not None:
+        check_url(callback, allow_private=svc.settings.allow_private_urls, field="callback_url")
     sniff(data, max_pixels=svc.settings.max_image_pixels)
-    job = Job(id=new_job_id(), tenant=current_tenant(), ref=_clean_ref(ref), metadata=metadata)
+    job = Job(
+        id=new_job_id(),
+        tenant=current_tenant(),
+        ref=_clean_ref(ref),
+        metadata=metadata,
+        callback_url=callback,
+    )
     svc.jobs.create(job, data)
     try:
         enqueue_classify(svc.celery, [job.id], queue=INTERACTIVE)

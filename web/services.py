@@ -9,10 +9,13 @@ from celery import Celery
 from flask import current_app
 
 from shared.batch_store import BatchStore
+from shared.delivery_store import DeliveryStore
+from shared.events import EventEmitter
 from shared.job_store import JobStore
 from shared.queues import make_celery
 from shared.redis_client import connect
 from shared.settings import Settings
+from shared.webhook_store import WebhookStore
 from shared.workers import WorkerRegistry
 
 
@@ -26,19 +29,27 @@ class Services:
     batches: BatchStore
     workers: WorkerRegistry
     celery: Celery
+    webhooks: WebhookStore
+    deliveries: DeliveryStore
+    events: EventEmitter
 
     @classmethod
     def create(cls, settings: Settings) -> Services:
         """Connect lazily: nothing here talks to Redis until the first request."""
         conn = connect(settings)
         jobs = JobStore(conn, result_ttl=settings.result_ttl, image_ttl=settings.image_ttl)
+        celery = make_celery(settings)
+        webhooks, deliveries = WebhookStore(conn), DeliveryStore(conn)
         return cls(
             settings=settings,
             conn=conn,
             jobs=jobs,
             batches=BatchStore(conn, jobs),
             workers=WorkerRegistry(conn),
-            celery=make_celery(settings),
+            celery=celery,
+            webhooks=webhooks,
+            deliveries=deliveries,
+            events=EventEmitter(celery, webhooks, deliveries),
         )
 
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from shared.errors import SkuaiError
 from shared.images import decode
-from shared.job_store import FINISHED_BATCH, JobStore
+from shared.job_store import Finish, JobStore
 from shared.jobs import FAILED, SUCCEEDED, Job
 from shared.settings import Settings
 from worker.fetch import ImageFetcher
@@ -33,6 +33,7 @@ class ChunkOutcome:
     failed: int = 0
     skipped: int = 0
     completed_batches: set[str] = field(default_factory=set)
+    finished_jobs: list[str] = field(default_factory=list)  # for job.succeeded/failed events
 
     def to_dict(self) -> dict[str, object]:
         """Counts for the task's return value (shown in Flower)."""
@@ -66,8 +67,8 @@ def classify_jobs(
             _record(outcome, job, store.finish(job.id, FAILED, error=exc.to_dict()), ok=False)
     if ready:
         for job, result in zip(ready, cascade.predict(np.stack(pixels)), strict=True):
-            status = store.finish(job.id, SUCCEEDED, model_version=cascade.version, result=result)
-            _record(outcome, job, status, ok=True)
+            finish = store.finish(job.id, SUCCEEDED, model_version=cascade.version, result=result)
+            _record(outcome, job, finish, ok=True)
     log.info(
         "chunk of %d: %d succeeded, %d failed, %d skipped",
         len(job_ids),
@@ -96,12 +97,13 @@ def _load(jobs: list[Job], store: JobStore, fetcher: ImageFetcher) -> list[bytes
         return list(pool.map(one, jobs))
 
 
-def _record(outcome: ChunkOutcome, job: Job, status: int, *, ok: bool) -> None:
-    if not status:
+def _record(outcome: ChunkOutcome, job: Job, finish: Finish, *, ok: bool) -> None:
+    if not finish:
         return  # finished elsewhere meanwhile (canceled, or a redelivered copy won)
     if ok:
         outcome.succeeded += 1
     else:
         outcome.failed += 1
-    if status == FINISHED_BATCH and job.batch_id:
+    outcome.finished_jobs += [job.id, *finish.duplicates]
+    if finish.batch_completed and job.batch_id:
         outcome.completed_batches.add(job.batch_id)

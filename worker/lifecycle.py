@@ -9,21 +9,34 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from celery.signals import celeryd_after_setup, worker_process_init, worker_process_shutdown
+from celery.signals import (
+    celeryd_after_setup,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_ready,
+    worker_shutdown,
+)
 
-from shared.queues import MODEL_QUEUES
+from shared.delivery_store import DeliveryStore
+from shared.queues import MODEL_QUEUES, WEBHOOKS
+from shared.redis_client import connect
+from shared.settings import Settings
 from worker import runtime
+from worker.retry_scheduler import DueDeliveries
 
 log = logging.getLogger(__name__)
 _consumes_model_queues = False
+_consumes_webhooks = False
+_scheduler: DueDeliveries | None = None
 
 
 @celeryd_after_setup.connect
 def _remember_queues(sender: str, instance: Any, **_: Any) -> None:
     """In the parent: note whether this worker serves inference queues (children inherit it)."""
-    global _consumes_model_queues
+    global _consumes_model_queues, _consumes_webhooks
     queues = set(instance.app.amqp.queues.consume_from or ())
     _consumes_model_queues = bool(queues & MODEL_QUEUES)
+    _consumes_webhooks = WEBHOOKS in queues
     runtime.set_worker_name(sender)
 
 
@@ -36,3 +49,19 @@ def _start_process(**_: Any) -> None:
 @worker_process_shutdown.connect
 def _stop_process(**_: Any) -> None:
     runtime.stop()
+
+
+@worker_ready.connect
+def _start_scheduler(sender: Any, **_: Any) -> None:
+    """In a webhook worker's main process: start handing out due (re)tries."""
+    global _scheduler
+    if _consumes_webhooks:
+        deliveries = DeliveryStore(connect(Settings.from_env()))
+        _scheduler = DueDeliveries(sender.app, deliveries)
+        _scheduler.start()
+
+
+@worker_shutdown.connect
+def _stop_scheduler(**_: Any) -> None:
+    if _scheduler is not None:
+        _scheduler.stopped.set()

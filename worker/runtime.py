@@ -9,11 +9,19 @@ import socket
 import threading
 from typing import TYPE_CHECKING
 
+from celery import Celery
+
+from shared.batch_store import BatchStore
+from shared.delivery_store import DeliveryStore
+from shared.events import EventEmitter
 from shared.job_store import JobStore
 from shared.redis_client import connect
 from shared.settings import Settings
+from shared.url_guard import guarded_session
+from shared.webhook_store import WebhookStore
 from shared.workers import HEARTBEAT_TTL, WorkerRegistry
 from training.registry import Registry
+from worker.delivery import DeliveryPolicy, WebhookDelivery
 from worker.fetch import ImageFetcher
 
 if TYPE_CHECKING:
@@ -33,8 +41,11 @@ class Runtime:
         self.store = JobStore(
             self.conn, result_ttl=settings.result_ttl, image_ttl=settings.image_ttl
         )
+        self.batches = BatchStore(self.conn, self.store)
         self.registry = Registry(settings.registry_dir)
         self.workers = WorkerRegistry(self.conn)
+        self.webhooks = WebhookStore(self.conn)
+        self.deliveries = DeliveryStore(self.conn)
         self.fetcher = ImageFetcher(
             max_bytes=settings.max_image_bytes, allow_private=settings.allow_private_urls
         )
@@ -42,6 +53,22 @@ class Runtime:
         self._lock = threading.Lock()
         self._stopped = threading.Event()
         self._serves_model = False
+        self._delivery: WebhookDelivery | None = None
+
+    def emitter(self, app: Celery) -> EventEmitter:
+        """Turns finished jobs and batches into webhook deliveries."""
+        return EventEmitter(app, self.webhooks, self.deliveries)
+
+    def delivery(self) -> WebhookDelivery:
+        """Makes webhook delivery attempts (guarded HTTP, the configured schedule)."""
+        if self._delivery is None:
+            policy = DeliveryPolicy(
+                schedule=self.settings.webhook_retry_schedule,
+                timeout=float(self.settings.webhook_timeout),
+            )
+            session = guarded_session(allow_private=self.settings.allow_private_urls)
+            self._delivery = WebhookDelivery(self.deliveries, self.webhooks, session, policy)
+        return self._delivery
 
     def cascade(self) -> Cascade:
         """The loaded cascade; loads the active version first if needed (ModelNotFound if none)."""

@@ -8,7 +8,7 @@ import redis
 from celery import Task, shared_task
 
 from shared.errors import ModelNotFound
-from shared.queues import CLASSIFY
+from shared.queues import CLASSIFY, DELIVER
 from worker import runtime
 from worker.classifier import classify_jobs
 
@@ -36,8 +36,25 @@ def classify(self: Task, job_ids: list[str], batch_id: str | None = None) -> dic
     outcome = classify_jobs(
         job_ids, store=rt.store, cascade=cascade, settings=rt.settings, fetcher=rt.fetcher
     )
+    emitter = rt.emitter(self.app)
+    emitter.job_events([j for j in rt.store.find_many(outcome.finished_jobs) if j is not None])
     for completed in outcome.completed_batches:
         log.info("batch %s completed", completed)
+        if (batch := rt.batches.find(completed)) is not None:
+            emitter.batch_completed(batch)
     if batch_id is not None:
         log.debug("chunk of batch %s: %s", batch_id, outcome.to_dict())
     return outcome.to_dict()
+
+
+@shared_task(
+    name=DELIVER,
+    acks_late=True,
+    autoretry_for=(redis.ConnectionError, redis.TimeoutError),
+    retry_backoff=2,
+    retry_backoff_max=60,
+    max_retries=None,
+)
+def deliver_webhook(delivery_id: str) -> str:
+    """One attempt of one webhook delivery; later attempts are scheduled, not retried here."""
+    return runtime.current().delivery().attempt(delivery_id)

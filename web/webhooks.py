@@ -1,0 +1,77 @@
+"""`/v1/webhooks`: subscriptions, their delivery log, and replay."""
+
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint, Response, jsonify, request
+
+from shared.delivery_store import LEASE_SECONDS, PENDING
+from shared.errors import BadRequest, NotFound
+from shared.url_guard import check_url
+from shared.webhook_store import parse_events
+from web.services import services
+from web.tenancy import current_tenant
+from web.uploads import json_body
+
+bp = Blueprint("webhooks", __name__, url_prefix="/v1/webhooks")
+
+
+@bp.post("")
+def create_webhook() -> tuple[Response, int, dict[str, str]]:
+    """Subscribe a URL to events; the signing secret is returned this once."""
+    svc = services()
+    body = json_body(request)
+    if "url" not in body:
+        raise BadRequest("send {'url': ..., 'events': [...]}")
+    events = parse_events(body.get("events"))
+    url = check_url(body["url"], allow_private=svc.settings.allow_private_urls)
+    sub = svc.webhooks.create(current_tenant(), url, events)
+    return jsonify(sub.to_public(with_secret=True)), 201, {"Location": f"/v1/webhooks/{sub.id}"}
+
+
+@bp.get("")
+def list_webhooks() -> Response:
+    """The tenant's subscriptions (without secrets)."""
+    subs = services().webhooks.of_tenant(current_tenant())
+    return jsonify({"items": [s.to_public() for s in subs]})
+
+
+@bp.get("/<webhook_id>")
+def get_webhook(webhook_id: str) -> Response:
+    """One subscription, with its status and why it was disabled, if it was."""
+    return jsonify(services().webhooks.get(webhook_id, current_tenant()).to_public())
+
+
+@bp.delete("/<webhook_id>")
+def delete_webhook(webhook_id: str) -> tuple[str, int]:
+    """Unsubscribe."""
+    services().webhooks.delete(webhook_id, current_tenant())
+    return "", 204
+
+
+@bp.get("/<webhook_id>/deliveries")
+def list_deliveries(webhook_id: str) -> Response:
+    """The delivery log: each delivery with every attempt (time, status code, latency, error)."""
+    svc = services()
+    svc.webhooks.get(webhook_id, current_tenant())
+    items = [
+        d.to_public(svc.deliveries.attempts(d.id)) for d in svc.deliveries.for_webhook(webhook_id)
+    ]
+    return jsonify({"items": items})
+
+
+@bp.post("/<webhook_id>/deliveries/<delivery_id>/retry")
+def retry_delivery(webhook_id: str, delivery_id: str) -> tuple[Response, int]:
+    """Replay a delivery now, with the same webhook-id (receivers deduplicate on it)."""
+    svc = services()
+    svc.webhooks.get(webhook_id, current_tenant())
+    delivery = svc.deliveries.find(delivery_id)
+    if delivery is None or delivery.webhook_id != webhook_id:
+        raise NotFound(f"no delivery {delivery_id!r} for webhook {webhook_id!r}")
+    # Leased like a new delivery: sent now, and handed out again if that send is lost.
+    svc.deliveries.schedule(delivery_id, time.time() + LEASE_SECONDS, status=PENDING)
+    svc.deliveries.reset_attempt_budget(delivery_id)
+    svc.events.send(delivery_id)
+    current = svc.deliveries.find(delivery_id) or delivery
+    return jsonify(current.to_public(svc.deliveries.attempts(delivery_id))), 202
