@@ -21,3 +21,5 @@ FLOWER_PORT = 5555
 MAX_WAIT_SECONDS = 30
 RESULTS_PAGE = 100
 WEBHOOK_TIMEOUT = 10  # seconds for one delivery attempt
+RATE_LIMIT = 50.0  # requests per second per API key, sustained
+RATE_BURST = 200  # requests per API key in a burst

@@ -34,6 +34,25 @@ class BadRequest(SkuaiError):
     http_status = 400
 
 
+class Unauthorized(SkuaiError):
+    """No API key, or one that is unknown or revoked."""
+
+    code = "unauthorized"
+    http_status = 401
+
+
+class TooManyRequests(SkuaiError):
+    """A rate limit or the queue limit: retry after `retry_after` seconds."""
+
+    code = "too_many_requests"
+    http_status = 429
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = max(1, round(retry_after))
+
+
 class NotFound(SkuaiError):
     """The resource does not exist or belongs to another tenant."""
 

@@ -58,6 +58,8 @@ class JobStore:
         target.expire(keys.job(job.id), self.result_ttl)
         if image is not None:
             target.set(keys.image(job.id), image, ex=self.image_ttl)
+        if not job.is_final:
+            target.incr(keys.PENDING_IMAGES)  # decremented when the job settles
         if pipe is None:
             target.execute()
 

@@ -79,3 +79,22 @@ def webhook_deliveries(webhook_id: str) -> str:
 
 
 DELIVERIES_DUE = f"{NAMESPACE}:deliveries:due"  # sorted set: delivery id -> when to (re)try
+
+
+def api_key(key_digest: str) -> str:
+    """Hash of one API key (stored by its SHA-256, never in clear)."""
+    return f"{NAMESPACE}:apikey:{key_digest}"
+
+
+def tenant_keys(tenant: str) -> str:
+    """Set of a tenant's key digests."""
+    return f"{NAMESPACE}:tenant:{tenant}:keys"
+
+
+def rate_bucket(key_digest: str) -> str:
+    """Token bucket of one API key (rate limiting)."""
+    return f"{NAMESPACE}:rate:{key_digest}"
+
+
+TENANTS = f"{NAMESPACE}:tenants"  # set of tenant names
+PENDING_IMAGES = f"{NAMESPACE}:pending"  # jobs accepted and not final yet (backpressure)

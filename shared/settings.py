@@ -33,6 +33,8 @@ class Settings:
     max_request_bytes: int = defaults.MAX_REQUEST_BYTES
     max_archive_bytes: int = defaults.MAX_ARCHIVE_BYTES
     max_queued: int = defaults.MAX_QUEUED
+    rate_limit: float = defaults.RATE_LIMIT
+    rate_burst: int = defaults.RATE_BURST
     allow_private_urls: bool = False
     webhook_retry_schedule: tuple[float, ...] = defaults.WEBHOOK_RETRY_SCHEDULE
     webhook_timeout: int = defaults.WEBHOOK_TIMEOUT
@@ -71,6 +73,8 @@ class Settings:
                 "MAX_ARCHIVE_BYTES", _positive_int, defaults.MAX_ARCHIVE_BYTES
             ),
             max_queued=reader.get("MAX_QUEUED", _positive_int, defaults.MAX_QUEUED),
+            rate_limit=reader.get("RATE_LIMIT", _positive_float, defaults.RATE_LIMIT),
+            rate_burst=reader.get("RATE_BURST", _positive_int, defaults.RATE_BURST),
             allow_private_urls=reader.get("ALLOW_PRIVATE_URLS", _bool, False),
             webhook_retry_schedule=reader.get(
                 "WEBHOOK_RETRY_SCHEDULE", _schedule, defaults.WEBHOOK_RETRY_SCHEDULE
@@ -98,6 +102,8 @@ class Settings:
             "MAX_REQUEST_BYTES": str(self.max_request_bytes),
             "MAX_ARCHIVE_BYTES": str(self.max_archive_bytes),
             "MAX_QUEUED": str(self.max_queued),
+            "RATE_LIMIT": f"{self.rate_limit:g}",
+            "RATE_BURST": str(self.rate_burst),
             "ALLOW_PRIVATE_URLS": "1" if self.allow_private_urls else "0",
             "WEBHOOK_RETRY_SCHEDULE": ",".join(f"{s:g}" for s in self.webhook_retry_schedule),
             "WEBHOOK_TIMEOUT": str(self.webhook_timeout),
@@ -133,6 +139,16 @@ def _positive_int(raw: str) -> int:
         value = int(raw)
     except ValueError:
         raise ValueError("expected a whole number") from None
+    if value <= 0:
+        raise ValueError("expected a number above 0")
+    return value
+
+
+def _positive_float(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError("expected a number") from None
     if value <= 0:
         raise ValueError("expected a number above 0")
     return value

@@ -32,6 +32,7 @@ local function settle(id, fields)
   redis.call('PUBLISH', ns .. ':done:' .. id, 'done')
   local batch = redis.call('HGET', jkey, 'batch_id') or ''
   move_count(batch, old, redis.call('HGET', jkey, 'status'))
+  if redis.call('DECR', ns .. ':pending') < 0 then redis.call('SET', ns .. ':pending', 0) end
   return batch
 end
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import redis
 
 from shared import defaults
 from shared.errors import SkuaiError
@@ -30,6 +31,11 @@ class _Group(click.Group):
             _fail(exc.message)
         except ValueError as exc:  # argument validation in the library code
             _fail(str(exc))
+        except redis.RedisError as exc:
+            _fail(
+                f"Redis at {os.environ.get('SKUAI_REDIS_URL', defaults.REDIS_URL)} "
+                f"is unreachable ({exc.__class__.__name__})"
+            )
         except KeyboardInterrupt:
             console.print("interrupted")
             sys.exit(130)
@@ -312,6 +318,57 @@ def bench(images: int, out: Path | None, as_json: bool) -> None:
     result = run(_settings(), images=images, out=out, quiet=as_json)
     if as_json:
         click.echo(json.dumps(result))
+
+
+@cli.group()
+def keys() -> None:
+    """API keys and tenants."""
+
+
+def _key_store() -> Any:
+    from shared.api_keys import KeyStore
+    from shared.redis_client import connect
+
+    return KeyStore(connect(_settings()))
+
+
+@keys.command("create")
+@click.option("--tenant", required=True, help="Tenant name (created with its first key).")
+@click.option("--json", "as_json", is_flag=True)
+def keys_create(tenant: str, as_json: bool) -> None:
+    """Print a new API key and the tenant's webhook signing secret."""
+    from shared.redis_client import connect
+    from shared.webhook_store import WebhookStore
+
+    key = _key_store().create(tenant)
+    secret = WebhookStore(connect(_settings())).tenant_secret(tenant)
+    if as_json:
+        click.echo(json.dumps({"tenant": tenant, "api_key": key, "webhook_secret": secret}))
+        return
+    click.echo(f"tenant          {tenant}")
+    click.echo(f"API key         {key}")
+    click.echo(f"webhook secret  {secret}  (signs this tenant's callback_url deliveries)")
+
+
+@keys.command("list")
+@click.option("--tenant", default=None)
+@click.option("--json", "as_json", is_flag=True)
+def keys_list(tenant: str | None, as_json: bool) -> None:
+    """List keys (by id; the keys themselves are never stored)."""
+    infos = _key_store().list(tenant)
+    if as_json:
+        click.echo(json.dumps([i.to_public() for i in infos]))
+        return
+    for info in infos:
+        click.echo(f"{info.id}  {info.tenant:<20} created {info.created_at}")
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+def keys_revoke(key_id: str) -> None:
+    """Revoke a key by the id `skuai keys list` shows."""
+    info = _key_store().revoke(key_id)
+    click.echo(f"revoked key {info.id} of tenant {info.tenant}")
 
 
 @cli.group()

@@ -49,7 +49,7 @@ def run_demo(
     with running_stack(settings, api_port=api_port, flower_port=flower_port) as stack:
         with console.status("starting the API, an inference worker, a webhook worker, Flower..."):
             stack.wait_ready(READY_TIMEOUT)
-        jobs = _classify(SkuaiClient(stack.api_url), test_samples)
+        jobs = _classify(SkuaiClient(stack.api_url, key=stack.api_key), test_samples)
         accuracy = _report(jobs, test_samples)
         console.print(f"demo finished in {time.perf_counter() - started:.0f} s")
         print_urls(stack)

@@ -7,12 +7,30 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 
+from shared.api_keys import KeyStore
+from shared.redis_client import connect
 from shared.settings import Settings
 from skuai.console import console
 from skuai.redis_server import ensure_redis
 from skuai.stack import Stack, free_port
 
 READY_TIMEOUT = 180.0
+LOCAL_TENANT = "local"
+
+
+def local_api_key(settings: Settings) -> str:
+    """The local stack's API key: kept in SKUAI_HOME (mode 600) and reused while Redis knows it."""
+    path = settings.home / "local-api-key"
+    store = KeyStore(connect(settings))
+    if path.exists():
+        key = path.read_text().strip()
+        if store.tenant_of(key) == LOCAL_TENANT:
+            return key
+    key = store.create(LOCAL_TENANT)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(key + "\n")
+    return key
 
 
 @contextmanager
@@ -31,6 +49,7 @@ def running_stack(
         inference_workers=inference_workers,
     )
     try:
+        stack.api_key = local_api_key(settings)
         stack.start()
         yield stack
     finally:
@@ -45,6 +64,10 @@ def print_urls(stack: Stack) -> None:
     console.print(f"API      {stack.api_url}")
     console.print(f"API docs {stack.api_url}/docs/")
     console.print(f"Flower   {stack.flower_url}")
+    console.print(
+        f"API key  {stack.api_key}  (tenant {LOCAL_TENANT}; send it as "
+        "'Authorization: Bearer <key>')"
+    )
     console.print(f"logs     {stack.settings.home / 'logs'}")
 
 

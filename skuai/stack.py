@@ -37,6 +37,7 @@ class Stack:
     api_port: int
     flower_port: int
     inference_workers: int = 1
+    api_key: str = ""
     children: list[Child] = field(default_factory=list)
 
     @property

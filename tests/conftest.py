@@ -14,11 +14,17 @@ from pathlib import Path
 import pytest
 import redis
 import requests
+from flask.testing import FlaskClient
 
+from shared.api_keys import KeyStore
 from shared.settings import Settings
 from shared.workers import WorkerRegistry
 from skuai.redis_server import RedisServer
 from skuai.stack import free_port
+
+TENANT = "tests"
+# The tests' HTTP client; the session's `api_key` fixture puts its key in the headers.
+http = requests.Session()
 
 TINY = {"models": 3, "skus_per_model": 2, "images_per_sku": 10, "size": 32, "seed": 3}
 START_TIMEOUT = 120.0
@@ -41,11 +47,30 @@ def settings(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
     )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def api_key(settings: Settings) -> str:
+    """An API key of the test tenant, already in `http`'s headers."""
+    key = KeyStore(redis.Redis.from_url(settings.redis_url)).create(TENANT)
+    http.headers["Authorization"] = f"Bearer {key}"
+    return key
+
+
+def authorized(client: FlaskClient, key: str) -> FlaskClient:
+    """A Flask test client that sends the API key with every request."""
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {key}"
+    return client
+
+
 @pytest.fixture(scope="session")
-def service_env(settings: Settings) -> dict[str, str]:
+def service_env(settings: Settings, api_key: str) -> dict[str, str]:
     """Environment for the processes the tests start."""
     # Small chunks so that a test batch spans several tasks (and several workers).
-    extra = {"SKUAI_CHUNK_SIZE": "4", "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+    extra = {
+        "SKUAI_CHUNK_SIZE": "4",
+        "SKUAI_API_KEY": api_key,
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "PYTHONUNBUFFERED": "1",
+    }
     return {**os.environ, **settings.env(), **extra}
 
 

@@ -7,9 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import requests
-
-from tests.conftest import ApiServer, sample_image
+from tests.conftest import ApiServer, http, sample_image
 
 PROBE = """
 import sys
@@ -58,9 +56,7 @@ def test_running_api_processes_have_no_tensorflow_mapped(
     api_server: ApiServer, tiny_catalog: Path
 ) -> None:
     image = sample_image(tiny_catalog)
-    response = requests.post(
-        f"{api_server.url}/v1/jobs", files={"image": image.open("rb")}, timeout=10
-    )
+    response = http.post(f"{api_server.url}/v1/jobs", files={"image": image.open("rb")}, timeout=10)
     assert response.status_code in (202, 503)
     pids = _process_tree(api_server.process.pid)
     assert len(pids) >= 2  # the gunicorn arbiter and its worker

@@ -10,10 +10,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import redis
 from flask.testing import FlaskClient
 
+from shared.api_keys import KeyStore
 from shared.settings import Settings
-from tests.conftest import start_worker, wait_until
+from tests.conftest import TENANT, authorized, start_worker, wait_until
 from web.app import create_app
 
 
@@ -29,7 +31,8 @@ def quiet_settings(settings: Settings) -> Settings:
 
 @pytest.fixture()
 def client(quiet_settings: Settings) -> Iterator[FlaskClient]:
-    yield create_app(quiet_settings).test_client()
+    key = KeyStore(redis.Redis.from_url(quiet_settings.redis_url)).create(TENANT)
+    yield authorized(create_app(quiet_settings).test_client(), key)
 
 
 def _png(catalog: Path, i: int = 0) -> bytes:

@@ -5,20 +5,19 @@ from __future__ import annotations
 
 import csv
 import functools
-import http.server
 import io
 import json
 import threading
 import time
 import zipfile
 from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-import requests
 
 from shared.settings import Settings
-from tests.conftest import WorkerProcess, start_worker
+from tests.conftest import WorkerProcess, http, start_worker
 
 pytestmark = pytest.mark.usefixtures("inference_worker")
 
@@ -30,7 +29,7 @@ def _images(catalog: Path, n: int) -> list[Path]:
 def _wait_completed(api_url: str, batch_id: str, timeout: float = 60) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        batch = requests.get(f"{api_url}/v1/batches/{batch_id}", timeout=10).json()
+        batch = http.get(f"{api_url}/v1/batches/{batch_id}", timeout=10).json()
         if batch["status"] in ("completed", "canceled"):
             return batch
         time.sleep(0.2)
@@ -40,7 +39,7 @@ def _wait_completed(api_url: str, batch_id: str, timeout: float = 60) -> dict:
 def _results(api_url: str, batch_id: str, limit: int = 100) -> list[dict]:
     items, cursor = [], "0"
     while cursor is not None:
-        page = requests.get(
+        page = http.get(
             f"{api_url}/v1/batches/{batch_id}/results",
             params={"cursor": cursor, "limit": limit},
             timeout=10,
@@ -54,7 +53,7 @@ def test_multipart_images_with_a_bad_one(api_url: str, tiny_catalog: Path, train
     images = _images(tiny_catalog, 9)
     files = [("images", (p.name, p.read_bytes(), "image/png")) for p in images]
     files.append(("images", ("broken.png", b"not an image", "image/png")))
-    response = requests.post(
+    response = http.post(
         f"{api_url}/v1/batches", files=files, data={"metadata": '{"order": 7}'}, timeout=30
     )
     assert response.status_code == 202, response.text
@@ -82,7 +81,7 @@ def test_archive_with_nested_folders_and_bad_entries(api_url: str, tiny_catalog:
         archive.writestr("readme.txt", b"hello")
         archive.writestr("more.zip", b"PK\x03\x04")
         archive.writestr("cut.png", good[1].read_bytes()[:60])
-    response = requests.post(
+    response = http.post(
         f"{api_url}/v1/batches", files={"archive": ("shoes.zip", buffer.getvalue())}, timeout=30
     )
     assert response.status_code == 202, response.text
@@ -100,8 +99,8 @@ def test_archive_with_nested_folders_and_bad_entries(api_url: str, tiny_catalog:
 @pytest.fixture()
 def image_server(tiny_catalog: Path) -> Iterator[str]:
     """A real HTTP server serving the catalog (tests allow private URLs)."""
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tiny_catalog))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(tiny_catalog))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
@@ -120,7 +119,7 @@ def test_json_urls_fetched_by_the_workers(
             {"url": f"{image_server}/missing.png", "ref": "gone"},
         ]
     }
-    response = requests.post(f"{api_url}/v1/batches", json=body, timeout=30)
+    response = http.post(f"{api_url}/v1/batches", json=body, timeout=30)
     assert response.status_code == 202, response.text
     done = _wait_completed(api_url, response.json()["id"])
     items = {i["ref"]: i for i in _results(api_url, done["id"])}
@@ -134,7 +133,7 @@ def test_json_urls_fetched_by_the_workers(
 
 @pytest.mark.parametrize("url", ["ftp://example.com/a.png", "file:///etc/passwd", "not a url"])
 def test_non_http_urls_are_refused(api_url: str, url: str) -> None:
-    response = requests.post(f"{api_url}/v1/batches", json={"images": [{"url": url}]}, timeout=10)
+    response = http.post(f"{api_url}/v1/batches", json={"images": [{"url": url}]}, timeout=10)
     assert response.status_code == 400
     assert "http" in response.json()["error"]["message"]
 
@@ -142,19 +141,19 @@ def test_non_http_urls_are_refused(api_url: str, url: str) -> None:
 def test_idempotency_key_returns_the_same_batch(api_url: str, tiny_catalog: Path) -> None:
     files = [("images", (p.name, p.read_bytes())) for p in _images(tiny_catalog, 2)]
     headers = {"Idempotency-Key": f"order-{time.time_ns()}"}
-    first = requests.post(f"{api_url}/v1/batches", files=files, headers=headers, timeout=30)
-    again = requests.post(f"{api_url}/v1/batches", files=files, headers=headers, timeout=30)
+    first = http.post(f"{api_url}/v1/batches", files=files, headers=headers, timeout=30)
+    again = http.post(f"{api_url}/v1/batches", files=files, headers=headers, timeout=30)
     assert first.status_code == again.status_code == 202
     assert again.json()["id"] == first.json()["id"]
     assert again.headers["Idempotent-Replayed"] == "true"
-    other = requests.post(f"{api_url}/v1/batches", files=files, timeout=30)
+    other = http.post(f"{api_url}/v1/batches", files=files, timeout=30)
     assert other.json()["id"] != first.json()["id"]
 
 
 def test_identical_images_are_classified_once(api_url: str, tiny_catalog: Path) -> None:
     data = _images(tiny_catalog, 1)[0].read_bytes()
     files = [("images", (f"copy{i}.png", data)) for i in range(3)]
-    response = requests.post(f"{api_url}/v1/batches", files=files, timeout=30)
+    response = http.post(f"{api_url}/v1/batches", files=files, timeout=30)
     done = _wait_completed(api_url, response.json()["id"])
     items = _results(api_url, done["id"])
     assert done["counts"]["succeeded"] == 3
@@ -164,15 +163,15 @@ def test_identical_images_are_classified_once(api_url: str, tiny_catalog: Path) 
 
 def test_exports_stream_the_whole_batch(api_url: str, tiny_catalog: Path) -> None:
     files = [("images", (p.name, p.read_bytes())) for p in _images(tiny_catalog, 5)]
-    batch_id = requests.post(f"{api_url}/v1/batches", files=files, timeout=30).json()["id"]
+    batch_id = http.post(f"{api_url}/v1/batches", files=files, timeout=30).json()["id"]
     _wait_completed(api_url, batch_id)
     url = f"{api_url}/v1/batches/{batch_id}/results"
-    as_csv = requests.get(url, headers={"Accept": "text/csv"}, timeout=10)
+    as_csv = http.get(url, headers={"Accept": "text/csv"}, timeout=10)
     assert as_csv.headers["Content-Type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(as_csv.text)))
     assert [r["ref"] for r in rows] == [name for name, _ in (f for _, f in files)]
     assert all(r["sku"] and float(r["sku_confidence"]) >= 0 for r in rows)
-    as_ndjson = requests.get(url, headers={"Accept": "application/x-ndjson"}, timeout=10)
+    as_ndjson = http.get(url, headers={"Accept": "application/x-ndjson"}, timeout=10)
     lines = [json.loads(line) for line in as_ndjson.text.splitlines()]
     assert [line["ref"] for line in lines] == [r["ref"] for r in rows]
     assert all(line["batch_id"] == batch_id for line in lines)
@@ -192,7 +191,7 @@ def test_two_workers_share_one_batch(
     try:
         images = _images(tiny_catalog, 60)
         files = [("images", (f"{i}-{p.name}", p.read_bytes())) for i, p in enumerate(images)]
-        batch_id = requests.post(f"{api_url}/v1/batches", files=files, timeout=60).json()["id"]
+        batch_id = http.post(f"{api_url}/v1/batches", files=files, timeout=60).json()["id"]
         done = _wait_completed(api_url, batch_id)
     finally:
         second.stop()

@@ -10,13 +10,13 @@ import pytest
 import requests
 from PIL import Image
 
-from tests.conftest import sample_image
+from tests.conftest import http, sample_image
 
 pytestmark = pytest.mark.usefixtures("inference_worker")
 
 
 def _submit(api_url: str, data: bytes, name: str = "shoe.png", **form: str) -> requests.Response:
-    return requests.post(f"{api_url}/v1/jobs", files={"image": (name, data)}, data=form, timeout=10)
+    return http.post(f"{api_url}/v1/jobs", files={"image": (name, data)}, data=form, timeout=10)
 
 
 def _error(response: requests.Response) -> dict[str, str]:
@@ -34,7 +34,7 @@ def test_submit_poll_result(api_url: str, tiny_catalog: Path, trained: str) -> N
     assert response.headers["Location"] == f"/v1/jobs/{job['id']}"
     assert job["ref"] == image.name and job["metadata"] == {"shelf": 4}
 
-    done = requests.get(f"{api_url}{response.headers['Location']}?wait=30", timeout=40).json()
+    done = http.get(f"{api_url}{response.headers['Location']}?wait=30", timeout=40).json()
     assert done["status"] == "succeeded", done
     assert done["model_version"] == trained
     assert done["finished_at"] and done["error"] is None
@@ -55,16 +55,16 @@ def test_submit_poll_result(api_url: str, tiny_catalog: Path, trained: str) -> N
 
 def test_base64_submission(api_url: str, tiny_catalog: Path) -> None:
     encoded = base64.b64encode(sample_image(tiny_catalog).read_bytes()).decode()
-    response = requests.post(
+    response = http.post(
         f"{api_url}/v1/jobs", json={"image_base64": encoded, "ref": "b64"}, timeout=10
     )
     assert response.status_code == 202
-    job = requests.get(f"{api_url}/v1/jobs/{response.json()['id']}?wait=30", timeout=40).json()
+    job = http.get(f"{api_url}/v1/jobs/{response.json()['id']}?wait=30", timeout=40).json()
     assert job["status"] == "succeeded" and job["ref"] == "b64"
 
 
 def test_unknown_job_is_404_with_error_shape(api_url: str) -> None:
-    response = requests.get(f"{api_url}/v1/jobs/job_doesnotexist", timeout=10)
+    response = http.get(f"{api_url}/v1/jobs/job_doesnotexist", timeout=10)
     assert response.status_code == 404
     assert _error(response)["code"] == "not_found"
 
@@ -88,7 +88,7 @@ def test_truncated_image_fails_its_job_with_a_clear_error(api_url: str, tiny_cat
     data = sample_image(tiny_catalog).read_bytes()
     response = _submit(api_url, data[: len(data) // 2])  # the header is intact, pixels are not
     assert response.status_code == 202
-    job = requests.get(f"{api_url}/v1/jobs/{response.json()['id']}?wait=30", timeout=40).json()
+    job = http.get(f"{api_url}/v1/jobs/{response.json()['id']}?wait=30", timeout=40).json()
     assert job["status"] == "failed"
     assert job["error"]["code"] == "invalid_image" and job["result"] is None
 
@@ -104,30 +104,30 @@ def test_truncated_image_fails_its_job_with_a_clear_error(api_url: str, tiny_cat
     ],
 )
 def test_malformed_requests(api_url: str, request_kwargs: dict, status: int, code: str) -> None:
-    response = requests.post(f"{api_url}/v1/jobs", timeout=10, **request_kwargs)
+    response = http.post(f"{api_url}/v1/jobs", timeout=10, **request_kwargs)
     assert response.status_code == status
     assert _error(response)["code"] == code
 
 
 @pytest.mark.parametrize("wait", ["-1", "31", "soon"])
 def test_wait_out_of_range_is_400(api_url: str, wait: str) -> None:
-    response = requests.get(f"{api_url}/v1/jobs/job_x?wait={wait}", timeout=10)
+    response = http.get(f"{api_url}/v1/jobs/job_x?wait={wait}", timeout=10)
     assert response.status_code == 400
     assert "wait" in _error(response)["message"]
 
 
 def test_unknown_route_uses_the_error_shape(api_url: str) -> None:
-    response = requests.delete(f"{api_url}/healthz", timeout=10)
+    response = http.delete(f"{api_url}/healthz", timeout=10)
     assert response.status_code == 405
     assert _error(response)["code"] == "method_not_allowed"
 
 
 def test_health_ready_and_openapi(api_url: str, trained: str) -> None:
-    assert requests.get(f"{api_url}/healthz", timeout=10).json() == {"status": "ok"}
-    ready = requests.get(f"{api_url}/readyz", timeout=10)
+    assert http.get(f"{api_url}/healthz", timeout=10).json() == {"status": "ok"}
+    ready = http.get(f"{api_url}/readyz", timeout=10)
     assert ready.status_code == 200
     assert ready.json()["checks"]["model_versions"] == [trained]
-    spec = requests.get(f"{api_url}/openapi.json", timeout=10).json()
+    spec = http.get(f"{api_url}/openapi.json", timeout=10).json()
     assert {"/v1/jobs", "/v1/jobs/{job_id}", "/healthz", "/readyz"} <= set(spec["paths"])
-    docs = requests.get(f"{api_url}/docs/", timeout=10)
+    docs = http.get(f"{api_url}/docs/", timeout=10)
     assert docs.status_code == 200 and "swagger" in docs.text.lower()

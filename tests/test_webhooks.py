@@ -12,12 +12,10 @@ from pathlib import Path
 
 import pytest
 import redis
-import requests
-from flask.testing import FlaskClient
 
 from shared.settings import Settings
 from shared.webhook_store import WebhookStore
-from tests.conftest import WorkerProcess, sample_image, wait_until
+from tests.conftest import TENANT, WorkerProcess, authorized, http, sample_image, wait_until
 from tests.receiver import Receiver, receiver
 from web.app import create_app
 
@@ -31,7 +29,7 @@ def hook(api_url: str) -> Iterator[tuple[Receiver, Callable[[list[str]], dict]]]
     with receiver() as rx:
 
         def subscribe(events: list[str]) -> dict:
-            response = requests.post(
+            response = http.post(
                 f"{api_url}/v1/webhooks", json={"url": rx.url, "events": events}, timeout=10
             )
             assert response.status_code == 201, response.text
@@ -40,12 +38,12 @@ def hook(api_url: str) -> Iterator[tuple[Receiver, Callable[[list[str]], dict]]]
 
         yield rx, subscribe
     for webhook_id in created:
-        requests.delete(f"{api_url}/v1/webhooks/{webhook_id}", timeout=10)
+        http.delete(f"{api_url}/v1/webhooks/{webhook_id}", timeout=10)
 
 
 def _submit(api_url: str, catalog: Path, **form: str) -> dict:
     image = sample_image(catalog)
-    response = requests.post(
+    response = http.post(
         f"{api_url}/v1/jobs", files={"image": image.open("rb")}, data=form, timeout=10
     )
     assert response.status_code == 202, response.text
@@ -53,25 +51,23 @@ def _submit(api_url: str, catalog: Path, **form: str) -> dict:
 
 
 def _deliveries(api_url: str, webhook_id: str) -> list[dict]:
-    return requests.get(f"{api_url}/v1/webhooks/{webhook_id}/deliveries", timeout=10).json()[
-        "items"
-    ]
+    return http.get(f"{api_url}/v1/webhooks/{webhook_id}/deliveries", timeout=10).json()["items"]
 
 
 def test_subscriptions_and_the_secret_shown_once(api_url: str) -> None:
     with receiver() as rx:
-        created = requests.post(
+        created = http.post(
             f"{api_url}/v1/webhooks", json={"url": rx.url, "events": ["job.failed"]}, timeout=10
         )
         assert created.status_code == 201
         sub = created.json()
         assert sub["secret"].startswith("whsec_") and sub["status"] == "active"
-        shown = requests.get(f"{api_url}/v1/webhooks/{sub['id']}", timeout=10).json()
+        shown = http.get(f"{api_url}/v1/webhooks/{sub['id']}", timeout=10).json()
         assert "secret" not in shown and shown["url"] == rx.url
-        listed = requests.get(f"{api_url}/v1/webhooks", timeout=10).json()["items"]
+        listed = http.get(f"{api_url}/v1/webhooks", timeout=10).json()["items"]
         assert sub["id"] in [s["id"] for s in listed] and all("secret" not in s for s in listed)
-        assert requests.delete(f"{api_url}/v1/webhooks/{sub['id']}", timeout=10).status_code == 204
-        assert requests.get(f"{api_url}/v1/webhooks/{sub['id']}", timeout=10).status_code == 404
+        assert http.delete(f"{api_url}/v1/webhooks/{sub['id']}", timeout=10).status_code == 204
+        assert http.get(f"{api_url}/v1/webhooks/{sub['id']}", timeout=10).status_code == 404
 
 
 @pytest.mark.parametrize(
@@ -85,14 +81,18 @@ def test_subscriptions_and_the_secret_shown_once(api_url: str) -> None:
         ({"url": "https://example.com/x", "events": []}, "non-empty"),
     ],
 )
-def test_refused_subscriptions(settings: Settings, body: dict, fragment: str) -> None:
-    strict: FlaskClient = create_app(replace(settings, allow_private_urls=False)).test_client()
+def test_refused_subscriptions(settings: Settings, api_key: str, body: dict, fragment: str) -> None:
+    strict = authorized(
+        create_app(replace(settings, allow_private_urls=False)).test_client(), api_key
+    )
     response = strict.post("/v1/webhooks", json=body)
     assert response.status_code == 400 and fragment in response.json["error"]["message"]
 
 
-def test_private_callback_url_refused(settings: Settings, tiny_catalog: Path) -> None:
-    strict = create_app(replace(settings, allow_private_urls=False)).test_client()
+def test_private_callback_url_refused(settings: Settings, api_key: str, tiny_catalog: Path) -> None:
+    strict = authorized(
+        create_app(replace(settings, allow_private_urls=False)).test_client(), api_key
+    )
     data = {
         "image": (io.BytesIO(sample_image(tiny_catalog).read_bytes()), "a.png"),
         "callback_url": "http://10.0.0.8/hook",
@@ -111,7 +111,7 @@ def test_job_callback_signed_with_the_tenant_secret(
     with receiver() as rx:
         job = _submit(api_url, tiny_catalog, callback_url=rx.url)
         [got] = rx.wait_for(1)
-        event = got.verify(WebhookStore(conn).tenant_secret("public"))
+        event = got.verify(WebhookStore(conn).tenant_secret(TENANT))
         assert event["type"] == "job.succeeded" and event["data"]["id"] == job["id"]
         assert event["data"]["result"]["sku"]["label"]
         assert got.headers["webhook-id"].startswith("msg_")
@@ -126,7 +126,7 @@ def test_batch_events_exactly_once(
     images = sorted(tiny_catalog.rglob("*.png"))[:5]
     files = [("images", (p.name, p.read_bytes())) for p in images]
     files.append(("images", ("bad.png", b"nope")))
-    batch = requests.post(f"{api_url}/v1/batches", files=files, timeout=30).json()
+    batch = http.post(f"{api_url}/v1/batches", files=files, timeout=30).json()
     rx.wait_for(7)
     time.sleep(1.0)  # anything extra would show up now
     assert len(rx.of_type("job.succeeded")) == 5 and len(rx.of_type("job.failed")) == 1
@@ -181,13 +181,12 @@ def test_410_gone_disables_the_subscription(
     rx.wait_for(1)
     wait_until(
         lambda: (
-            requests.get(f"{api_url}/v1/webhooks/{sub['id']}", timeout=5).json()["status"]
-            == "disabled"
+            http.get(f"{api_url}/v1/webhooks/{sub['id']}", timeout=5).json()["status"] == "disabled"
         ),
         10,
         "the subscription being disabled",
     )
-    shown = requests.get(f"{api_url}/v1/webhooks/{sub['id']}", timeout=5).json()
+    shown = http.get(f"{api_url}/v1/webhooks/{sub['id']}", timeout=5).json()
     assert "410" in shown["disabled_reason"]
     _submit(api_url, tiny_catalog)
     time.sleep(2)
@@ -208,13 +207,12 @@ def test_an_endpoint_failing_for_the_whole_schedule_is_disabled(
     rx.wait_for(3)
     wait_until(
         lambda: (
-            requests.get(f"{api_url}/v1/webhooks/{sub['id']}", timeout=5).json()["status"]
-            == "disabled"
+            http.get(f"{api_url}/v1/webhooks/{sub['id']}", timeout=5).json()["status"] == "disabled"
         ),
         10,
         "the subscription being disabled",
     )
-    shown = requests.get(f"{api_url}/v1/webhooks/{sub['id']}", timeout=5).json()
+    shown = http.get(f"{api_url}/v1/webhooks/{sub['id']}", timeout=5).json()
     assert "kept failing" in shown["disabled_reason"] and "HTTP 500" in shown["disabled_reason"]
     assert _deliveries(api_url, sub["id"])[0]["status"] == "failed"
 
@@ -232,7 +230,7 @@ def test_a_hanging_receiver_does_not_slow_inference(
     started = time.monotonic()
     jobs = [_submit(api_url, tiny_catalog) for _ in range(5)]
     for job in jobs:
-        done = requests.get(f"{api_url}/v1/jobs/{job['id']}?wait=20", timeout=30).json()
+        done = http.get(f"{api_url}/v1/jobs/{job['id']}?wait=20", timeout=30).json()
         assert done["status"] == "succeeded"
     assert time.monotonic() - started < 15
 
@@ -270,12 +268,12 @@ def test_replay_sends_the_same_delivery_again(
     [original] = rx.wait_for(1)
     wait_until(lambda: _deliveries(api_url, sub["id"])[0]["status"] == "delivered", 10, "log")
     delivery_id = _deliveries(api_url, sub["id"])[0]["id"]
-    replay = requests.post(
+    replay = http.post(
         f"{api_url}/v1/webhooks/{sub['id']}/deliveries/{delivery_id}/retry", timeout=10
     )
     assert replay.status_code == 202
     _, again = rx.wait_for(2)
     assert again.headers["webhook-id"] == original.headers["webhook-id"] == delivery_id
     assert again.verify(sub["secret"]) == original.verify(sub["secret"])
-    missing = requests.post(f"{api_url}/v1/webhooks/{sub['id']}/deliveries/msg_x/retry", timeout=10)
+    missing = http.post(f"{api_url}/v1/webhooks/{sub['id']}/deliveries/msg_x/retry", timeout=10)
     assert missing.status_code == 404

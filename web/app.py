@@ -7,6 +7,7 @@ from flask import Flask
 from shared.settings import Settings
 from web.errors import register_error_handlers
 from web.services import Services
+from web.tenancy import authenticate
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -18,6 +19,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["skuai"] = Services.create(settings)
     register_error_handlers(app)
+    app.before_request(authenticate)
     app.register_blueprint(health.bp)
     app.register_blueprint(jobs.bp)
     app.register_blueprint(batches.bp)

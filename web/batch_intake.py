@@ -13,6 +13,8 @@ from shared.url_guard import check_url
 from web.archives import Entry
 from web.services import Services
 
+ROOM_CHECK_EVERY = 100  # images between two looks at the global queue limit
+
 
 class BatchIntake:
     """Adds images to an open batch one at a time; `close()` seals it."""
@@ -78,6 +80,8 @@ class BatchIntake:
 
     def _count_one(self) -> None:
         self.count += 1
+        if self.count % ROOM_CHECK_EVERY == 1:
+            self.svc.admission.check_room(1)
         if self.count > self.svc.settings.max_batch_images:
             raise PayloadTooLarge(
                 f"a batch holds at most {self.svc.settings.max_batch_images} images"

@@ -9,7 +9,7 @@ from flask import Flask, Response, jsonify
 from kombu.exceptions import OperationalError
 from werkzeug.exceptions import HTTPException
 
-from shared.errors import ServiceUnavailable, SkuaiError
+from shared.errors import ServiceUnavailable, SkuaiError, TooManyRequests, Unauthorized
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_UNAVAILABLE = "5"
@@ -30,8 +30,12 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(SkuaiError)
     def _service_error(exc: SkuaiError) -> Response:
         response = error_response(exc.http_status, exc.code, exc.message)
-        if exc.retryable:
+        if isinstance(exc, TooManyRequests):
+            response.headers["Retry-After"] = str(exc.retry_after)
+        elif exc.retryable:
             response.headers["Retry-After"] = RETRY_AFTER_UNAVAILABLE
+        if isinstance(exc, Unauthorized):
+            response.headers["WWW-Authenticate"] = 'Bearer realm="skuai"'
         return response
 
     @app.errorhandler(HTTPException)

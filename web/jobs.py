@@ -49,6 +49,7 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
     if callback is not None:
         check_url(callback, allow_private=svc.settings.allow_private_urls, field="callback_url")
     sniff(data, max_pixels=svc.settings.max_image_pixels)
+    svc.admission.check_room(1)
     job = Job(
         id=new_job_id(),
         tenant=current_tenant(),

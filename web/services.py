@@ -8,6 +8,8 @@ import redis
 from celery import Celery
 from flask import current_app
 
+from shared.admission import Admission
+from shared.api_keys import KeyStore
 from shared.batch_store import BatchStore
 from shared.delivery_store import DeliveryStore
 from shared.events import EventEmitter
@@ -32,6 +34,8 @@ class Services:
     webhooks: WebhookStore
     deliveries: DeliveryStore
     events: EventEmitter
+    keys: KeyStore
+    admission: Admission
 
     @classmethod
     def create(cls, settings: Settings) -> Services:
@@ -50,6 +54,13 @@ class Services:
             webhooks=webhooks,
             deliveries=deliveries,
             events=EventEmitter(celery, webhooks, deliveries),
+            keys=KeyStore(conn),
+            admission=Admission(
+                conn,
+                rate=settings.rate_limit,
+                burst=settings.rate_burst,
+                max_queued=settings.max_queued,
+            ),
         )
 
 

@@ -19,7 +19,7 @@ PART_SIZE = 1000
 
 def run_batch(stack: Stack, images: list[Path]) -> dict[str, Any]:
     """Measure one batch of `images` through the running stack."""
-    client = SkuaiClient(stack.api_url, timeout=300)
+    client = SkuaiClient(stack.api_url, key=stack.api_key, timeout=300)
     roots = {
         child.name: child.process.pid
         for child in stack.children
