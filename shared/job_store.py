@@ -91,9 +91,9 @@ class JobStore:
         data: Any = self.conn.get(keys.image(job_id))
         return bytes(data) if data is not None else None
 
-    def claim(self, job_id: str) -> bool:
-        """Mark the job running; False when it already finished or no longer exists."""
-        return bool(self._claim(args=self.script_args(job_id)))
+    def claim(self, job_id: str) -> int:
+        """Mark the job running; returns its claim count (0: finished or gone, skip it)."""
+        return int(self._claim(args=self.script_args(job_id)))
 
     def finish(
         self,

@@ -37,6 +37,8 @@ def make_celery(settings: Settings, *, include: tuple[str, ...] = ()) -> Celery:
         broker_transport_options={
             # Work held by a vanished worker is handed to another after this long.
             "visibility_timeout": settings.visibility_timeout,
+            # Look for such work on every poll, not every tenth (Kombu's default).
+            "unacked_restore_throttle": 1,
             "socket_timeout": 10,
             "socket_connect_timeout": 5,
         },

@@ -49,14 +49,16 @@ local function maybe_complete(batch)
 end
 """
 
-# ARGV[4] job id. Returns 1 when the caller should run the job, 0 when it must skip it.
+# ARGV[4] job id. Returns how many times the job has been claimed (1 the first time; more when
+# its worker vanished and the chunk was redelivered), or 0 when it must be skipped.
 CLAIM = (
     _PRELUDE
     + """
 local jkey = ns .. ':job:' .. ARGV[4]
 local status = redis.call('HGET', jkey, 'status')
-if status == 'running' then return 1 end  -- redelivered after its worker vanished: run again
-if status ~= 'queued' then return 0 end
+if status ~= 'queued' and status ~= 'running' then return 0 end
+local attempts = redis.call('HINCRBY', jkey, 'attempts', 1)
+if status == 'running' then return attempts end  -- redelivered: run it again
 redis.call('HSET', jkey, 'status', 'running')
 local batch = redis.call('HGET', jkey, 'batch_id')
 if batch then
@@ -66,7 +68,7 @@ if batch then
     redis.call('HSET', bkey, 'status', 'running')
   end
 end
-return 1
+return attempts
 """
 )
 

@@ -1,9 +1,14 @@
 """classify_jobs: claim a chunk of jobs, load and decode their images, run the cascade once for
-the whole chunk, and store each result. Every image fails or succeeds on its own."""
+the whole chunk, and store each result. Every image fails or succeeds on its own.
+
+A chunk whose worker vanished comes back (acks_late); its images are then split into chunks of
+one, so that an image that kills workers can only take itself down, and after MAX_ATTEMPTS it
+fails as a poison message instead of looping."""
 
 from __future__ import annotations
 
 import logging
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -22,22 +27,38 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 FETCH_THREADS = 8
+MAX_ATTEMPTS = 3
 EXPIRED = {"code": "image_expired", "message": "the image expired before a worker took it"}
+POISON = {
+    "code": "poison_message",
+    "message": f"processing this image stopped a worker {MAX_ATTEMPTS} times; giving up",
+}
+INTERNAL = {"code": "internal_error", "message": "the model failed on this chunk; see worker logs"}
+# Fault injection for the reliability tests only: the worker process dies (as on a decoder
+# crash) when it reaches an image with this ref. Never set in production.
+CRASH_ON_REF = os.environ.get("SKUAI_FAILPOINT_CRASH_ON_REF")
 
 
 @dataclass
 class ChunkOutcome:
-    """What one chunk did: counts, and the batches it completed (for batch.completed events)."""
+    """What one chunk did: counts, finished jobs and completed batches (for events), and the
+    jobs to run again one by one."""
 
     succeeded: int = 0
     failed: int = 0
     skipped: int = 0
     completed_batches: set[str] = field(default_factory=set)
     finished_jobs: list[str] = field(default_factory=list)  # for job.succeeded/failed events
+    isolate: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, object]:
         """Counts for the task's return value (shown in Flower)."""
-        return {"succeeded": self.succeeded, "failed": self.failed, "skipped": self.skipped}
+        return {
+            "succeeded": self.succeeded,
+            "failed": self.failed,
+            "skipped": self.skipped,
+            "isolated": len(self.isolate),
+        }
 
 
 def classify_jobs(
@@ -50,12 +71,44 @@ def classify_jobs(
 ) -> ChunkOutcome:
     """Run one chunk; safe to run twice (finished jobs are skipped, results written once)."""
     outcome = ChunkOutcome()
-    claimed = [job_id for job_id in job_ids if store.claim(job_id)]
+    claims = {job_id: store.claim(job_id) for job_id in job_ids}
+    claimed = [job_id for job_id, count in claims.items() if count]
     outcome.skipped = len(job_ids) - len(claimed)
+    if len(claimed) > 1 and any(count > 1 for count in claims.values()):
+        outcome.isolate = claimed  # interrupted before: one image per chunk from now on
+        log.warning("chunk of %d was interrupted before; splitting it", len(job_ids))
+        return outcome
     jobs = [job for job in store.find_many(claimed) if job is not None]
+    for job in [j for j in jobs if claims[j.id] > MAX_ATTEMPTS]:
+        log.error("job %s: poison message after %d attempts", job.id, claims[job.id] - 1)
+        _record(outcome, job, store.finish(job.id, FAILED, error=POISON), ok=False)
+    jobs = [j for j in jobs if claims[j.id] <= MAX_ATTEMPTS]
+    ready, pixels = _decode_all(jobs, store, fetcher, cascade, settings, outcome)
+    if ready:
+        _predict(ready, pixels, store, cascade, outcome)
+    log.info(
+        "chunk of %d: %d succeeded, %d failed, %d skipped",
+        len(job_ids),
+        outcome.succeeded,
+        outcome.failed,
+        outcome.skipped,
+    )
+    return outcome
+
+
+def _decode_all(
+    jobs: list[Job],
+    store: JobStore,
+    fetcher: ImageFetcher,
+    cascade: Cascade,
+    settings: Settings,
+    outcome: ChunkOutcome,
+) -> tuple[list[Job], list[np.ndarray]]:
     ready: list[Job] = []
     pixels: list[np.ndarray] = []
     for job, data in zip(jobs, _load(jobs, store, fetcher), strict=True):
+        if CRASH_ON_REF is not None and job.ref == CRASH_ON_REF:
+            os._exit(70)
         try:
             if isinstance(data, SkuaiError):
                 raise data
@@ -65,18 +118,29 @@ def classify_jobs(
             ready.append(job)
         except SkuaiError as exc:  # InvalidImage, UnsupportedMediaType, FetchFailed...
             _record(outcome, job, store.finish(job.id, FAILED, error=exc.to_dict()), ok=False)
-    if ready:
-        for job, result in zip(ready, cascade.predict(np.stack(pixels)), strict=True):
-            finish = store.finish(job.id, SUCCEEDED, model_version=cascade.version, result=result)
-            _record(outcome, job, finish, ok=True)
-    log.info(
-        "chunk of %d: %d succeeded, %d failed, %d skipped",
-        len(job_ids),
-        outcome.succeeded,
-        outcome.failed,
-        outcome.skipped,
-    )
-    return outcome
+        except MemoryError:
+            error = {"code": "invalid_image", "message": "the image needs too much memory"}
+            _record(outcome, job, store.finish(job.id, FAILED, error=error), ok=False)
+    return ready, pixels
+
+
+def _predict(
+    ready: list[Job],
+    pixels: list[np.ndarray],
+    store: JobStore,
+    cascade: Cascade,
+    outcome: ChunkOutcome,
+) -> None:
+    try:
+        results = cascade.predict(np.stack(pixels))
+    except Exception:  # a broken model must fail its jobs loudly, not leave them running
+        log.exception("the cascade failed on a chunk of %d", len(ready))
+        for job in ready:
+            _record(outcome, job, store.finish(job.id, FAILED, error=INTERNAL), ok=False)
+        return
+    for job, result in zip(ready, results, strict=True):
+        finish = store.finish(job.id, SUCCEEDED, model_version=cascade.version, result=result)
+        _record(outcome, job, finish, ok=True)
 
 
 def _load(jobs: list[Job], store: JobStore, fetcher: ImageFetcher) -> list[bytes | SkuaiError]:

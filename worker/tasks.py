@@ -8,7 +8,7 @@ import redis
 from celery import Task, shared_task
 
 from shared.errors import ModelNotFound
-from shared.queues import CLASSIFY, DELIVER
+from shared.queues import CLASSIFY, DELIVER, INFERENCE, enqueue_classify
 from worker import runtime
 from worker.classifier import classify_jobs
 
@@ -36,6 +36,8 @@ def classify(self: Task, job_ids: list[str], batch_id: str | None = None) -> dic
     outcome = classify_jobs(
         job_ids, store=rt.store, cascade=cascade, settings=rt.settings, fetcher=rt.fetcher
     )
+    for job_id in outcome.isolate:
+        enqueue_classify(self.app, [job_id], queue=INFERENCE, batch_id=batch_id)
     emitter = rt.emitter(self.app)
     emitter.job_events([j for j in rt.store.find_many(outcome.finished_jobs) if j is not None])
     for completed in outcome.completed_batches:

@@ -1,0 +1,185 @@
+"""Fault injection with real processes: a worker SIGKILLed mid-batch, Redis restarted mid-batch,
+and an image that keeps killing workers. Every image ends with exactly one result."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import redis
+from flask.testing import FlaskClient
+
+from shared.api_keys import KeyStore
+from shared.settings import Settings
+from skuai.redis_server import RedisServer
+from skuai.stack import free_port
+from tests.conftest import TENANT, authorized, start_worker
+from web.app import create_app
+
+VISIBILITY_TIMEOUT = 5
+
+
+@dataclass
+class Isolated:
+    """An API (in-process) and the environment for workers, on a Redis of the test's own."""
+
+    settings: Settings
+    env: dict[str, str]
+    client: FlaskClient
+
+
+def _isolated(
+    settings: Settings, service_env: dict[str, str], redis_url: str, **env: str
+) -> Isolated:
+    isolated = replace(
+        settings, redis_url=redis_url, visibility_timeout=VISIBILITY_TIMEOUT, chunk_size=4
+    )
+    key = KeyStore(redis.Redis.from_url(redis_url)).create(TENANT)
+    worker_env = {
+        **service_env,
+        "SKUAI_REDIS_URL": redis_url,
+        "SKUAI_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT),
+        **env,
+    }
+    return Isolated(isolated, worker_env, authorized(create_app(isolated).test_client(), key))
+
+
+def _distinct_images(catalog: Path, count: int) -> list[tuple[str, bytes]]:
+    """`count` different files (PNG decoders ignore bytes after the end chunk)."""
+    sources = sorted(catalog.rglob("*.png"))
+    return [
+        (f"{i}.png", sources[i % len(sources)].read_bytes() + i.to_bytes(4, "big"))
+        for i in range(count)
+    ]
+
+
+def _submit(client: FlaskClient, images: list[tuple[str, bytes]]) -> str:
+    data = {"images": [(io.BytesIO(b), name) for name, b in images]}
+    response = client.post("/v1/batches", data=data, content_type="multipart/form-data")
+    assert response.status_code == 202, response.json
+    return str(response.json["id"])
+
+
+def _batch(client: FlaskClient, batch_id: str) -> dict:
+    return dict(client.get(f"/v1/batches/{batch_id}").json)
+
+
+def _wait(client: FlaskClient, batch_id: str, predicate: object, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            batch = _batch(client, batch_id)
+            if predicate(batch):  # type: ignore[operator]
+                return batch
+        except (KeyError, TypeError):
+            pass  # a 503 while Redis is away
+        time.sleep(0.05)
+    raise AssertionError(f"batch {batch_id} not as expected after {timeout} s")
+
+
+def _all_results(client: FlaskClient, batch_id: str) -> list[dict]:
+    items, cursor = [], "0"
+    while cursor is not None:
+        page = client.get(f"/v1/batches/{batch_id}/results?limit=1000&cursor={cursor}").json
+        items += page["items"]
+        cursor = page["next_cursor"]
+    return items
+
+
+def _done(batch: dict) -> int:
+    return int(batch["counts"]["succeeded"] + batch["counts"]["failed"])
+
+
+def test_worker_sigkilled_mid_batch(
+    settings: Settings,
+    service_env: dict[str, str],
+    trained: str,
+    tiny_catalog: Path,
+    tmp_path: Path,
+) -> None:
+    iso = _isolated(settings, service_env, settings.redis_url.rsplit("/", 1)[0] + "/5")
+    victim = start_worker("victim", iso.env, iso.settings, tmp_path / "victim.log", trained)
+    batch_id = _submit(iso.client, _distinct_images(tiny_catalog, 400))
+    _wait(iso.client, batch_id, lambda b: _done(b) >= 20, 60)
+    os.killpg(victim.process.pid, signal.SIGKILL)  # the parent and its pool process, at once
+    victim.process.wait()
+    assert _done(_batch(iso.client, batch_id)) < 400, "killed too late to test anything"
+    rescuer = start_worker("rescuer", iso.env, iso.settings, tmp_path / "rescuer.log", trained)
+    try:
+        batch = _wait(iso.client, batch_id, lambda b: b["status"] == "completed", 120)
+    finally:
+        rescuer.stop()
+    assert batch["counts"] == {
+        "queued": 0,
+        "running": 0,
+        "succeeded": 400,
+        "failed": 0,
+        "canceled": 0,
+    }
+    items = _all_results(iso.client, batch_id)
+    assert len(items) == 400 and len({i["id"] for i in items}) == 400
+    assert all(i["status"] == "succeeded" and i["result"] for i in items)
+
+
+def test_redis_restarted_mid_batch(
+    settings: Settings,
+    service_env: dict[str, str],
+    trained: str,
+    tiny_catalog: Path,
+    tmp_path: Path,
+) -> None:
+    port, data_dir = free_port(0), tmp_path / "redis"
+    server = RedisServer.start(port=port, data_dir=data_dir)
+    iso = _isolated(settings, service_env, server.url)
+    worker = start_worker("survivor", iso.env, iso.settings, tmp_path / "worker.log", trained)
+    try:
+        batch_id = _submit(iso.client, _distinct_images(tiny_catalog, 300))
+        _wait(iso.client, batch_id, lambda b: _done(b) >= 20, 60)
+        server.stop()  # SIGTERM: Redis writes its AOF and exits
+        down = iso.client.get(f"/v1/batches/{batch_id}")
+        assert down.status_code == 503 and down.json["error"]["code"] == "service_unavailable"
+        assert down.headers["Retry-After"]
+        time.sleep(2)
+        server = RedisServer.start(port=port, data_dir=data_dir)
+        batch = _wait(iso.client, batch_id, lambda b: b["status"] == "completed", 120)
+        items = _all_results(iso.client, batch_id)
+    finally:
+        worker.stop()
+        server.stop()
+    assert batch["counts"]["succeeded"] == 300 and batch["total"] == 300
+    assert len({i["id"] for i in items}) == 300 and all(i["status"] == "succeeded" for i in items)
+
+
+def test_poison_image_fails_alone_without_looping(
+    settings: Settings,
+    service_env: dict[str, str],
+    trained: str,
+    tiny_catalog: Path,
+    tmp_path: Path,
+) -> None:
+    iso = _isolated(
+        settings,
+        service_env,
+        settings.redis_url.rsplit("/", 1)[0] + "/6",
+        SKUAI_FAILPOINT_CRASH_ON_REF="poison.png",
+    )
+    log = tmp_path / "worker.log"
+    worker = start_worker("crashy", iso.env, iso.settings, log, trained)
+    try:
+        images = _distinct_images(tiny_catalog, 6)
+        images[2] = ("poison.png", images[2][1])
+        batch_id = _submit(iso.client, images)
+        batch = _wait(iso.client, batch_id, lambda b: b["status"] == "completed", 180)
+    finally:
+        worker.stop()
+    items = {i["ref"]: i for i in _all_results(iso.client, batch_id)}
+    assert items["poison.png"]["status"] == "failed"
+    assert items["poison.png"]["error"]["code"] == "poison_message"
+    assert all(i["status"] == "succeeded" for ref, i in items.items() if ref != "poison.png")
+    assert batch["counts"]["succeeded"] == 5 and batch["counts"]["failed"] == 1
+    # Crashed with its chunk, then alone; the next claim gives up instead of crashing again.
+    assert log.read_text().count("exited with 'exitcode 70'") == 2
