@@ -252,3 +252,9 @@ def webhook_workers(
     yield start
     for worker in started:
         worker.stop()
+
+
+@pytest.fixture()
+def settings_(settings: Settings) -> Settings:
+    """The session settings under a name that does not clash with hypothesis' `settings`."""
+    return settings

@@ -10,7 +10,9 @@ from web.openapi_schemas import SCHEMAS
 
 def _error_responses(*statuses: int) -> dict[str, Any]:
     reasons = {
+        401: "Missing or bad API key",
         409: "Conflict",
+        429: "Rate or queue limit; see Retry-After",
         400: "Bad request",
         404: "Not found",
         413: "Too large",
@@ -18,6 +20,7 @@ def _error_responses(*statuses: int) -> dict[str, Any]:
         422: "Not a decodable image",
         503: "Redis unavailable",
     }
+    statuses = (*statuses, 401, 429)
     return {
         str(s): {
             "description": reasons[s],
@@ -228,6 +231,7 @@ PATHS: dict[str, Any] = {
         "get": {
             "summary": "Liveness",
             "operationId": "healthz",
+            "security": [],
             "responses": {"200": {"description": "The API process is up"}},
         }
     },
@@ -235,7 +239,88 @@ PATHS: dict[str, Any] = {
         "get": {
             "summary": "Readiness: Redis reachable and an inference worker with a model online",
             "operationId": "readyz",
+            "security": [],
             "responses": {"200": {"description": "Ready"}, "503": {"description": "Not ready"}},
+        }
+    },
+}
+
+
+WEBHOOK_PATHS: dict[str, Any] = {
+    "/v1/webhooks": {
+        "post": {
+            "summary": "Subscribe a URL to events; the signing secret is returned once",
+            "operationId": "createWebhook",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["url", "events"],
+                            "properties": {
+                                "url": {"type": "string", "format": "uri"},
+                                "events": {
+                                    "type": "array",
+                                    "minItems": 1,
+                                    "items": {
+                                        "type": "string",
+                                        "enum": ["job.succeeded", "job.failed", "batch.completed"],
+                                    },
+                                },
+                            },
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "201": _response("The subscription, with its secret", "Webhook"),
+                **_error_responses(400, 503),
+            },
+        },
+        "get": {
+            "summary": "The tenant's subscriptions",
+            "operationId": "listWebhooks",
+            "responses": {
+                "200": {"description": "Subscriptions (no secrets)"},
+                **_error_responses(503),
+            },
+        },
+    },
+    "/v1/webhooks/{webhook_id}": {
+        "get": {
+            "summary": "One subscription",
+            "operationId": "getWebhook",
+            "parameters": [_id_param("webhook_id")],
+            "responses": {
+                "200": _response("The subscription", "Webhook"),
+                **_error_responses(404, 503),
+            },
+        },
+        "delete": {
+            "summary": "Unsubscribe",
+            "operationId": "deleteWebhook",
+            "parameters": [_id_param("webhook_id")],
+            "responses": {"204": {"description": "Deleted"}, **_error_responses(404, 503)},
+        },
+    },
+    "/v1/webhooks/{webhook_id}/deliveries": {
+        "get": {
+            "summary": "The delivery log: every attempt with time, status code, latency, error",
+            "operationId": "listDeliveries",
+            "parameters": [_id_param("webhook_id")],
+            "responses": {
+                "200": {"description": "Deliveries, newest first"},
+                **_error_responses(404, 503),
+            },
+        }
+    },
+    "/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/retry": {
+        "post": {
+            "summary": "Replay a delivery with the same webhook-id",
+            "operationId": "retryDelivery",
+            "parameters": [_id_param("webhook_id"), _id_param("delivery_id")],
+            "responses": {"202": {"description": "Queued again"}, **_error_responses(404, 503)},
         }
     },
 }
@@ -250,6 +335,16 @@ def openapi_document() -> dict[str, Any]:
             "version": "1",
             "description": "Sneaker model and SKU prediction: a two-stage VGG16 cascade.",
         },
-        "paths": {**PATHS, **BATCH_PATHS},
-        "components": {"schemas": SCHEMAS},
+        "paths": {**PATHS, **BATCH_PATHS, **WEBHOOK_PATHS},
+        "security": [{"apiKey": []}],
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {
+                "apiKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "skuai keys create --tenant NAME",
+                }
+            },
+        },
     }

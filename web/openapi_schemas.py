@@ -78,4 +78,23 @@ RESULTS_PAGE = {
         "next_cursor": NULLABLE_STRING,
     },
 }
-SCHEMAS = {"Error": ERROR, "Job": JOB, "Batch": BATCH, "ResultsPage": RESULTS_PAGE}
+WEBHOOK = {
+    "type": "object",
+    "required": ["id", "url", "events", "status"],
+    "properties": {
+        "id": {"type": "string"},
+        "url": {"type": "string"},
+        "events": {"type": "array", "items": {"type": "string"}},
+        "status": {"type": "string", "enum": ["active", "disabled"]},
+        "disabled_reason": NULLABLE_STRING,
+        "created_at": {"type": "string"},
+        "secret": {"type": "string", "description": "only in the answer to the creation"},
+    },
+}
+SCHEMAS = {
+    "Webhook": WEBHOOK,
+    "Error": ERROR,
+    "Job": JOB,
+    "Batch": BATCH,
+    "ResultsPage": RESULTS_PAGE,
+}

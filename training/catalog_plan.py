@@ -1,0 +1,151 @@
+"""Planning a synthetic catalog: distinct model shapes, and colourways shared between models.
+
+Models differ by silhouette (so grayscale is enough to tell them apart); SKUs are colourways, and
+every colourway recurs in at least two models, so neither shape nor colour alone gives the SKU.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+from training.colourways import MAX_SKUS_PER_MODEL, Colourway, colourway_pool
+from training.sneaker_geometry import COLLARS, HEELS, LOGOS, SOLES, TOES, SneakerModel
+
+NAME_FIRST = (
+    "aero apex blaze cloud court drift echo flux nova pulse retro storm street terra volt zoom"
+)
+NAME_SECOND = "runner classic racer trainer glide dunk force strider sprint rise surge max"
+
+# How much each shape choice matters to the eye; models are spread out under this distance.
+SHAPE_AXES: tuple[tuple[str, tuple, float], ...] = (
+    ("collar", COLLARS, 3.0),
+    ("sole", SOLES, 2.5),
+    ("toe", TOES, 2.0),
+    ("heel", HEELS, 1.5),
+    ("logo", LOGOS, 1.5),
+    ("toe_cap", (False, True), 1.0),
+    ("panels", (0, 1, 2, 3), 1.0),
+    ("laces", (3, 4, 5, 6), 0.5),
+)
+SOLE_HEIGHT = {"flat": 0.055, "chunky": 0.15, "rocker": 0.1, "tread": 0.08, "cupsole": 0.09}
+COLLAR_HEIGHT = {"low": 0.3, "mid": 0.4, "high": 0.56}
+TOE_HEIGHT = {"round": 0.2, "pointed": 0.16, "square": 0.23}
+
+# Stream tags keep the random streams of different purposes apart for the same seed.
+_NAMES, _SHAPES, _JITTER, _COLOURS, _IMAGES = range(5)
+
+
+@dataclass(frozen=True)
+class Sku:
+    """One colourway of one model; `label` is globally unique and a valid folder name."""
+
+    label: str
+    model: str
+    colourway: Colourway
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """The planned models and SKUs, in generation order."""
+
+    models: tuple[SneakerModel, ...]
+    skus: tuple[Sku, ...]
+
+    def skus_of(self, model: str) -> tuple[Sku, ...]:
+        """The SKUs of one model, in order."""
+        return tuple(sku for sku in self.skus if sku.model == model)
+
+
+def plan_catalog(*, models: int, skus_per_model: int, seed: int) -> Catalog:
+    """Choose the models' shapes and the SKUs' colourways, deterministically from the seed."""
+    _check_plan(models, skus_per_model, seed)
+    names = _model_names(models, seed)
+    choices = _shape_choices(models, seed)
+    sneaker_models = tuple(_sneaker_model(names[i], choices[i], seed, i) for i in range(models))
+    skus = _share_colourways(sneaker_models, skus_per_model, seed)
+    return Catalog(models=sneaker_models, skus=skus)
+
+
+def image_rng(seed: int, model_index: int, sku_index: int, image_index: int) -> np.random.Generator:
+    """The random stream of one image, apart from every other image's and from the plan's."""
+    return _rng(seed, _IMAGES, model_index, sku_index, image_index)
+
+
+def check_int(name: str, value: object, minimum: int, maximum: int | None = None) -> None:
+    """Raise ValueError unless `value` is an integer (not a bool) within the bounds."""
+    if not isinstance(value, int | np.integer) or isinstance(value, bool):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if value < minimum or (maximum is not None and value > maximum):
+        bounds = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+        raise ValueError(f"{name} must be {bounds}, got {value}")
+
+
+def _rng(seed: int, *path: int) -> np.random.Generator:
+    return np.random.default_rng([seed, *path])
+
+
+def _model_names(count: int, seed: int) -> list[str]:
+    pairs = [f"{a}-{b}" for a, b in itertools.product(NAME_FIRST.split(), NAME_SECOND.split())]
+    order = _rng(seed, _NAMES).permutation(len(pairs))
+    # Past the word lists, names repeat with a numeric suffix: "aero-runner-2".
+    return [
+        pairs[order[i % len(pairs)]] + (f"-{i // len(pairs) + 1}" if i >= len(pairs) else "")
+        for i in range(count)
+    ]
+
+
+def _shape_choices(count: int, seed: int) -> list[tuple[int, ...]]:
+    """Greedy farthest-point picks in the space of shape choices, so models differ clearly."""
+    grid = np.array(list(itertools.product(*(range(len(values)) for _, values, _ in SHAPE_AXES))))
+    grid = grid[_rng(seed, _SHAPES).permutation(len(grid))]  # the seed decides ties
+    weights = np.array([weight for _, _, weight in SHAPE_AXES])
+    nearest = np.full(len(grid), np.inf)
+    picks = []
+    for _ in range(count):
+        pick = grid[int(np.argmax(nearest))]
+        picks.append(tuple(int(v) for v in pick))
+        nearest = np.minimum(nearest, ((grid != pick) * weights).sum(axis=1))
+    return picks
+
+
+def _sneaker_model(name: str, choice: tuple[int, ...], seed: int, index: int) -> SneakerModel:
+    params = {axis: values[i] for (axis, values, _), i in zip(SHAPE_AXES, choice, strict=True)}
+    # Small continuous jitter so two models never share exact proportions.
+    jitter = _rng(seed, _JITTER, index).uniform(0.93, 1.07, size=3)
+    return SneakerModel(
+        name=name,
+        **params,
+        sole_height=round(SOLE_HEIGHT[params["sole"]] * float(jitter[0]), 4),
+        collar_height=round(COLLAR_HEIGHT[params["collar"]] * float(jitter[1]), 4),
+        toe_height=round(TOE_HEIGHT[params["toe"]] * float(jitter[2]), 4),
+        toe_spring=0.09 if params["sole"] == "rocker" else 0.03,
+    )
+
+
+def _share_colourways(
+    sneaker_models: tuple[SneakerModel, ...], skus_per_model: int, seed: int
+) -> tuple[Sku, ...]:
+    """Each model takes a run of one shared pool, sized so each colourway is taken twice or more."""
+    models = len(sneaker_models)
+    pool = colourway_pool(_rng(seed, _COLOURS))[
+        : max(skus_per_model, min(MAX_SKUS_PER_MODEL, models * skus_per_model // 2))
+    ]
+    return tuple(
+        Sku(label=f"{model.name}--{colourway.name}", model=model.name, colourway=colourway)
+        for m, model in enumerate(sneaker_models)
+        for colourway in (pool[(m * skus_per_model + j) % len(pool)] for j in range(skus_per_model))
+    )
+
+
+def _check_plan(models: int, skus_per_model: int, seed: int) -> None:
+    check_int("models", models, 1)
+    check_int("skus_per_model", skus_per_model, 1)
+    check_int("seed", seed, 0)
+    if skus_per_model > MAX_SKUS_PER_MODEL:
+        raise ValueError(
+            f"skus_per_model must be at most {MAX_SKUS_PER_MODEL} (the number of "
+            f"distinguishable colourways), got {skus_per_model}"
+        )
