@@ -91,3 +91,24 @@ def test_truncated_file_is_invalid_but_its_header_passes_the_sniff() -> None:
     assert sniff(data, max_pixels=MAX) == "PNG"
     with pytest.raises(InvalidImage, match="truncated or corrupt"):
         decode(data, size=32, max_pixels=MAX)
+
+
+def test_animated_images_use_their_first_frame() -> None:
+    frames = [Image.new("RGB", (16, 16), c) for c in ((250, 0, 0), (0, 0, 250))]
+    for fmt in ("PNG", "WEBP"):  # APNG and animated WebP
+        data = _encode(frames[0], fmt, save_all=True, append_images=frames[1:], duration=50)
+        pixels = decode(data, size=32, max_pixels=MAX)
+        assert pixels[16, 16, 0] > 200 and pixels[16, 16, 2] < 60, fmt
+
+
+def test_the_extension_does_not_matter_the_content_does() -> None:
+    png_named_jpg = _encode(Image.new("RGB", (8, 8), "blue"), "PNG")
+    assert sniff(png_named_jpg, max_pixels=MAX) == "PNG"
+
+
+def test_decompression_bomb_is_refused_before_decoding() -> None:
+    # 30,000 x 30,000 pixels in a few kilobytes: refused from the header alone.
+    bomb = _encode(Image.new("1", (30_000, 30_000)), "PNG")
+    assert len(bomb) < 200_000
+    with pytest.raises(InvalidImage, match="too many pixels|at most"):
+        sniff(bomb, max_pixels=MAX)
