@@ -5,6 +5,8 @@ never imports the worker code (or TensorFlow)."""
 
 from __future__ import annotations
 
+import time
+
 from celery import Celery
 from kombu import Queue
 
@@ -57,4 +59,10 @@ def enqueue_classify(
     app: Celery, job_ids: list[str], *, queue: str, batch_id: str | None = None
 ) -> None:
     """Send one classify task for these jobs; the message carries ids only, never pixels."""
-    app.send_task(CLASSIFY, args=[job_ids], kwargs={"batch_id": batch_id}, queue=queue)
+    app.send_task(
+        CLASSIFY,
+        args=[job_ids],
+        kwargs={"batch_id": batch_id},
+        queue=queue,
+        headers={"skuai_enqueued_at": time.time()},
+    )

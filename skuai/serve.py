@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from shared.queues import ALL_QUEUES
@@ -16,7 +19,16 @@ def run_api(
     """Serve the Flask app with gunicorn's threaded workers (long-polls hold a thread each)."""
     from gunicorn.app.base import BaseApplication
 
+    # Metrics of all gunicorn workers are summed through files in this folder; it must be set
+    # before prometheus_client is imported, and start empty.
+    metrics_dir = Path(tempfile.mkdtemp(prefix="skuai-metrics-"))
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    from prometheus_client import multiprocess
+
     from web.app import create_app
+
+    def child_exit(server: Any, worker: Any) -> None:
+        multiprocess.mark_process_dead(worker.pid)
 
     class _Gunicorn(BaseApplication):
         def load_config(self) -> None:
@@ -28,6 +40,7 @@ def run_api(
                 "timeout": 60,
                 "graceful_timeout": 10,
                 "accesslog": "-",
+                "child_exit": child_exit,
                 "loglevel": settings.log_level.lower(),
             }.items():
                 self.cfg.set(key, value)
@@ -35,7 +48,10 @@ def run_api(
         def load(self) -> Any:
             return create_app(settings)
 
-    _Gunicorn().run()
+    try:
+        _Gunicorn().run()
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def parse_queues(raw: str) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -71,11 +72,19 @@ class Cascade:
 
     def predict(self, images: np.ndarray) -> list[dict[str, Any]]:
         """Full cascade on a batch: one result dict per image (model, sku, candidates)."""
+        return self.predict_timed(images)[0]
+
+    def predict_timed(self, images: np.ndarray) -> tuple[list[dict[str, Any]], dict[str, float]]:
+        """`predict`, and the seconds each stage took (for metrics and benchmarks)."""
         if len(images) == 0:
-            return []
+            return [], {}
+        began = time.perf_counter()
         p_model = self.model_probs(images)
         proposals = propose_models(p_model, self.policy)
+        stage1_done = time.perf_counter()
         image_rows = np.array([i for i, models in enumerate(proposals) for _ in models])
         model_rows = np.array([m for models in proposals for m in models], dtype=np.int32)
         p_sku = self.sku_probs(images[image_rows], model_rows)
-        return rank(p_model, proposals, p_sku, self.labels, self.policy)
+        results = rank(p_model, proposals, p_sku, self.labels, self.policy)
+        timings = {"stage1": stage1_done - began, "stage2": time.perf_counter() - stage1_done}
+        return results, timings

@@ -12,18 +12,20 @@ from web.tenancy import authenticate
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the API; settings come from the environment unless given."""
-    from web import batches, docs, health, jobs, webhooks
+    from web import batches, docs, health, jobs, metrics, webhooks
 
     settings = settings or Settings.from_env()
     app = Flask("skuai")
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["skuai"] = Services.create(settings)
     register_error_handlers(app)
+    metrics.instrument(app)
     app.before_request(authenticate)
     app.register_blueprint(health.bp)
     app.register_blueprint(jobs.bp)
     app.register_blueprint(batches.bp)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(docs.bp)
+    app.register_blueprint(metrics.bp)
     app.register_blueprint(docs.swagger_ui)
     return app

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -19,6 +20,7 @@ from shared.errors import SkuaiError
 from shared.images import decode
 from shared.job_store import Finish, JobStore
 from shared.jobs import FAILED, SUCCEEDED, Job
+from shared.metrics import ClusterMetrics
 from shared.settings import Settings
 from worker.fetch import ImageFetcher
 
@@ -50,6 +52,7 @@ class ChunkOutcome:
     completed_batches: set[str] = field(default_factory=set)
     finished_jobs: list[str] = field(default_factory=list)  # for job.succeeded/failed events
     isolate: list[str] = field(default_factory=list)
+    by_status_kind: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
         """Counts for the task's return value (shown in Flower)."""
@@ -68,6 +71,7 @@ def classify_jobs(
     cascade: Cascade,
     settings: Settings,
     fetcher: ImageFetcher,
+    metrics: ClusterMetrics,
 ) -> ChunkOutcome:
     """Run one chunk; safe to run twice (finished jobs are skipped, results written once)."""
     outcome = ChunkOutcome()
@@ -83,9 +87,13 @@ def classify_jobs(
         log.error("job %s: poison message after %d attempts", job.id, claims[job.id] - 1)
         _record(outcome, job, store.finish(job.id, FAILED, error=POISON), ok=False)
     jobs = [j for j in jobs if claims[j.id] <= MAX_ATTEMPTS]
+    began = time.perf_counter()
     ready, pixels = _decode_all(jobs, store, fetcher, cascade, settings, outcome)
+    metrics.observe("skuai_inference_stage_seconds", time.perf_counter() - began, stage="decode")
     if ready:
-        _predict(ready, pixels, store, cascade, outcome)
+        _predict(ready, pixels, store, cascade, outcome, metrics)
+    for (status, kind), count in outcome.by_status_kind.items():
+        metrics.count("skuai_jobs_finished", count, status=status, kind=kind)
     log.info(
         "chunk of %d: %d succeeded, %d failed, %d skipped",
         len(job_ids),
@@ -130,14 +138,18 @@ def _predict(
     store: JobStore,
     cascade: Cascade,
     outcome: ChunkOutcome,
+    metrics: ClusterMetrics,
 ) -> None:
     try:
-        results = cascade.predict(np.stack(pixels))
+        results, timings = cascade.predict_timed(np.stack(pixels))
     except Exception:  # a broken model must fail its jobs loudly, not leave them running
         log.exception("the cascade failed on a chunk of %d", len(ready))
         for job in ready:
             _record(outcome, job, store.finish(job.id, FAILED, error=INTERNAL), ok=False)
         return
+    metrics.observe("skuai_inference_batch_size", len(ready))
+    for stage, seconds in timings.items():
+        metrics.observe("skuai_inference_stage_seconds", seconds, stage=stage)
     for job, result in zip(ready, results, strict=True):
         finish = store.finish(job.id, SUCCEEDED, model_version=cascade.version, result=result)
         _record(outcome, job, finish, ok=True)
@@ -168,6 +180,8 @@ def _record(outcome: ChunkOutcome, job: Job, finish: Finish, *, ok: bool) -> Non
         outcome.succeeded += 1
     else:
         outcome.failed += 1
+    key = (SUCCEEDED if ok else FAILED, "batch" if job.batch_id else "single")
+    outcome.by_status_kind[key] = outcome.by_status_kind.get(key, 0) + 1 + len(finish.duplicates)
     outcome.finished_jobs += [job.id, *finish.duplicates]
     if finish.batch_completed and job.batch_id:
         outcome.completed_batches.add(job.batch_id)

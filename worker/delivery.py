@@ -15,6 +15,7 @@ from standardwebhooks import Webhook
 
 from shared.delivery_store import DELIVERED, FAILED, PENDING, SKIPPED, Delivery, DeliveryStore
 from shared.jobs import utc_now
+from shared.metrics import ClusterMetrics
 from shared.webhook_store import ACTIVE, WebhookStore
 
 JITTER = 0.2  # each delay is stretched or shrunk by up to 20% so retries do not stampede
@@ -38,7 +39,9 @@ class WebhookDelivery:
         webhooks: WebhookStore,
         session: requests.Session,
         policy: DeliveryPolicy,
+        metrics: ClusterMetrics,
     ) -> None:
+        self.metrics = metrics
         self.deliveries = deliveries
         self.webhooks = webhooks
         self.session = session
@@ -46,6 +49,11 @@ class WebhookDelivery:
 
     def attempt(self, delivery_id: str) -> str:
         """One attempt; returns the delivery's status afterwards."""
+        outcome = self._attempt(delivery_id)
+        self.metrics.count("skuai_webhook_deliveries", outcome=outcome)
+        return outcome
+
+    def _attempt(self, delivery_id: str) -> str:
         delivery = self.deliveries.find(delivery_id)
         if delivery is None or delivery.status != PENDING:
             return delivery.status if delivery else SKIPPED

@@ -15,6 +15,7 @@ from shared.batch_store import BatchStore
 from shared.delivery_store import DeliveryStore
 from shared.events import EventEmitter
 from shared.job_store import JobStore
+from shared.metrics import ClusterMetrics
 from shared.redis_client import connect
 from shared.settings import Settings
 from shared.url_guard import guarded_session
@@ -44,6 +45,7 @@ class Runtime:
         self.batches = BatchStore(self.conn, self.store)
         self.registry = Registry(settings.registry_dir)
         self.workers = WorkerRegistry(self.conn)
+        self.metrics = ClusterMetrics(self.conn)
         self.webhooks = WebhookStore(self.conn)
         self.deliveries = DeliveryStore(self.conn)
         self.fetcher = ImageFetcher(
@@ -67,7 +69,9 @@ class Runtime:
                 timeout=float(self.settings.webhook_timeout),
             )
             session = guarded_session(allow_private=self.settings.allow_private_urls)
-            self._delivery = WebhookDelivery(self.deliveries, self.webhooks, session, policy)
+            self._delivery = WebhookDelivery(
+                self.deliveries, self.webhooks, session, policy, self.metrics
+            )
         return self._delivery
 
     def cascade(self) -> Cascade:

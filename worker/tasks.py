@@ -34,7 +34,12 @@ def classify(self: Task, job_ids: list[str], batch_id: str | None = None) -> dic
         log.warning("%s; retrying %d job(s) in 15 s", exc.message, len(job_ids))
         raise self.retry(countdown=15, max_retries=None) from None
     outcome = classify_jobs(
-        job_ids, store=rt.store, cascade=cascade, settings=rt.settings, fetcher=rt.fetcher
+        job_ids,
+        store=rt.store,
+        cascade=cascade,
+        settings=rt.settings,
+        fetcher=rt.fetcher,
+        metrics=rt.metrics,
     )
     for job_id in outcome.isolate:
         enqueue_classify(self.app, [job_id], queue=INFERENCE, batch_id=batch_id)
