@@ -23,3 +23,4 @@ RESULTS_PAGE = 100
 WEBHOOK_TIMEOUT = 10  # seconds for one delivery attempt
 RATE_LIMIT = 50.0  # requests per second per API key, sustained
 RATE_BURST = 200  # requests per API key in a burst
+WORKER_MAX_MEMORY_MB = 8192  # a pool process above this is replaced after its current task

@@ -48,6 +48,8 @@ def make_celery(settings: Settings, *, include: tuple[str, ...] = ()) -> Celery:
         broker_connection_max_retries=None,  # workers wait for Redis to come back
         task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2},
         worker_send_task_events=True,  # for Flower
+        # Recycle a pool process whose memory grew past the limit (checked after each task).
+        worker_max_memory_per_child=settings.worker_max_memory_mb * 1024,
         task_send_sent_event=True,
         worker_hijack_root_logger=False,
         broker_connection_timeout=5,

@@ -40,6 +40,7 @@ class Settings:
     webhook_timeout: int = defaults.WEBHOOK_TIMEOUT
     visibility_timeout: int = defaults.VISIBILITY_TIMEOUT
     chunk_size: int = defaults.CHUNK_SIZE
+    worker_max_memory_mb: int = defaults.WORKER_MAX_MEMORY_MB
     flower_basic_auth: str | None = None
     log_level: str = defaults.LOG_LEVEL
 
@@ -84,6 +85,9 @@ class Settings:
                 "VISIBILITY_TIMEOUT", _positive_int, defaults.VISIBILITY_TIMEOUT
             ),
             chunk_size=reader.get("CHUNK_SIZE", _positive_int, defaults.CHUNK_SIZE),
+            worker_max_memory_mb=reader.get(
+                "WORKER_MAX_MEMORY_MB", _positive_int, defaults.WORKER_MAX_MEMORY_MB
+            ),
             flower_basic_auth=reader.get("FLOWER_BASIC_AUTH", _basic_auth, None),
             log_level=reader.get("LOG_LEVEL", _log_level, defaults.LOG_LEVEL),
         )
@@ -109,6 +113,7 @@ class Settings:
             "WEBHOOK_TIMEOUT": str(self.webhook_timeout),
             "VISIBILITY_TIMEOUT": str(self.visibility_timeout),
             "CHUNK_SIZE": str(self.chunk_size),
+            "WORKER_MAX_MEMORY_MB": str(self.worker_max_memory_mb),
             "LOG_LEVEL": self.log_level,
         }
         if self.registry is not None:

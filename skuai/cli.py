@@ -103,12 +103,17 @@ def api(host: str, port: int, workers: int) -> None:
     help="Pool processes (one per GPU for inference).",
 )
 @click.option("--name", default="worker", show_default=True, help="Node name prefix.")
-def worker(queues: str, concurrency: int, name: str) -> None:
+@click.option("--gpus", default=None, help="GPU indices, e.g. 0,1: one pool process per GPU.")
+def worker(queues: str, concurrency: int, name: str, gpus: str | None) -> None:
     """Run a Celery worker."""
     from skuai.serve import parse_queues, run_worker
+    from worker.devices import GPUS_ENV, parse_gpus
 
     if concurrency < 1:
         raise ValueError("--concurrency must be at least 1")
+    if gpus is not None:
+        concurrency = len(parse_gpus(gpus))
+        os.environ[GPUS_ENV] = gpus
     settings = _settings()
     run_worker(settings, queues=parse_queues(queues), concurrency=concurrency, name=name)
 

@@ -32,16 +32,17 @@ def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 def _value(samples: dict, name: str, **labels: str) -> float:
-    return sum(v for (n, ls), v in samples.items()
-               if n == name and set(labels.items()) <= set(ls))
+    return sum(v for (n, ls), v in samples.items() if n == name and set(labels.items()) <= set(ls))
 
 
 def test_metrics_after_real_traffic(api_url: str, tiny_catalog: Path, trained: str) -> None:
     before = _samples(requests.get(f"{api_url}/metrics", timeout=10).text)
     image = sample_image(tiny_catalog)
     job = http.post(f"{api_url}/v1/jobs", files={"image": image.open("rb")}, timeout=10).json()
-    assert http.get(f"{api_url}/v1/jobs/{job['id']}?wait=20", timeout=30).json()[
-        "status"] == "succeeded"
+    assert (
+        http.get(f"{api_url}/v1/jobs/{job['id']}?wait=20", timeout=30).json()["status"]
+        == "succeeded"
+    )
     after = _samples(requests.get(f"{api_url}/metrics", timeout=10).text)
 
     def grew(name: str, **labels: str) -> float:
@@ -60,12 +61,17 @@ def test_metrics_after_real_traffic(api_url: str, tiny_catalog: Path, trained: s
 def test_queue_depth_and_age_while_work_waits(settings: Settings, tiny_catalog: Path) -> None:
     url = settings.redis_url.rsplit("/", 1)[0] + "/8"  # no worker consumes this database
     conn = redis.Redis.from_url(url)
-    client = authorized(create_app(Settings(redis_url=url, home=settings.home)).test_client(),
-                        KeyStore(conn).create(TENANT))
+    client = authorized(
+        create_app(Settings(redis_url=url, home=settings.home)).test_client(),
+        KeyStore(conn).create(TENANT),
+    )
     data = sample_image(tiny_catalog).read_bytes()
     for _ in range(3):
-        response = client.post("/v1/jobs", data={"image": (io.BytesIO(data), "a.png")},
-                               content_type="multipart/form-data")
+        response = client.post(
+            "/v1/jobs",
+            data={"image": (io.BytesIO(data), "a.png")},
+            content_type="multipart/form-data",
+        )
         assert response.status_code == 202
     time.sleep(1.2)
     samples = _samples(client.get("/metrics").get_data(as_text=True))
@@ -82,7 +88,10 @@ def test_request_counts_add_up_over_gunicorn_workers(
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "skuai", "api", "--port", str(port), "--workers", "2"],
-            env=service_env, stdout=out, stderr=subprocess.STDOUT)
+            env=service_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: _up(url), 60, "the API", log)
@@ -94,8 +103,11 @@ def test_request_counts_add_up_over_gunicorn_workers(
         process.wait(20)
     # 40 requests plus the one that found the API up, wherever each worker served them.
     assert _value(samples, "skuai_http_requests_total", route="/healthz", status="200") == 41
-    pids = {line.split("[")[2].split("]")[0] for line in log.read_text().splitlines()
-            if "Booting worker" in line}
+    pids = {
+        line.split("[")[2].split("]")[0]
+        for line in log.read_text().splitlines()
+        if "Booting worker" in line
+    }
     assert len(pids) == 2
 
 

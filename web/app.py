@@ -12,7 +12,7 @@ from web.tenancy import authenticate
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the API; settings come from the environment unless given."""
-    from web import batches, docs, health, jobs, metrics, webhooks
+    from web import batches, docs, health, jobs, metrics, models, webhooks
 
     settings = settings or Settings.from_env()
     app = Flask("skuai")
@@ -25,6 +25,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(jobs.bp)
     app.register_blueprint(batches.bp)
     app.register_blueprint(webhooks.bp)
+    app.register_blueprint(models.bp)
     app.register_blueprint(docs.bp)
     app.register_blueprint(metrics.bp)
     app.register_blueprint(docs.swagger_ui)

@@ -227,6 +227,16 @@ PATHS: dict[str, Any] = {
             },
         },
     },
+    "/v1/models": {
+        "get": {
+            "summary": "Active version, versions live on workers, labels and test metrics",
+            "operationId": "listModels",
+            "responses": {
+                "200": {"description": "The registry as the API sees it"},
+                **_error_responses(503),
+            },
+        }
+    },
     "/healthz": {
         "get": {
             "summary": "Liveness",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from billiard.process import current_process
 from celery.signals import (
     celeryd_after_setup,
     worker_process_init,
@@ -22,6 +23,7 @@ from shared.queues import MODEL_QUEUES, WEBHOOKS
 from shared.redis_client import connect
 from shared.settings import Settings
 from worker import runtime
+from worker.devices import pin_process
 from worker.retry_scheduler import DueDeliveries
 
 log = logging.getLogger(__name__)
@@ -42,7 +44,11 @@ def _remember_queues(sender: str, instance: Any, **_: Any) -> None:
 
 @worker_process_init.connect
 def _start_process(**_: Any) -> None:
-    """In each pool process: connect to Redis and, for inference workers, load the model."""
+    """In each pool process: pin its GPU, connect to Redis and, for inference workers, load the
+    model."""
+    device = pin_process(current_process().index)
+    if device is not None:
+        log.info("pool process %d uses GPU %s", current_process().index, device)
     runtime.start(load_model=_consumes_model_queues)
 
 

@@ -24,6 +24,7 @@ from shared.workers import HEARTBEAT_TTL, WorkerRegistry
 from training.registry import Registry
 from worker.delivery import DeliveryPolicy, WebhookDelivery
 from worker.fetch import ImageFetcher
+from worker.model_cache import ModelCache
 
 if TYPE_CHECKING:
     from training.cascade import Cascade
@@ -51,8 +52,7 @@ class Runtime:
         self.fetcher = ImageFetcher(
             max_bytes=settings.max_image_bytes, allow_private=settings.allow_private_urls
         )
-        self._cascade: Cascade | None = None
-        self._lock = threading.Lock()
+        self.models = ModelCache(self.registry, self.conn)
         self._stopped = threading.Event()
         self._serves_model = False
         self._delivery: WebhookDelivery | None = None
@@ -74,25 +74,9 @@ class Runtime:
             )
         return self._delivery
 
-    def cascade(self) -> Cascade:
-        """The loaded cascade; loads the active version first if needed (ModelNotFound if none)."""
-        with self._lock:
-            if self._cascade is None:
-                self._cascade = self._load_active()
-            return self._cascade
-
-    def _load_active(self) -> Cascade:
-        from training.cascade import Cascade
-
-        version = self.registry.require_active()
-        cascade = Cascade.load(self.registry.path(version), version=version)
-        log.info(
-            "loaded model %s (%d models, %d SKUs)",
-            version,
-            len(cascade.labels.models),
-            len(cascade.labels.skus),
-        )
-        return cascade
+    def cascade(self, batch_id: str | None = None) -> Cascade:
+        """The cascade for a chunk (its batch's pinned version, else the active one)."""
+        return self.models.for_chunk(batch_id)
 
     def start_heartbeat(self, serves_model: bool) -> None:
         """Announce this process every few seconds until `stop()`."""
@@ -103,13 +87,14 @@ class Runtime:
     def _beat(self) -> None:
         while not self._stopped.is_set():
             try:
-                cascade = self._cascade
+                loaded = self.models.versions
                 self.workers.announce(
                     self.name,
                     {
                         "pid": os.getpid(),
                         "serves_model": self._serves_model,
-                        "model_version": cascade.version if cascade else None,
+                        "model_version": loaded[-1] if loaded else None,
+                        "loaded_versions": loaded,
                     },
                 )
             except Exception as exc:  # side channel: Redis may be down; keep beating
@@ -141,7 +126,7 @@ def start(*, load_model: bool) -> Runtime:
     _runtime = Runtime(Settings.from_env(), f"{_worker_name}:{os.getpid()}")
     if load_model:
         try:
-            _runtime.cascade()
+            _runtime.models.active()
         except Exception as exc:  # keep serving: tasks retry until a model is active
             log.error("no model loaded yet: %s", exc)
     _runtime.start_heartbeat(serves_model=load_model)

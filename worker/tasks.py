@@ -28,7 +28,7 @@ def classify(self: Task, job_ids: list[str], batch_id: str | None = None) -> dic
     """Classify a chunk of jobs (one id for a single-image job) and store each result."""
     rt = runtime.current()
     try:
-        cascade = rt.cascade()
+        cascade = rt.cascade(batch_id)
     except ModelNotFound as exc:
         # Jobs wait for a model to be activated rather than fail: nothing accepted is lost.
         log.warning("%s; retrying %d job(s) in 15 s", exc.message, len(job_ids))

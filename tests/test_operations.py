@@ -1,0 +1,227 @@
+"""Operations: readiness before and after a worker comes up, hot model reload between batches
+without mixing versions, worker recycling, and Flower listing workers and tasks."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+import requests
+from flask.testing import FlaskClient
+
+from shared.api_keys import KeyStore
+from shared.settings import Settings
+from shared.workers import WorkerRegistry
+from skuai.stack import free_port
+from tests.conftest import TENANT, authorized, http, sample_image, start_worker, wait_until
+from training.registry import Registry
+from web.app import create_app
+
+
+def _isolated(
+    settings: Settings, db: int, registry: Path | None = None
+) -> tuple[Settings, FlaskClient, redis.Redis]:
+    url = settings.redis_url.rsplit("/", 1)[0] + f"/{db}"
+    changed = Settings(redis_url=url, home=settings.home, registry=registry or settings.registry)
+    conn = redis.Redis.from_url(url)
+    client = authorized(create_app(changed).test_client(), KeyStore(conn).create(TENANT))
+    return changed, client, conn
+
+
+def _env(service_env: dict[str, str], settings: Settings, **extra: str) -> dict[str, str]:
+    return {
+        **service_env,
+        "SKUAI_REDIS_URL": settings.redis_url,
+        "SKUAI_REGISTRY": str(settings.registry_dir),
+        **extra,
+    }
+
+
+def _batch(client: FlaskClient, catalog: Path, count: int, salt: int) -> str:
+    sources = sorted(catalog.rglob("*.png"))
+    images = [
+        (io.BytesIO(sources[i % len(sources)].read_bytes() + bytes([salt]) * (i + 1)), f"{i}.png")
+        for i in range(count)
+    ]
+    response = client.post(
+        "/v1/batches", data={"images": images}, content_type="multipart/form-data"
+    )
+    assert response.status_code == 202
+    return str(response.json["id"])
+
+
+def _completed(client: FlaskClient, batch_id: str) -> bool:
+    return client.get(f"/v1/batches/{batch_id}").json["status"] == "completed"
+
+
+def test_readyz_before_and_after_a_worker(
+    settings: Settings, service_env: dict[str, str], trained: str, tmp_path: Path
+) -> None:
+    isolated, client, _ = _isolated(settings, 10)
+    before = client.get("/readyz")
+    assert before.status_code == 503 and before.json["checks"]["inference_workers"] == 0
+    worker = start_worker(
+        "ready", _env(service_env, isolated), isolated, tmp_path / "w.log", trained
+    )
+    try:
+        after = client.get("/readyz")
+        assert after.status_code == 200 and after.json["checks"]["model_versions"] == [trained]
+    finally:
+        worker.stop()
+    wait_until(lambda: client.get("/readyz").status_code == 503, 30, "readiness to drop")
+
+
+def test_hot_reload_between_batches_never_mixes(
+    settings: Settings,
+    service_env: dict[str, str],
+    trained: str,
+    tiny_catalog: Path,
+    tmp_path: Path,
+) -> None:
+    registry_dir = tmp_path / "registry"
+    shutil.copytree(settings.registry_dir / trained, registry_dir / "v1")
+    shutil.copytree(settings.registry_dir / trained, registry_dir / "v2")
+    registry = Registry(registry_dir)
+    registry.activate("v1")
+    isolated, client, _ = _isolated(settings, 11, registry_dir)
+    worker = start_worker("reload", _env(service_env, isolated), isolated, tmp_path / "w.log", "v1")
+    try:
+        first = _batch(client, tiny_catalog, 400, salt=1)
+        wait_until(
+            lambda: client.get(f"/v1/batches/{first}").json["counts"]["succeeded"] > 0,
+            30,
+            "the first batch starting",
+        )
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "skuai",
+                "models",
+                "activate",
+                "v2",
+                "--registry",
+                str(registry_dir),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        assert not _completed(client, first), "the first batch ended before the switch"
+        second = _batch(client, tiny_catalog, 20, salt=2)
+        wait_until(
+            lambda: _completed(client, first) and _completed(client, second),
+            60,
+            "both batches completing",
+        )
+        # Heartbeats say which versions each process has loaded (every few seconds).
+        wait_until(
+            lambda: set(client.get("/v1/models").json["live"]) == {"v1", "v2"},
+            20,
+            "the heartbeat reporting both versions",
+        )
+        models = client.get("/v1/models").json
+    finally:
+        worker.stop()
+    for batch_id, version in ((first, "v1"), (second, "v2")):
+        assert client.get(f"/v1/batches/{batch_id}").json["model_version"] == version
+        items = client.get(f"/v1/batches/{batch_id}/results?limit=1000").json["items"]
+        assert {i["model_version"] for i in items} == {version}
+    assert models["active"] == "v2" and set(models["live"]) == {"v1", "v2"}
+    assert [v["version"] for v in models["versions"]] == ["v1", "v2"]
+    assert models["versions"][1]["labels"]["models"]
+
+
+def test_worker_recycled_when_memory_grows(
+    settings: Settings,
+    service_env: dict[str, str],
+    trained: str,
+    tiny_catalog: Path,
+    tmp_path: Path,
+) -> None:
+    isolated, client, conn = _isolated(settings, 12)
+    env = _env(service_env, isolated, SKUAI_WORKER_MAX_MEMORY_MB="64")  # below TensorFlow's own
+    worker = start_worker("recycled", env, isolated, tmp_path / "w.log", trained)
+    workers = WorkerRegistry(conn)
+    pids: set[int] = set()
+    try:
+        for _ in range(3):
+            data = {"image": (io.BytesIO(sample_image(tiny_catalog).read_bytes()), "a.png")}
+            job = client.post("/v1/jobs", data=data, content_type="multipart/form-data").json
+            wait_until(
+                lambda j=job: client.get(f"/v1/jobs/{j['id']}").json["status"] == "succeeded",
+                60,
+                "the job",
+            )
+            wait_until(
+                lambda: any(w.get("model_version") for w in workers.online()),
+                60,
+                "a pool process with a model",
+            )
+            pids |= {w["pid"] for w in workers.online() if w.get("model_version")}
+            time.sleep(0.5)
+    finally:
+        worker.stop()
+    assert len(pids) >= 2, "the pool process was never replaced"
+
+
+def test_flower_lists_workers_and_tasks_behind_basic_auth(
+    service_env: dict[str, str],
+    api_url: str,
+    tiny_catalog: Path,
+    tmp_path: Path,
+    inference_worker: object,
+) -> None:
+    port = free_port(0)
+    env = {**service_env, "SKUAI_FLOWER_BASIC_AUTH": "ops:s3cret"}
+    log = tmp_path / "flower.log"
+    with log.open("wb") as out:
+        flower = subprocess.Popen(
+            [sys.executable, "-m", "skuai", "flower", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _answers(f"{base}/healthcheck"), 60, "Flower", log)
+        assert requests.get(f"{base}/api/workers", timeout=10).status_code == 401
+        time.sleep(2)  # Flower subscribes to task events before the job runs
+        job = http.post(
+            f"{api_url}/v1/jobs", files={"image": sample_image(tiny_catalog).open("rb")}, timeout=10
+        ).json()
+        http.get(f"{api_url}/v1/jobs/{job['id']}?wait=20", timeout=30)
+
+        def tasks() -> list[dict]:
+            answer = requests.get(f"{base}/api/tasks", auth=("ops", "s3cret"), timeout=10)
+            return list(answer.json().values()) if answer.status_code == 200 else []
+
+        wait_until(
+            lambda: any(t.get("name") == "skuai.classify" for t in tasks()),
+            30,
+            "Flower seeing a classify task",
+            log,
+        )
+        workers = requests.get(
+            f"{base}/api/workers?refresh=1", auth=("ops", "s3cret"), timeout=30
+        ).json()
+    finally:
+        flower.terminate()
+        flower.wait(20)
+    assert any(name.startswith("test@") for name in workers)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+pytestmark = pytest.mark.timeout(300)
