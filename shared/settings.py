@@ -43,6 +43,7 @@ class Settings:
     worker_max_memory_mb: int = defaults.WORKER_MAX_MEMORY_MB
     flower_basic_auth: str | None = None
     log_level: str = defaults.LOG_LEVEL
+    log_format: str = "text"
 
     @property
     def registry_dir(self) -> Path:
@@ -90,6 +91,7 @@ class Settings:
             ),
             flower_basic_auth=reader.get("FLOWER_BASIC_AUTH", _basic_auth, None),
             log_level=reader.get("LOG_LEVEL", _log_level, defaults.LOG_LEVEL),
+            log_format=reader.get("LOG_FORMAT", _log_format, "text"),
         )
         return settings
 
@@ -115,6 +117,7 @@ class Settings:
             "CHUNK_SIZE": str(self.chunk_size),
             "WORKER_MAX_MEMORY_MB": str(self.worker_max_memory_mb),
             "LOG_LEVEL": self.log_level,
+            "LOG_FORMAT": self.log_format,
         }
         if self.registry is not None:
             values["REGISTRY"] = str(self.registry)
@@ -199,6 +202,12 @@ def _basic_auth(raw: str) -> str:
     if not sep or not user or not password:
         raise ValueError("expected user:password")
     return raw
+
+
+def _log_format(raw: str) -> str:
+    if raw.lower() not in {"text", "json"}:
+        raise ValueError("expected text or json")
+    return raw.lower()
 
 
 def _log_level(raw: str) -> str:

@@ -25,7 +25,10 @@ def run_api(
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     from prometheus_client import multiprocess
 
+    from shared.logs import configure_logging
     from web.app import create_app
+
+    configure_logging(settings.log_level, settings.log_format)
 
     def child_exit(server: Any, worker: Any) -> None:
         multiprocess.mark_process_dead(worker.pid)

@@ -4,6 +4,7 @@ without mixing versions, worker recycling, and Flower listing workers and tasks.
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import subprocess
 import sys
@@ -215,6 +216,35 @@ def test_flower_lists_workers_and_tasks_behind_basic_auth(
         flower.terminate()
         flower.wait(20)
     assert any(name.startswith("test@") for name in workers)
+
+
+def test_worker_logs_are_json_lines_with_ids(
+    settings: Settings,
+    service_env: dict[str, str],
+    trained: str,
+    tiny_catalog: Path,
+    tmp_path: Path,
+) -> None:
+    isolated, client, _ = _isolated(settings, 13)
+    log = tmp_path / "w.log"
+    worker = start_worker(
+        "jsonlog", _env(service_env, isolated, SKUAI_LOG_FORMAT="json"), isolated, log, trained
+    )
+    try:
+        batch_id = _batch(client, tiny_catalog, 3, salt=3)
+        wait_until(lambda: _completed(client, batch_id), 60, "the batch")
+        wait_until(lambda: batch_id in log.read_text(), 10, "the chunk log line")
+    finally:
+        worker.stop()
+    records = []
+    for line in log.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # Celery's start-up banner is not a log record
+    chunk = [r for r in records if r.get("batch_id") == batch_id]
+    assert chunk and chunk[0]["level"] == "INFO" and len(chunk[0]["job_ids"]) == 3
+    assert chunk[0]["model_version"] == trained and "chunk of 3" in chunk[0]["message"]
 
 
 def _answers(url: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
@@ -17,6 +18,7 @@ from web.services import Services, services
 from web.tenancy import current_tenant
 from web.uploads import json_body, parse_metadata
 
+log = logging.getLogger(__name__)
 bp = Blueprint("batches", __name__, url_prefix="/v1/batches")
 FORM_FIELDS = 16  # non-file parts a batch form may carry besides its images
 MAX_PAGE = 1000
@@ -56,6 +58,9 @@ def create_batch() -> tuple[Response, int, dict[str, str]]:
     if key:
         svc.batches.confirm_idempotency_key(tenant, key[:255], batch.id)
     created = svc.batches.get(batch.id, tenant)
+    log.info(
+        "batch accepted: %d images", created.total, extra={"batch_id": batch.id, "tenant": tenant}
+    )
     return jsonify(created.to_public()), 202, {"Location": f"/v1/batches/{batch.id}"}
 
 

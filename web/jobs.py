@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from flask import Blueprint, Response, jsonify, request
 
 from shared import defaults
@@ -21,6 +23,7 @@ from web.uploads import (
     read_file,
 )
 
+log = logging.getLogger(__name__)
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 
 
@@ -63,6 +66,7 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
     except Exception:
         svc.jobs.delete(job.id)  # not accepted after all: leave nothing behind
         raise
+    log.info("job accepted", extra={"job_id": job.id, "tenant": job.tenant})
     return jsonify(job.to_public()), 202, {"Location": f"/v1/jobs/{job.id}"}
 
 

@@ -84,7 +84,11 @@ def classify_jobs(
         return outcome
     jobs = [job for job in store.find_many(claimed) if job is not None]
     for job in [j for j in jobs if claims[j.id] > MAX_ATTEMPTS]:
-        log.error("job %s: poison message after %d attempts", job.id, claims[job.id] - 1)
+        log.error(
+            "poison message after %d attempts",
+            claims[job.id] - 1,
+            extra={"job_id": job.id, "batch_id": job.batch_id},
+        )
         _record(outcome, job, store.finish(job.id, FAILED, error=POISON), ok=False)
     jobs = [j for j in jobs if claims[j.id] <= MAX_ATTEMPTS]
     began = time.perf_counter()
@@ -100,6 +104,11 @@ def classify_jobs(
         outcome.succeeded,
         outcome.failed,
         outcome.skipped,
+        extra={
+            "job_ids": job_ids,
+            "batch_id": jobs[0].batch_id if jobs else None,
+            "model_version": cascade.version,
+        },
     )
     return outcome
 

@@ -4,6 +4,7 @@ attempt, and decide: done, retry later (backoff with jitter, honouring Retry-Aft
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from shared.jobs import utc_now
 from shared.metrics import ClusterMetrics
 from shared.webhook_store import ACTIVE, WebhookStore
 
+log = logging.getLogger(__name__)
 JITTER = 0.2  # each delay is stretched or shrunk by up to 20% so retries do not stampede
 MAX_RETRY_AFTER = 24 * 3600.0
 
@@ -51,6 +53,7 @@ class WebhookDelivery:
         """One attempt; returns the delivery's status afterwards."""
         outcome = self._attempt(delivery_id)
         self.metrics.count("skuai_webhook_deliveries", outcome=outcome)
+        log.info("webhook delivery attempt: %s", outcome, extra={"delivery_id": delivery_id})
         return outcome
 
     def _attempt(self, delivery_id: str) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 from billiard.process import current_process
 from celery.signals import (
     celeryd_after_setup,
+    setup_logging,
     worker_process_init,
     worker_process_shutdown,
     worker_ready,
@@ -19,6 +20,7 @@ from celery.signals import (
 )
 
 from shared.delivery_store import DeliveryStore
+from shared.logs import configure_logging
 from shared.queues import MODEL_QUEUES, WEBHOOKS
 from shared.redis_client import connect
 from shared.settings import Settings
@@ -30,6 +32,13 @@ log = logging.getLogger(__name__)
 _consumes_model_queues = False
 _consumes_webhooks = False
 _scheduler: DueDeliveries | None = None
+
+
+@setup_logging.connect
+def _configure_logging(**_: Any) -> None:
+    """Our format for Celery's own lines too (connecting this stops Celery configuring it)."""
+    settings = Settings.from_env()
+    configure_logging(settings.log_level, settings.log_format)
 
 
 @celeryd_after_setup.connect
