@@ -41,6 +41,7 @@ class Settings:
     visibility_timeout: int = defaults.VISIBILITY_TIMEOUT
     chunk_size: int = defaults.CHUNK_SIZE
     worker_max_memory_mb: int = defaults.WORKER_MAX_MEMORY_MB
+    inference_precision: str = "fp32"
     flower_basic_auth: str | None = None
     log_level: str = defaults.LOG_LEVEL
     log_format: str = "text"
@@ -86,6 +87,7 @@ class Settings:
                 "VISIBILITY_TIMEOUT", _positive_int, defaults.VISIBILITY_TIMEOUT
             ),
             chunk_size=reader.get("CHUNK_SIZE", _positive_int, defaults.CHUNK_SIZE),
+            inference_precision=reader.get("INFERENCE_PRECISION", _precision, "fp32"),
             worker_max_memory_mb=reader.get(
                 "WORKER_MAX_MEMORY_MB", _positive_int, defaults.WORKER_MAX_MEMORY_MB
             ),
@@ -116,6 +118,7 @@ class Settings:
             "VISIBILITY_TIMEOUT": str(self.visibility_timeout),
             "CHUNK_SIZE": str(self.chunk_size),
             "WORKER_MAX_MEMORY_MB": str(self.worker_max_memory_mb),
+            "INFERENCE_PRECISION": self.inference_precision,
             "LOG_LEVEL": self.log_level,
             "LOG_FORMAT": self.log_format,
         }
@@ -202,6 +205,12 @@ def _basic_auth(raw: str) -> str:
     if not sep or not user or not password:
         raise ValueError("expected user:password")
     return raw
+
+
+def _precision(raw: str) -> str:
+    if raw.lower() not in {"fp32", "int8"}:
+        raise ValueError("expected fp32 or int8")
+    return raw.lower()
 
 
 def _log_format(raw: str) -> str:

@@ -413,11 +413,33 @@ def models_list(registry: Path | None, as_json: bool) -> None:
 @models.command("activate")
 @click.argument("version")
 @click.option("--registry", type=click.Path(path_type=Path), default=None)
-def models_activate(version: str, registry: Path | None) -> None:
-    """Make VERSION the active model."""
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "int8"]),
+    default="fp32",
+    show_default=True,
+    help="int8: quantize and check accuracy on the test split before activating.",
+)
+def models_activate(version: str, registry: Path | None, precision: str) -> None:
+    """Make VERSION the active model (workers switch between chunks)."""
     from training.registry import Registry
 
-    Registry(registry or _settings().registry_dir).activate(version)
+    reg = Registry(registry or _settings().registry_dir)
+    reg.path(version)
+    if precision == "int8":
+        from skuai.quiet import import_tensorflow_quietly
+        from training.precision import check_int8, describe
+
+        import_tensorflow_quietly()
+        with console.status(f"quantizing {version} and checking int8 accuracy..."):
+            verdict = check_int8(reg, version)
+        click.echo(describe(verdict))
+        if not verdict["allowed"]:
+            _fail(
+                f"int8 loses too much accuracy; {version} was not activated "
+                "(activate it in fp32, without --precision)"
+            )
+    reg.activate(version)
     click.echo(f"{version} is now active")
 
 

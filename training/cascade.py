@@ -11,6 +11,7 @@ import numpy as np
 
 from training.labels import Labels
 from training.ranking import RankingPolicy, propose_models, rank
+from training.runners import ModelFn, SkuFn, keras_runners, onnx_runners
 
 
 class Cascade:
@@ -18,57 +19,73 @@ class Cascade:
 
     def __init__(
         self,
-        stage1: Any,
-        stage2: Any,
+        model_fn: ModelFn,
+        sku_fn: SkuFn,
         labels: Labels,
         *,
         version: str,
         input_size: int,
+        precision: str = "fp32",
         policy: RankingPolicy | None = None,
     ) -> None:
-        import tensorflow as tf
-
         self.labels = labels
         self.version = version
         self.input_size = input_size
+        self.precision = precision
         self.policy = policy or RankingPolicy()
-        spec = tf.TensorSpec([None, input_size, input_size, 3], tf.float32)
-        # Fixed signatures: one graph per stage, never retraced for a new batch size.
-        self._stage1 = tf.function(lambda x: stage1(x, training=False), input_signature=[spec])
-        self._stage2 = tf.function(
-            lambda x, m: stage2({"image": x, "model": m}, training=False),
-            input_signature=[spec, tf.TensorSpec([None], tf.int32)],
-        )
+        self._model_fn = model_fn
+        self._sku_fn = sku_fn
 
     @classmethod
-    def load(cls, folder: Path, *, version: str, policy: RankingPolicy | None = None) -> Cascade:
-        """Load `stage1.keras`, `stage2.keras` and `labels.json` from a version folder."""
-        import keras
+    def from_keras(
+        cls, stage1: Any, stage2: Any, labels: Labels, *, version: str, input_size: int
+    ) -> Cascade:
+        """A cascade of in-memory Keras models (training, evaluation)."""
+        model_fn, sku_fn = keras_runners(stage1, stage2, input_size)
+        return cls(model_fn, sku_fn, labels, version=version, input_size=input_size)
 
-        import training.architecture  # noqa: F401 - registers the custom layers for loading
-
+    @classmethod
+    def load(
+        cls,
+        folder: Path,
+        *,
+        version: str,
+        precision: str = "fp32",
+        policy: RankingPolicy | None = None,
+    ) -> Cascade:
+        """Load a version folder: the Keras models (fp32) or their int8 ONNX models."""
         config = json.loads((folder / "config.json").read_text())
-        stage1 = keras.saving.load_model(folder / "stage1.keras", compile=False)
-        stage2 = keras.saving.load_model(folder / "stage2.keras", compile=False)
         labels = Labels.load(folder / "labels.json")
+        size = int(config["input_size"])
+        if precision == "int8":
+            model_fn, sku_fn = onnx_runners(folder)
+        elif precision == "fp32":
+            import keras
+
+            import training.architecture  # noqa: F401 - registers the custom layers
+
+            stage1 = keras.saving.load_model(folder / "stage1.keras", compile=False)
+            stage2 = keras.saving.load_model(folder / "stage2.keras", compile=False)
+            model_fn, sku_fn = keras_runners(stage1, stage2, size)
+        else:
+            raise ValueError(f"unknown precision {precision!r}; use fp32 or int8")
         return cls(
-            stage1,
-            stage2,
+            model_fn,
+            sku_fn,
             labels,
             version=version,
-            input_size=int(config["input_size"]),
+            input_size=size,
+            precision=precision,
             policy=policy,
         )
 
     def model_probs(self, images: np.ndarray) -> np.ndarray:
         """Stage 1: p(model) for a batch of (N, S, S, 3) RGB images."""
-        return np.asarray(self._stage1(images.astype(np.float32, copy=False)))
+        return self._model_fn(images.astype(np.float32, copy=False))
 
     def sku_probs(self, images: np.ndarray, model_index: np.ndarray) -> np.ndarray:
         """Stage 2: p(SKU | model) for images paired with a model index each."""
-        return np.asarray(
-            self._stage2(images.astype(np.float32, copy=False), model_index.astype(np.int32))
-        )
+        return self._sku_fn(images.astype(np.float32, copy=False), model_index.astype(np.int32))
 
     def predict(self, images: np.ndarray) -> list[dict[str, Any]]:
         """Full cascade on a batch: one result dict per image (model, sku, candidates)."""

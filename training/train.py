@@ -57,7 +57,9 @@ def train(
     parts = split(samples, seed=config.seed)
     version, folder = registry.new_version()
     try:
-        metrics = _train_into(folder, version, labels, parts, config, events, keras_verbose)
+        metrics = _train_into(
+            folder, version, labels, parts, config, events, keras_verbose, data_dir
+        )
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)  # an incomplete version must not linger
         raise
@@ -75,6 +77,7 @@ def _train_into(
     config: TrainConfig,
     events: TrainingEvents,
     verbose: int,
+    data_dir: Path,
 ) -> dict[str, Any]:
     from training.architecture import build_stage1, build_stage2
     from training.cascade import Cascade
@@ -155,7 +158,9 @@ def _train_into(
 
     clock = time.perf_counter()
     events.phase("evaluating on the test split")
-    cascade = Cascade(stage1, stage2, labels, version=version, input_size=config.input_size)
+    cascade = Cascade.from_keras(
+        stage1, stage2, labels, version=version, input_size=config.input_size
+    )
     metrics = evaluate(cascade, test_set)
     metrics["skipped_images"] = skipped
     metrics["split"] = {
@@ -170,7 +175,9 @@ def _train_into(
     stage1.save(folder / "stage1.keras")
     stage2.save(folder / "stage2.keras")
     labels.save(folder / "labels.json")
-    (folder / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    # The dataset path lets later checks (e.g. int8 accuracy) rebuild the same test split.
+    recorded = {**config.to_dict(), "data_dir": str(data_dir.resolve())}
+    (folder / "config.json").write_text(json.dumps(recorded, indent=2) + "\n")
     write_report(
         folder,
         version=version,

@@ -13,6 +13,7 @@ import redis
 
 from shared import keys
 from shared.redis_client import text
+from training.precision import int8_allowed
 from training.registry import Registry
 
 if TYPE_CHECKING:
@@ -25,9 +26,17 @@ CAPACITY = 2  # the active version, and the one a batch still in flight was pinn
 class ModelCache:
     """Loads versions on demand and keeps the most recently used few."""
 
-    def __init__(self, registry: Registry, conn: redis.Redis, capacity: int = CAPACITY) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        conn: redis.Redis,
+        *,
+        precision: str = "fp32",
+        capacity: int = CAPACITY,
+    ) -> None:
         self.registry = registry
         self.conn = conn
+        self.precision = precision
         self.capacity = capacity
         self._loaded: OrderedDict[str, Cascade] = OrderedDict()
         self._lock = threading.Lock()
@@ -70,11 +79,21 @@ class ModelCache:
 
         if not self._loaded:
             configure_tensorflow()
-
-        cascade = Cascade.load(self.registry.path(version), version=version)
+        folder = self.registry.path(version)
+        precision = self.precision
+        if precision == "int8" and not int8_allowed(folder):
+            log.warning(
+                "%s has not passed the int8 accuracy check (skuai models activate %s "
+                "--precision int8); serving it in fp32",
+                version,
+                version,
+            )
+            precision = "fp32"
+        cascade = Cascade.load(folder, version=version, precision=precision)
         log.info(
-            "loaded model %s (%d models, %d SKUs)",
+            "loaded model %s in %s (%d models, %d SKUs)",
             version,
+            cascade.precision,
             len(cascade.labels.models),
             len(cascade.labels.skus),
         )

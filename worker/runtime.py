@@ -52,7 +52,7 @@ class Runtime:
         self.fetcher = ImageFetcher(
             max_bytes=settings.max_image_bytes, allow_private=settings.allow_private_urls
         )
-        self.models = ModelCache(self.registry, self.conn)
+        self.models = ModelCache(self.registry, self.conn, precision=settings.inference_precision)
         self._stopped = threading.Event()
         self._serves_model = False
         self._delivery: WebhookDelivery | None = None

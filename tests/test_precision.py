@@ -1,0 +1,82 @@
+"""int8 inference: the accuracy check that gates it at activation, and workers honouring it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shared.images import decode
+from shared.settings import Settings
+from training.cascade import Cascade
+from training.precision import MAX_DROP_POINTS, _verdict, int8_allowed
+from training.registry import Registry
+
+
+def _metrics(top1: float) -> dict:
+    return {"end_to_end": {"sku_top1": top1}, "test_images": 200}
+
+
+@pytest.mark.parametrize(
+    ("fp32", "int8", "allowed"), [(0.97, 0.97, True), (0.97, 0.966, True), (0.97, 0.96, False)]
+)
+def test_verdict_allows_at_most_half_a_point(fp32: float, int8: float, allowed: bool) -> None:
+    verdict = _verdict(_metrics(fp32), _metrics(int8), 1.0)
+    assert verdict["allowed"] is allowed
+    assert verdict["drop_points"] == pytest.approx((fp32 - int8) * 100, abs=1e-3)
+    assert verdict["max_drop_points"] == MAX_DROP_POINTS
+
+
+@pytest.fixture(scope="module")
+def copied(trained: str, settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("int8") / "registry"
+    shutil.copytree(settings.registry_dir / trained, root / trained)
+    return root
+
+
+def test_activate_with_int8_quantizes_checks_and_decides(
+    copied: Path, trained: str, tiny_catalog: Path
+) -> None:
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "skuai",
+            "models",
+            "activate",
+            trained,
+            "--precision",
+            "int8",
+            "--registry",
+            str(copied),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    folder = copied / trained
+    verdict = json.loads((folder / "precision.json").read_text())["int8"]
+    assert (folder / "stage1.int8.onnx").is_file() and (folder / "stage2.int8.onnx").is_file()
+    assert "int8 SKU top-1" in run.stdout
+    assert verdict["allowed"] is (verdict["drop_points"] <= MAX_DROP_POINTS)
+    assert int8_allowed(folder) is verdict["allowed"]
+    assert (run.returncode == 0) is verdict["allowed"]
+    assert (Registry(copied).active() == trained) is verdict["allowed"]
+
+    # The int8 cascade answers in the same shape and mostly agrees with fp32.
+    images = np.stack(
+        [
+            decode(p.read_bytes(), size=32, max_pixels=10**6)
+            for p in sorted(tiny_catalog.rglob("*.png"))[:12]
+        ]
+    )
+    fp32 = Cascade.load(folder, version=trained).predict(images)
+    int8 = Cascade.load(folder, version=trained, precision="int8").predict(images)
+    assert len(int8) == 12 and all(len(r["candidates"]) <= 5 for r in int8)
+    same = sum(a["model"]["label"] == b["model"]["label"] for a, b in zip(fp32, int8, strict=True))
+    assert same >= 9

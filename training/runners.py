@@ -1,0 +1,52 @@
+"""Stage runners: the two cascade stages as plain functions of NumPy arrays, either Keras models
+in float32 (compiled once with a fixed signature) or ONNX Runtime sessions of the int8 models."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ModelFn = Callable[[np.ndarray], np.ndarray]
+SkuFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+INT8_FILES = ("stage1.int8.onnx", "stage2.int8.onnx")
+
+
+def keras_runners(stage1: Any, stage2: Any, input_size: int) -> tuple[ModelFn, SkuFn]:
+    """float32 Keras models behind tf.functions that are never retraced for a new batch size."""
+    import tensorflow as tf
+
+    spec = tf.TensorSpec([None, input_size, input_size, 3], tf.float32)
+    first = tf.function(lambda x: stage1(x, training=False), input_signature=[spec])
+    second = tf.function(
+        lambda x, m: stage2({"image": x, "model": m}, training=False),
+        input_signature=[spec, tf.TensorSpec([None], tf.int32)],
+    )
+    return (lambda x: np.asarray(first(x)), lambda x, m: np.asarray(second(x, m)))
+
+
+def onnx_runners(folder: Path, threads: int = 0) -> tuple[ModelFn, SkuFn]:
+    """The int8 ONNX models of a version folder in ONNX Runtime (VNNI on x86 CPUs)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    sessions = [
+        ort.InferenceSession(str(folder / name), options, providers=["CPUExecutionProvider"])
+        for name in INT8_FILES
+    ]
+    first, second = sessions
+    first_input = first.get_inputs()[0].name
+    second_inputs = {i.name for i in second.get_inputs()}
+    image_name = next(n for n in second_inputs if "image" in n)
+    model_name = next(n for n in second_inputs if n != image_name)
+
+    def model_fn(x: np.ndarray) -> np.ndarray:
+        return np.asarray(first.run(None, {first_input: x})[0])
+
+    def sku_fn(x: np.ndarray, m: np.ndarray) -> np.ndarray:
+        return np.asarray(second.run(None, {image_name: x, model_name: m})[0])
+
+    return model_fn, sku_fn
