@@ -24,3 +24,4 @@ WEBHOOK_TIMEOUT = 10  # seconds for one delivery attempt
 RATE_LIMIT = 50.0  # requests per second per API key, sustained
 RATE_BURST = 200  # requests per API key in a burst
 WORKER_MAX_MEMORY_MB = 8192  # a pool process above this is replaced after its current task
+BATCH_WAIT_MS = 2  # how long a worker waits for more single-image jobs to batch together

@@ -19,6 +19,7 @@ ALL_QUEUES = (INTERACTIVE, INFERENCE, WEBHOOKS)
 MODEL_QUEUES = frozenset({INTERACTIVE, INFERENCE})
 
 CLASSIFY = "skuai.classify"
+CLASSIFY_SINGLES = "skuai.classify_singles"
 DELIVER = "skuai.deliver_webhook"
 
 
@@ -35,7 +36,11 @@ def make_celery(settings: Settings, *, include: tuple[str, ...] = ()) -> Celery:
         worker_prefetch_multiplier=1,
         task_queues=[Queue(name) for name in ALL_QUEUES],
         task_default_queue=INFERENCE,
-        task_routes={CLASSIFY: {"queue": INFERENCE}, DELIVER: {"queue": WEBHOOKS}},
+        task_routes={
+            CLASSIFY: {"queue": INFERENCE},
+            CLASSIFY_SINGLES: {"queue": INTERACTIVE},
+            DELIVER: {"queue": WEBHOOKS},
+        },
         broker_transport_options={
             # Work held by a vanished worker is handed to another after this long.
             "visibility_timeout": settings.visibility_timeout,
@@ -68,3 +73,8 @@ def enqueue_classify(
         queue=queue,
         headers={"skuai_enqueued_at": time.time()},
     )
+
+
+def enqueue_singles_task(app: Celery) -> None:
+    """One more task for the single-image line (each single job sends exactly one)."""
+    app.send_task(CLASSIFY_SINGLES, queue=INTERACTIVE, headers={"skuai_enqueued_at": time.time()})

@@ -40,6 +40,7 @@ class Settings:
     webhook_timeout: int = defaults.WEBHOOK_TIMEOUT
     visibility_timeout: int = defaults.VISIBILITY_TIMEOUT
     chunk_size: int = defaults.CHUNK_SIZE
+    batch_wait_ms: int = defaults.BATCH_WAIT_MS
     worker_max_memory_mb: int = defaults.WORKER_MAX_MEMORY_MB
     inference_precision: str = "fp32"
     flower_basic_auth: str | None = None
@@ -87,6 +88,7 @@ class Settings:
                 "VISIBILITY_TIMEOUT", _positive_int, defaults.VISIBILITY_TIMEOUT
             ),
             chunk_size=reader.get("CHUNK_SIZE", _positive_int, defaults.CHUNK_SIZE),
+            batch_wait_ms=reader.get("BATCH_WAIT_MS", _non_negative_int, defaults.BATCH_WAIT_MS),
             inference_precision=reader.get("INFERENCE_PRECISION", _precision, "fp32"),
             worker_max_memory_mb=reader.get(
                 "WORKER_MAX_MEMORY_MB", _positive_int, defaults.WORKER_MAX_MEMORY_MB
@@ -117,6 +119,7 @@ class Settings:
             "WEBHOOK_TIMEOUT": str(self.webhook_timeout),
             "VISIBILITY_TIMEOUT": str(self.visibility_timeout),
             "CHUNK_SIZE": str(self.chunk_size),
+            "BATCH_WAIT_MS": str(self.batch_wait_ms),
             "WORKER_MAX_MEMORY_MB": str(self.worker_max_memory_mb),
             "INFERENCE_PRECISION": self.inference_precision,
             "LOG_LEVEL": self.log_level,
@@ -152,6 +155,16 @@ def _positive_int(raw: str) -> int:
         raise ValueError("expected a whole number") from None
     if value <= 0:
         raise ValueError("expected a number above 0")
+    return value
+
+
+def _non_negative_int(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError("expected a whole number") from None
+    if value < 0:
+        raise ValueError("expected 0 or more")
     return value
 
 

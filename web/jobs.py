@@ -10,7 +10,7 @@ from shared import defaults
 from shared.errors import BadRequest, UnsupportedMediaType
 from shared.images import sniff
 from shared.jobs import Job, new_job_id
-from shared.queues import INTERACTIVE, enqueue_classify
+from shared.queues import enqueue_singles_task
 from shared.url_guard import check_url
 from web.services import services
 from web.tenancy import current_tenant
@@ -62,7 +62,8 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
     )
     svc.jobs.create(job, data)
     try:
-        enqueue_classify(svc.celery, [job.id], queue=INTERACTIVE)
+        svc.singles.push(job.id)
+        enqueue_singles_task(svc.celery)
     except Exception:
         svc.jobs.delete(job.id)  # not accepted after all: leave nothing behind
         raise

@@ -17,6 +17,7 @@ from shared.job_store import JobStore
 from shared.queues import make_celery
 from shared.redis_client import connect
 from shared.settings import Settings
+from shared.singles import SinglesQueue
 from shared.webhook_store import WebhookStore
 from shared.workers import WorkerRegistry
 
@@ -35,6 +36,7 @@ class Services:
     deliveries: DeliveryStore
     events: EventEmitter
     keys: KeyStore
+    singles: SinglesQueue
     admission: Admission
 
     @classmethod
@@ -55,6 +57,7 @@ class Services:
             deliveries=deliveries,
             events=EventEmitter(celery, webhooks, deliveries),
             keys=KeyStore(conn),
+            singles=SinglesQueue(conn, lease_seconds=settings.visibility_timeout),
             admission=Admission(
                 conn,
                 rate=settings.rate_limit,

@@ -18,6 +18,7 @@ from shared.job_store import JobStore
 from shared.metrics import ClusterMetrics
 from shared.redis_client import connect
 from shared.settings import Settings
+from shared.singles import SinglesQueue
 from shared.url_guard import guarded_session
 from shared.webhook_store import WebhookStore
 from shared.workers import HEARTBEAT_TTL, WorkerRegistry
@@ -47,6 +48,7 @@ class Runtime:
         self.registry = Registry(settings.registry_dir)
         self.workers = WorkerRegistry(self.conn)
         self.metrics = ClusterMetrics(self.conn)
+        self.singles = SinglesQueue(self.conn, lease_seconds=settings.visibility_timeout)
         self.webhooks = WebhookStore(self.conn)
         self.deliveries = DeliveryStore(self.conn)
         self.fetcher = ImageFetcher(
@@ -97,9 +99,19 @@ class Runtime:
                         "loaded_versions": loaded,
                     },
                 )
+                if self._serves_model:
+                    self._reclaim_singles()
             except Exception as exc:  # side channel: Redis may be down; keep beating
                 log.warning("heartbeat failed: %s", exc)
             self._stopped.wait(HEARTBEAT_INTERVAL)
+
+    def _reclaim_singles(self) -> None:
+        """Single jobs leased by a worker that vanished go back in line, with a task each."""
+        from shared.queues import enqueue_singles_task
+        from worker.celery_app import app
+
+        for _ in range(self.singles.reclaim()):
+            enqueue_singles_task(app)
 
     def stop(self) -> None:
         """Stop the heartbeat and withdraw this process from the live list."""

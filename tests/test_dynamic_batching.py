@@ -1,0 +1,57 @@
+"""Dynamic batching: a burst of single-image jobs is served in fewer forward passes than jobs,
+and single jobs taken by a vanished worker come back."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import redis
+import requests
+
+from shared.settings import Settings
+from shared.singles import LEASED, PENDING, SinglesQueue
+from tests.conftest import http, sample_image
+from tests.test_metrics import _samples, _value
+
+
+@pytest.mark.usefixtures("inference_worker")
+def test_a_burst_of_single_jobs_shares_forward_passes(api_url: str, tiny_catalog: Path) -> None:
+    data = sample_image(tiny_catalog).read_bytes()
+    before = _samples(requests.get(f"{api_url}/metrics", timeout=10).text)
+
+    def one(i: int) -> str:
+        files = {"image": (f"{i}.png", data + i.to_bytes(2, "big"))}
+        job = http.post(f"{api_url}/v1/jobs", files=files, timeout=10).json()
+        return str(http.get(f"{api_url}/v1/jobs/{job['id']}?wait=30", timeout=40).json()["status"])
+
+    with ThreadPoolExecutor(12) as pool:
+        statuses = list(pool.map(one, range(40)))
+    assert statuses == ["succeeded"] * 40
+    after = _samples(requests.get(f"{api_url}/metrics", timeout=10).text)
+    passes = _value(after, "skuai_inference_batch_size_count") - _value(
+        before, "skuai_inference_batch_size_count"
+    )
+    images = _value(after, "skuai_inference_batch_size_sum") - _value(
+        before, "skuai_inference_batch_size_sum"
+    )
+    assert images == 40
+    assert passes < 40, f"{passes} forward passes for 40 jobs"
+
+
+def test_leases_of_a_vanished_worker_come_back(settings: Settings) -> None:
+    conn = redis.Redis.from_url(settings.redis_url.rsplit("/", 1)[0] + "/14")
+    conn.delete(PENDING, LEASED)
+    line = SinglesQueue(conn, lease_seconds=0.2)
+    for job_id in ("a", "b", "c"):
+        line.push(job_id)
+    assert line.take(2) == ["a", "b"]
+    assert line.reclaim() == 0  # still leased
+    time.sleep(0.3)
+    assert line.reclaim() == 2  # the worker never released them
+    assert line.take(10) == ["c", "a", "b"]
+    line.release(["c", "a", "b"])
+    time.sleep(0.3)
+    assert line.reclaim() == 0
