@@ -306,21 +306,43 @@ def submit(
 
 
 @cli.command()
-@click.option("--images", default=1000, show_default=True, help="Images in the batch scenario.")
+@click.option(
+    "--size",
+    default=64,
+    show_default=True,
+    help="Input size: 64 (the small trained cascade) or e.g. 224 (full width).",
+)
+@click.option(
+    "--images",
+    default=None,
+    type=int,
+    help="Images per scenario (default: 1000 at 64 px, 64 at larger sizes).",
+)
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
     default=None,
     help="Also write the numbers to this JSON file.",
 )
+@click.option(
+    "--plot",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also draw a bar chart to this PNG file.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON.")
-def bench(images: int, out: Path | None, as_json: bool) -> None:
-    """Measure the service: a batch through the API and workers (upload, end-to-end, memory)."""
+def bench(
+    size: int, images: int | None, out: Path | None, plot: Path | None, as_json: bool
+) -> None:
+    """Measure raw, end-to-end and baseline throughput, and single-image latency, in one run."""
     from skuai.bench.harness import run
 
-    if images < 1:
-        raise ValueError("--images must be at least 1")
-    result = run(_settings(), images=images, out=out, quiet=as_json)
+    if size < 32 or size % 32:
+        raise ValueError("--size must be a multiple of 32, at least 32")
+    count = images if images is not None else (1000 if size == 64 else 64)
+    if count < 20:
+        raise ValueError("--images must be at least 20")
+    result = run(_settings(), size=size, images=count, out=out, plot=plot, quiet=as_json)
     if as_json:
         click.echo(json.dumps(result))
 

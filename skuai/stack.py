@@ -72,11 +72,24 @@ class Stack:
         )
         self._spawn("flower", ["flower", "--port", str(self.flower_port)])
 
-    def _spawn(self, name: str, args: list[str]) -> None:
+    def spawn_api(self, name: str, port: int, extra_env: dict[str, str]) -> str:
+        """One more API process (e.g. with other settings, for a benchmark); its URL."""
+        self._spawn(name, ["api", "--host", "127.0.0.1", "--port", str(port)], extra_env)
+        return f"http://127.0.0.1:{port}"
+
+    def memory_roots(self) -> dict[str, int]:
+        """Pids of the API and inference worker processes, for memory sampling."""
+        return {
+            c.name: c.process.pid
+            for c in self.children
+            if c.name == "api" or c.name.startswith("inference")
+        }
+
+    def _spawn(self, name: str, args: list[str], extra_env: dict[str, str] | None = None) -> None:
         logs = self.settings.home / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         log = logs / f"{name}.log"
-        env = {**os.environ, **self.settings.env(), "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, **self.settings.env(), "PYTHONUNBUFFERED": "1", **(extra_env or {})}
         with log.open("ab") as out:
             process = subprocess.Popen(
                 [sys.executable, "-m", "skuai", *args],

@@ -36,8 +36,8 @@ def check_int8(registry: Registry, version: str) -> dict[str, Any]:
 
     folder = registry.path(version)
     config = json.loads((folder / "config.json").read_text())
-    data_dir = Path(config.get("data_dir", ""))
-    if not data_dir.is_dir():
+    data_dir = Path(config["data_dir"]) if config.get("data_dir") else None
+    if data_dir is None or not data_dir.is_dir():
         raise ConfigError(
             f"the dataset of {version} ({data_dir or 'unknown'}) is not here: the int8 accuracy "
             "check needs its test split"

@@ -11,20 +11,13 @@ from typing import Any
 
 from skuai.bench.procs import MemorySampler
 from skuai.client import SkuaiClient
-from skuai.console import console, make_progress
-from skuai.stack import Stack
+from skuai.console import make_progress
 
 PART_SIZE = 1000
 
 
-def run_batch(stack: Stack, images: list[Path]) -> dict[str, Any]:
-    """Measure one batch of `images` through the running stack."""
-    client = SkuaiClient(stack.api_url, key=stack.api_key, timeout=300)
-    roots = {
-        child.name: child.process.pid
-        for child in stack.children
-        if child.name == "api" or child.name.startswith("inference")
-    }
+def run_batch(client: SkuaiClient, images: list[Path], roots: dict[str, int]) -> dict[str, Any]:
+    """Measure one batch of `images` through the API at `client`; sample `roots`' memory."""
     with MemorySampler(roots) as memory:
         started = time.perf_counter()
         batch_ids = _upload(client, images)
@@ -112,27 +105,3 @@ class _LatencyProbe:
             "p99": round(values[min(len(values) - 1, int(len(values) * 0.99))], 1),
             "samples": len(values),
         }
-
-
-def print_batch(result: dict[str, Any]) -> None:
-    """The batch scenario as lines for people."""
-    console.print(f"batch of {result['images']} images")
-    console.print(
-        f"  upload       {result['upload_seconds']:>8} s  "
-        f"{result['upload_images_per_second']:>8} img/s"
-    )
-    console.print(
-        f"  end-to-end   {result['end_to_end_seconds']:>8} s  "
-        f"{result['end_to_end_images_per_second']:>8} img/s"
-    )
-    for name in ("status", "results"):
-        lat = result[f"{name}_latency_ms"]
-        if lat:
-            console.print(
-                f"  {name:<8} latency while busy: p50 {lat['p50']} ms, p99 {lat['p99']} ms"
-            )
-    for name, mem in result["memory_mib"].items():
-        console.print(
-            f"  {name:<20} RSS start {mem['start']:.0f} MiB, end {mem['end']:.0f} MiB, "
-            f"peak {mem['peak']:.0f} MiB"
-        )

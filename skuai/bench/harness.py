@@ -1,4 +1,5 @@
-"""Running the benchmark scenarios: a model and images of the right size, then the stack."""
+"""`skuai bench`: every scenario in one run on one machine — raw (fp32 and int8), end to end as a
+batch, single-image latency under light and heavy load, and the two baselines."""
 
 from __future__ import annotations
 
@@ -8,25 +9,24 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from shared.images import decode
 from shared.settings import Settings
-from skuai.bench.batch import print_batch, run_batch
+from skuai.bench.baselines import sync_endpoint, task_per_image
+from skuai.bench.batch import run_batch
+from skuai.bench.latency import single_jobs
+from skuai.bench.models import full_width_random, small_trained
+from skuai.bench.raw import raw_throughput
+from skuai.bench.report import print_report, write_plot
+from skuai.client import SkuaiClient
 from skuai.console import console
-from skuai.demo import DemoPlan, train_demo_model
+from skuai.demo import DemoPlan
 from skuai.local import running_stack
 from skuai.stack import free_port
 from training.registry import Registry
 
-
-def ensure_model(settings: Settings, plan: DemoPlan) -> Registry:
-    """The registry to benchmark: SKUAI_REGISTRY's active model, else a small one of its own."""
-    registry = Registry(settings.registry_dir)
-    if registry.active() is not None:
-        return registry
-    own = Registry(settings.home / "bench" / "registry")
-    if own.active() is None:
-        console.print(f"no active model in {registry.root}: training a small one first")
-        train_demo_model(settings.home / "bench" / "catalog", own.root, plan)
-    return own
+HEAVY_CLIENTS = 16
 
 
 def bench_images(settings: Settings, count: int, size: int, seed: int) -> list[Path]:
@@ -41,21 +41,86 @@ def bench_images(settings: Settings, count: int, size: int, seed: int) -> list[P
 
 
 def run(
-    settings: Settings, *, images: int, out: Path | None, quiet: bool = False
+    settings: Settings,
+    *,
+    size: int,
+    images: int,
+    out: Path | None,
+    plot: Path | None,
+    quiet: bool = False,
 ) -> dict[str, Any]:
-    """The batch scenario end to end; returns the numbers (and writes them to `out`)."""
+    """Every scenario at `size` px; returns the numbers (and writes JSON and a plot)."""
+    from skuai.quiet import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
     plan = DemoPlan()
-    registry = ensure_model(settings, plan)
-    version = registry.require_active()
-    size = int(next(v for v in registry.versions() if v.active).config["input_size"])
-    settings = replace(settings, registry=registry.root)
     files = bench_images(settings, images, size, plan.seed)
+    if size == plan.image_size:
+        registry = small_trained(settings, plan)
+    else:
+        registry = full_width_random(settings, size, files[0].parent.parent.parent)
+    version = registry.require_active()
+    settings = replace(settings, registry=registry.root)
+    result: dict[str, Any] = {"input_size": size, "model_version": version, "images": len(files)}
+    result["raw"] = _raw(registry, version, files, trained=size == plan.image_size)
     with running_stack(settings, api_port=free_port(0), flower_port=free_port(0)) as stack:
-        stack.wait_ready(180)
-        batch = run_batch(stack, files)
-    result: dict[str, Any] = {"model_version": version, "input_size": size, "batch": batch}
+        stack.wait_ready(300)
+        client = SkuaiClient(stack.api_url, key=stack.api_key, timeout=600)
+        console.print("end to end: one batch through the API and a worker")
+        result["end_to_end"] = run_batch(client, files, stack.memory_roots())
+        console.print("single-image jobs: light and heavy load")
+        result["single_light"] = single_jobs(client, files[:20], concurrency=1)
+        result["single_heavy"] = single_jobs(
+            client, files[: max(40, len(files) // 4)], concurrency=HEAVY_CLIENTS
+        )
+        console.print("baseline: one Celery task per image")
+        result["baseline_task_per_image"] = task_per_image(stack, files)
+    console.print("baseline: synchronous predict per request")
+    result["baseline_sync_endpoint"] = sync_endpoint(
+        registry.root, files, settings.home / "logs" / "sync-baseline.log"
+    )
+    _ratios(result)
     if not quiet:
-        print_batch(batch)
+        print_report(result)
     if out is not None:
         out.write_text(json.dumps(result, indent=2) + "\n")
+    if plot is not None:
+        write_plot(result, plot)
     return result
+
+
+def _raw(registry: Registry, version: str, files: list[Path], *, trained: bool) -> dict[str, Any]:
+    from training.cascade import Cascade
+    from training.precision import check_int8
+    from training.quantize import quantize_version
+
+    folder = registry.path(version)
+    fp32 = Cascade.load(folder, version=version)
+    pixels = np.stack(
+        [decode(p.read_bytes(), size=fp32.input_size, max_pixels=10**8) for p in files[:128]]
+    )
+    console.print("raw: the cascade in-process on decoded tensors (fp32, then int8)")
+    raw: dict[str, Any] = {"fp32": raw_throughput(fp32, pixels)}
+    if trained:
+        raw["int8_accuracy_check"] = check_int8(registry, version)
+    else:  # random weights: timing only, calibrated on the benchmark images
+        quantize_version(folder, pixels[:32], np.zeros(32, dtype=np.int32))
+    raw["int8"] = raw_throughput(Cascade.load(folder, version=version, precision="int8"), pixels)
+    raw["int8_speedup"] = round(
+        raw["int8"]["images_per_second"] / raw["fp32"]["images_per_second"], 2
+    )
+    return raw
+
+
+def _ratios(result: dict[str, Any]) -> None:
+    e2e = result["end_to_end"]["end_to_end_images_per_second"]
+    raw = result["raw"]["fp32"]["images_per_second"]
+    result["ratios"] = {
+        "end_to_end_vs_raw_fp32": round(e2e / raw, 2),
+        "end_to_end_vs_sync_endpoint": round(
+            e2e / result["baseline_sync_endpoint"]["images_per_second"], 2
+        ),
+        "end_to_end_vs_task_per_image": round(
+            e2e / result["baseline_task_per_image"]["images_per_second"], 2
+        ),
+    }

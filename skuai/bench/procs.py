@@ -62,9 +62,10 @@ class MemorySampler:
             time.sleep(self.interval)
 
     def summary(self) -> dict[str, dict[str, float]]:
-        """First, last and peak RSS per tree (MiB): flat memory means last ≈ first."""
+        """RSS per tree (MiB) at the start, once warm (a fifth of the way), at the end, and the
+        peak: flat memory means end ≈ warm (the first chunks allocate TensorFlow's buffers)."""
         return {
-            name: {"start": s[0], "end": s[-1], "peak": max(s)}
+            name: {"start": s[0], "warm": s[len(s) // 5], "end": s[-1], "peak": max(s)}
             for name, s in self.samples.items()
             if s
         }
