@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -35,10 +36,11 @@ class BatchStore:
 
     def open(self, batch: Batch) -> None:
         """Create an empty, unsealed batch (it cannot complete until `seal`)."""
-        fields: dict[Any, Any] = batch.to_hash()
+        fields: dict[Any, Any] = {**batch.to_hash(), "touched": int(time.time())}
         with self.conn.pipeline(transaction=True) as pipe:
             pipe.hset(keys.batch(batch.id), mapping=fields)
             pipe.expire(keys.batch(batch.id), self.jobs.result_ttl)
+            pipe.sadd(keys.OPEN_BATCHES, batch.id)
             pipe.execute()
 
     def add(

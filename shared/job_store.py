@@ -11,7 +11,7 @@ import redis
 
 from shared import keys, store_scripts
 from shared.errors import Conflict, NotFound
-from shared.jobs import CANCELED, FINAL_STATUSES, Job, utc_now
+from shared.jobs import CANCELED, FINAL_STATUSES, SUCCEEDED, Job, utc_now
 from shared.redis_client import text
 
 # finish() codes
@@ -91,9 +91,23 @@ class JobStore:
         data: Any = self.conn.get(keys.image(job_id))
         return bytes(data) if data is not None else None
 
+    def images(self, job_ids: list[str]) -> list[bytes | None]:
+        """Several jobs' bytes in one round trip, in order."""
+        if not job_ids:
+            return []
+        values: list[Any] = self.conn.mget([keys.image(j) for j in job_ids])
+        return [bytes(v) if v is not None else None for v in values]
+
     def claim(self, job_id: str) -> int:
         """Mark the job running; returns its claim count (0: finished or gone, skip it)."""
         return int(self._claim(args=self.script_args(job_id)))
+
+    def claim_many(self, job_ids: list[str]) -> dict[str, int]:
+        """`claim` for a whole chunk in one round trip (each claim still atomic)."""
+        with self.conn.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                self._claim(args=self.script_args(job_id), client=pipe)
+            return {j: int(c) for j, c in zip(job_ids, pipe.execute(), strict=True)}
 
     def finish(
         self,
@@ -105,6 +119,27 @@ class JobStore:
         error: dict[str, str] | None = None,
     ) -> Finish:
         """Record the final status once; a second call for the same job changes nothing."""
+        reply = self._finish(args=self._finish_args(job_id, status, model_version, result, error))
+        return _finish_reply(reply)
+
+    def succeed_many(
+        self, results: list[tuple[str, dict[str, Any]]], model_version: str
+    ) -> list[Finish]:
+        """`finish` as succeeded for a whole chunk in one round trip (each still atomic)."""
+        with self.conn.pipeline(transaction=False) as pipe:
+            for job_id, result in results:
+                args = self._finish_args(job_id, SUCCEEDED, model_version, result, None)
+                self._finish(args=args, client=pipe)
+            return [_finish_reply(reply) for reply in pipe.execute()]
+
+    def _finish_args(
+        self,
+        job_id: str,
+        status: str,
+        model_version: str | None,
+        result: dict[str, Any] | None,
+        error: dict[str, str] | None,
+    ) -> list[str]:
         if status not in FINAL_STATUSES:
             raise ValueError(f"{status!r} is not a final status")
         fields: list[str] = ["status", status]
@@ -114,8 +149,7 @@ class JobStore:
             fields += ["result", json.dumps(result)]
         if error is not None:
             fields += ["error", json.dumps(error)]
-        code, *duplicates = self._finish(args=self.script_args(job_id, *fields))
-        return Finish(int(code), tuple(text(d) for d in duplicates))
+        return self.script_args(job_id, *fields)
 
     def cancel(self, job_id: str, tenant: str) -> Job:
         """Cancel a job that has not finished; a finished job is a conflict."""
@@ -143,3 +177,8 @@ class JobStore:
             return job
         finally:
             pubsub.close()
+
+
+def _finish_reply(reply: list[Any]) -> Finish:
+    code, *duplicates = reply
+    return Finish(int(code), tuple(text(d) for d in duplicates))

@@ -98,3 +98,4 @@ def rate_bucket(key_digest: str) -> str:
 
 TENANTS = f"{NAMESPACE}:tenants"  # set of tenant names
 PENDING_IMAGES = f"{NAMESPACE}:pending"  # jobs accepted and not final yet (backpressure)
+OPEN_BATCHES = f"{NAMESPACE}:batches:open"  # batches not completed yet (for the sweeper)

@@ -18,6 +18,8 @@ local function move_count(batch, old, new)
   local bkey = ns .. ':batch:' .. batch
   redis.call('HINCRBY', bkey, old, -1)
   redis.call('HINCRBY', bkey, new, 1)
+  -- progress time, so that a batch whose work went missing can be noticed (worker/sweeper.py)
+  redis.call('HSET', bkey, 'touched', redis.call('TIME')[1])
 end
 
 -- Finish one job (fields: flat list of name, value; must include 'status').
@@ -43,6 +45,7 @@ local function maybe_complete(batch)
   if b[1] ~= '1' or b[4] == 'completed' or b[4] == 'canceled' then return 1 end
   if tonumber(b[2] or '0') + tonumber(b[3] or '0') > 0 then return 1 end
   redis.call('HSET', bkey, 'status', b[5] == '1' and 'canceled' or 'completed', 'finished_at', now)
+  redis.call('SREM', ns .. ':batches:open', batch)
   redis.call('EXPIRE', bkey, ttl)
   redis.call('EXPIRE', ns .. ':batch:' .. batch .. ':jobs', ttl)
   return 2

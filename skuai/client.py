@@ -4,22 +4,30 @@ from __future__ import annotations
 
 import json
 import mimetypes
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import requests
 
 from shared.errors import SkuaiError
 
+T = TypeVar("T")
+RETRIES = 6
+MAX_RETRY_WAIT = 30.0
+
 
 class ApiError(SkuaiError):
     """The API answered with an error body."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, retry_after: float | None = None
+    ) -> None:
         super().__init__(f"{message} (HTTP {status} {code})", code=code)
         self.status = status
+        self.retry_after = retry_after
 
 
 class SkuaiClient:
@@ -36,10 +44,14 @@ class SkuaiClient:
         self, path: Path, *, ref: str | None = None, metadata: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         """POST /v1/jobs with the file as multipart `image`; returns the queued job."""
-        with path.open("rb") as handle:
-            files = {"image": (ref or path.name, handle, _media_type(path))}
-            data = {"metadata": _json(metadata)} if metadata else None
-            return self._call("POST", "/v1/jobs", files=files, data=data)
+
+        def once() -> dict[str, Any]:
+            with path.open("rb") as handle:
+                files = {"image": (ref or path.name, handle, _media_type(path))}
+                data = {"metadata": _json(metadata)} if metadata else None
+                return self._call("POST", "/v1/jobs", files=files, data=data)
+
+        return retrying(once)
 
     def create_batch(
         self,
@@ -50,6 +62,15 @@ class SkuaiClient:
         metadata: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """POST /v1/batches with files (ref, path) and/or one archive; returns the batch."""
+        return retrying(lambda: self._create_batch(images, archive, idempotency_key, metadata))
+
+    def _create_batch(
+        self,
+        images: list[tuple[str, Path]],
+        archive: Path | None,
+        idempotency_key: str | None,
+        metadata: dict[str, Any] | None,
+    ) -> dict[str, Any]:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         with ExitStack() as stack:
             files = [
@@ -112,6 +133,13 @@ class SkuaiClient:
     def _call(
         self, method: str, path: str, *, timeout: float | None = None, **kwargs: Any
     ) -> dict[str, Any]:
+        if "files" in kwargs:  # open files are consumed: their callers retry with fresh ones
+            return self._call_once(method, path, timeout=timeout, **kwargs)
+        return retrying(lambda: self._call_once(method, path, timeout=timeout, **kwargs))
+
+    def _call_once(
+        self, method: str, path: str, *, timeout: float | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
         try:
             response = self.session.request(
                 method, self.base_url + path, timeout=timeout or self.timeout, **kwargs
@@ -121,13 +149,33 @@ class SkuaiClient:
                 f"cannot reach the API at {self.base_url}: {exc}", code="unreachable"
             ) from None
         if response.status_code >= 400:
+            retry_after = _seconds(response.headers.get("Retry-After"))
             try:
                 error = response.json()["error"]
-                raise ApiError(response.status_code, error["code"], error["message"])
             except (ValueError, KeyError, TypeError):
-                raise ApiError(response.status_code, "http_error", response.text[:200]) from None
+                error = {"code": "http_error", "message": response.text[:200]}
+            raise ApiError(response.status_code, error["code"], error["message"], retry_after)
         body: dict[str, Any] = response.json()
         return body
+
+
+def retrying(call: Callable[[], T], attempts: int = RETRIES) -> T:
+    """Run `call`, waiting out 429 and 503 answers as their Retry-After says (bounded)."""
+    for _ in range(attempts - 1):
+        try:
+            return call()
+        except ApiError as exc:
+            if exc.status not in (429, 503):
+                raise
+            time.sleep(min(MAX_RETRY_WAIT, exc.retry_after or 1.0))
+    return call()
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
 
 
 def _json(value: dict[str, Any]) -> str:

@@ -183,3 +183,23 @@ def test_poison_image_fails_alone_without_looping(
     assert batch["counts"]["succeeded"] == 5 and batch["counts"]["failed"] == 1
     # Crashed with its chunk, then alone; the next claim gives up instead of crashing again.
     assert log.read_text().count("exited with 'exitcode 70'") == 2
+
+
+def test_lost_messages_are_sent_again(settings: Settings, service_env: dict[str, str],
+                                      trained: str, tiny_catalog: Path, tmp_path: Path) -> None:
+    """The queue loses every message of a batch (as Kombu can when Redis dies between taking a
+    message and recording it): the sweeper notices the stalled batch and sends its jobs again."""
+    url = settings.redis_url.rsplit("/", 1)[0] + "/15"
+    iso = _isolated(settings, service_env, url)
+    iso.env["SKUAI_VISIBILITY_TIMEOUT"] = "2"  # stale after twice that
+    batch_id = _submit(iso.client, _distinct_images(tiny_catalog, 10))
+    conn = redis.Redis.from_url(url)
+    assert conn.llen("inference") == 3
+    conn.delete("inference")  # every message of the batch is gone
+    worker = start_worker("sweeper", iso.env, iso.settings, tmp_path / "w.log", trained)
+    try:
+        batch = _wait(iso.client, batch_id, lambda b: b["status"] == "completed", 60)
+    finally:
+        worker.stop()
+    assert batch["counts"]["succeeded"] == 10
+    assert "batch stalled: sent 10 unfinished jobs again" in (tmp_path / "w.log").read_text()

@@ -75,7 +75,7 @@ def classify_jobs(
 ) -> ChunkOutcome:
     """Run one chunk; safe to run twice (finished jobs are skipped, results written once)."""
     outcome = ChunkOutcome()
-    claims = {job_id: store.claim(job_id) for job_id in job_ids}
+    claims = store.claim_many(job_ids)
     claimed = [job_id for job_id, count in claims.items() if count]
     outcome.skipped = len(job_ids) - len(claimed)
     if len(claimed) > 1 and any(count > 1 for count in claims.values()):
@@ -159,13 +159,15 @@ def _predict(
     metrics.observe("skuai_inference_batch_size", len(ready))
     for stage, seconds in timings.items():
         metrics.observe("skuai_inference_stage_seconds", seconds, stage=stage)
-    for job, result in zip(ready, results, strict=True):
-        finish = store.finish(job.id, SUCCEEDED, model_version=cascade.version, result=result)
+    pairs = [(job.id, result) for job, result in zip(ready, results, strict=True)]
+    for job, finish in zip(ready, store.succeed_many(pairs, cascade.version), strict=True):
         _record(outcome, job, finish, ok=True)
 
 
 def _load(jobs: list[Job], store: JobStore, fetcher: ImageFetcher) -> list[bytes | SkuaiError]:
     """Each job's bytes (URLs fetched in parallel), or the error that replaces them."""
+
+    uploaded = dict(zip([j.id for j in jobs], store.images([j.id for j in jobs]), strict=True))
 
     def one(job: Job) -> bytes | SkuaiError:
         if job.source_url:
@@ -173,7 +175,7 @@ def _load(jobs: list[Job], store: JobStore, fetcher: ImageFetcher) -> list[bytes
                 return fetcher.fetch(job.source_url)
             except SkuaiError as exc:
                 return exc
-        data = store.image(job.id)
+        data = uploaded[job.id]
         return data if data is not None else SkuaiError(EXPIRED["message"], code=EXPIRED["code"])
 
     if not any(job.source_url for job in jobs):

@@ -100,18 +100,26 @@ class Runtime:
                     },
                 )
                 if self._serves_model:
-                    self._reclaim_singles()
+                    self._recover_missing_work()
             except Exception as exc:  # side channel: Redis may be down; keep beating
                 log.warning("heartbeat failed: %s", exc)
             self._stopped.wait(HEARTBEAT_INTERVAL)
 
-    def _reclaim_singles(self) -> None:
-        """Single jobs leased by a worker that vanished go back in line, with a task each."""
+    def _recover_missing_work(self) -> None:
+        """Single jobs leased by a worker that vanished go back in line, with a task each; work
+        whose message went missing is sent again."""
         from shared.queues import enqueue_singles_task
         from worker.celery_app import app
+        from worker.sweeper import Sweeper
 
         for _ in range(self.singles.reclaim()):
             enqueue_singles_task(app)
+        Sweeper(
+            self.conn,
+            app,
+            stale_after=2.0 * self.settings.visibility_timeout,
+            chunk_size=self.settings.chunk_size,
+        ).sweep()
 
     def stop(self) -> None:
         """Stop the heartbeat and withdraw this process from the live list."""
