@@ -185,8 +185,13 @@ def test_poison_image_fails_alone_without_looping(
     assert log.read_text().count("exited with 'exitcode 70'") == 2
 
 
-def test_lost_messages_are_sent_again(settings: Settings, service_env: dict[str, str],
-                                      trained: str, tiny_catalog: Path, tmp_path: Path) -> None:
+def test_lost_messages_are_sent_again(
+    settings: Settings,
+    service_env: dict[str, str],
+    trained: str,
+    tiny_catalog: Path,
+    tmp_path: Path,
+) -> None:
     """The queue loses every message of a batch (as Kombu can when Redis dies between taking a
     message and recording it): the sweeper notices the stalled batch and sends its jobs again."""
     url = settings.redis_url.rsplit("/", 1)[0] + "/15"

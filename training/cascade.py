@@ -13,6 +13,10 @@ from training.labels import Labels
 from training.ranking import RankingPolicy, propose_models, rank
 from training.runners import ModelFn, SkuFn, keras_runners, onnx_runners
 
+# At most this many images per forward pass: bounds activation memory (at 224 px one VGG16 pass
+# over 32 images needs about a gigabyte) whatever the chunk size or the stage-2 fan-out.
+MAX_PASS = 32
+
 
 class Cascade:
     """Stage 1 (grayscale -> model) then stage 2 (colour -> SKU within the proposed models)."""
@@ -81,11 +85,29 @@ class Cascade:
 
     def model_probs(self, images: np.ndarray) -> np.ndarray:
         """Stage 1: p(model) for a batch of (N, S, S, 3) RGB images."""
-        return self._model_fn(images.astype(np.float32, copy=False))
+        return np.concatenate(
+            [
+                self._model_fn(images[i : i + MAX_PASS].astype(np.float32))
+                for i in range(0, len(images), MAX_PASS)
+            ]
+        )
 
     def sku_probs(self, images: np.ndarray, model_index: np.ndarray) -> np.ndarray:
         """Stage 2: p(SKU | model) for images paired with a model index each."""
-        return self._sku_fn(images.astype(np.float32, copy=False), model_index.astype(np.int32))
+        return np.concatenate(
+            [
+                self._sku_fn(
+                    images[i : i + MAX_PASS].astype(np.float32),
+                    model_index[i : i + MAX_PASS].astype(np.int32),
+                )
+                for i in range(0, len(images), MAX_PASS)
+            ]
+        )
+
+    def warm_up(self) -> None:
+        """One pass of each stage, so the first real chunk does not pay for graph set-up."""
+        size = self.input_size
+        self.predict(np.zeros((2, size, size, 3), dtype=np.uint8))
 
     def predict(self, images: np.ndarray) -> list[dict[str, Any]]:
         """Full cascade on a batch: one result dict per image (model, sku, candidates)."""

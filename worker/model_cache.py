@@ -90,6 +90,7 @@ class ModelCache:
             )
             precision = "fp32"
         cascade = Cascade.load(folder, version=version, precision=precision)
+        cascade.warm_up()
         log.info(
             "loaded model %s in %s (%d models, %d SKUs)",
             version,
