@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from skuai.bench.procs import tree
 from tests.conftest import ApiServer, http, sample_image
 
 PROBE = """
@@ -35,30 +36,13 @@ def test_fresh_interpreter_serving_requests_loads_no_tensorflow(
     assert out.stdout.strip().splitlines()[-1] == "none"
 
 
-def _process_tree(root: int) -> list[int]:
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    tree, frontier = [root], [root]
-    while frontier:
-        children = [pid for pid, parent in parents.items() if parent in frontier]
-        tree += children
-        frontier = children
-    return tree
-
-
 def test_running_api_processes_have_no_tensorflow_mapped(
     api_server: ApiServer, tiny_catalog: Path
 ) -> None:
     image = sample_image(tiny_catalog)
     response = http.post(f"{api_server.url}/v1/jobs", files={"image": image.open("rb")}, timeout=10)
     assert response.status_code in (202, 503)
-    pids = _process_tree(api_server.process.pid)
+    pids = tree(api_server.process.pid)
     assert len(pids) >= 2  # the gunicorn arbiter and its worker
     for pid in pids:
         maps = Path(f"/proc/{pid}/maps").read_text()

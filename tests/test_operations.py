@@ -204,7 +204,7 @@ def test_flower_lists_workers_and_tasks_behind_basic_auth(
             return list(answer.json().values()) if answer.status_code == 200 else []
 
         wait_until(
-            lambda: any(t.get("name") == "skuai.classify" for t in tasks()),
+            lambda: any(t.get("name") == "skuai.classify_singles" for t in tasks()),
             30,
             "Flower seeing a classify task",
             log,
