@@ -1,0 +1,197 @@
+"""Commands for data and models: `skuai synth`, `skuai train`, `skuai models`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from skuai.cli_base import fail, settings
+from skuai.console import console
+
+
+@click.command()
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--models", default=4, show_default=True)
+@click.option("--skus-per-model", default=3, show_default=True)
+@click.option("--images-per-sku", default=30, show_default=True)
+@click.option("--size", default=64, show_default=True, help="Image side in pixels.")
+@click.option("--seed", default=0, show_default=True)
+@click.option(
+    "--format",
+    "image_format",
+    default="png",
+    show_default=True,
+    type=click.Choice(["png", "jpg", "webp"]),
+)
+def synth(
+    out: Path,
+    models: int,
+    skus_per_model: int,
+    images_per_sku: int,
+    size: int,
+    seed: int,
+    image_format: str,
+) -> None:
+    """Write a synthetic sneaker catalog to OUT/<model>/<sku>/."""
+    from skuai.console import make_progress
+    from training.synth import synthesize
+
+    total = models * skus_per_model * images_per_sku
+    with make_progress(transient=True) as progress:  # erased: the summary line follows
+        task = progress.add_task("drawing sneakers", total=total)
+        catalog = synthesize(
+            out,
+            models=models,
+            skus_per_model=skus_per_model,
+            images_per_sku=images_per_sku,
+            size=size,
+            seed=seed,
+            image_format=image_format,
+            progress=lambda n: progress.advance(task, n),
+        )
+    console.print(
+        f"wrote {total} images of {len(catalog.models)} models and "
+        f"{len(catalog.skus)} SKUs to {out}"
+    )
+
+
+@click.command()
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option(
+    "--registry",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Registry folder (default: SKUAI_REGISTRY, or SKUAI_HOME/registry).",
+)
+@click.option("--input-size", default=224, show_default=True)
+@click.option("--epochs", default=20, show_default=True)
+@click.option("--batch-size", default=32, show_default=True)
+@click.option("--weights", default="imagenet", show_default=True, help="imagenet, none or PATH.")
+@click.option(
+    "--width",
+    default=1.0,
+    show_default=True,
+    help="Channel width multiplier: below 1 only for tests and demos.",
+)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--no-activate", is_flag=True, help="Register the version without activating it.")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+def train(
+    data: Path,
+    registry: Path | None,
+    input_size: int,
+    epochs: int,
+    batch_size: int,
+    weights: str,
+    width: float,
+    seed: int,
+    no_activate: bool,
+    as_json: bool,
+) -> None:
+    """Train both stages on DATA, evaluate on the held-out split, write a new model version."""
+    from skuai.console import training_events
+    from skuai.quiet import import_tensorflow_quietly
+    from training.config import TrainConfig
+    from training.dataset import scan
+    from training.evaluate import summary_rows
+    from training.registry import Registry
+    from training.train import train as run_training
+
+    config = TrainConfig(
+        input_size=input_size,
+        epochs=epochs,
+        batch_size=batch_size,
+        weights=weights,
+        width=width,
+        seed=seed,
+    )
+    reg = Registry(registry or settings().registry_dir)
+    scan(data)  # a bad dataset is reported before TensorFlow loads
+    import_tensorflow_quietly()
+    with training_events(enabled=not as_json) as events:
+        outcome = run_training(data, reg, config, activate=not no_activate, events=events)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "version": outcome.version,
+                    "path": str(outcome.path),
+                    "activated": outcome.activated,
+                    "metrics": outcome.metrics,
+                }
+            )
+        )
+        return
+    for name, value in summary_rows(outcome.metrics):
+        console.print(f"  {name:<34} {value}")
+    state = "active" if outcome.activated else "not activated"
+    console.print(f"version {outcome.version} written to {outcome.path} ({state})")
+
+
+@click.group()
+def models() -> None:
+    """The model registry."""
+
+
+@models.command("list")
+@click.option("--registry", type=click.Path(path_type=Path), default=None)
+@click.option("--json", "as_json", is_flag=True)
+def models_list(registry: Path | None, as_json: bool) -> None:
+    """List versions with their test metrics; * marks the active one."""
+    from training.registry import Registry
+
+    versions = Registry(registry or settings().registry_dir).versions()
+    rows = [
+        {
+            "version": v.name,
+            "active": v.active,
+            "sku_top1": v.metrics.get("end_to_end", {}).get("sku_top1"),
+            "model_top1": v.metrics.get("end_to_end", {}).get("model_top1"),
+            "input_size": v.config.get("input_size"),
+        }
+        for v in versions
+    ]
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    if not rows:
+        console.print("no model versions yet: run `skuai train DATA`")
+    for row in rows:
+        mark = "*" if row["active"] else " "
+        sku = f"{row['sku_top1']:.2%}" if row["sku_top1"] is not None else "-"
+        click.echo(f"{mark} {row['version']:<6} input {row['input_size']}px  SKU top-1 {sku}")
+
+
+@models.command("activate")
+@click.argument("version")
+@click.option("--registry", type=click.Path(path_type=Path), default=None)
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "int8"]),
+    default="fp32",
+    show_default=True,
+    help="int8: quantize and check accuracy on the test split before activating.",
+)
+def models_activate(version: str, registry: Path | None, precision: str) -> None:
+    """Make VERSION the active model (workers switch between chunks)."""
+    from training.registry import Registry
+
+    reg = Registry(registry or settings().registry_dir)
+    reg.path(version)
+    if precision == "int8":
+        from skuai.quiet import import_tensorflow_quietly
+        from training.precision import check_int8, describe
+
+        import_tensorflow_quietly()
+        with console.status(f"quantizing {version} and checking int8 accuracy..."):
+            verdict = check_int8(reg, version)
+        click.echo(describe(verdict))
+        if not verdict["allowed"]:
+            fail(
+                f"int8 loses too much accuracy; {version} was not activated "
+                "(activate it in fp32, without --precision)"
+            )
+    reg.activate(version)
+    click.echo(f"{version} is now active")
