@@ -103,11 +103,11 @@ def test_worker_sigkilled_mid_batch(
 ) -> None:
     iso = _isolated(settings, service_env, settings.redis_url.rsplit("/", 1)[0] + "/5")
     victim = start_worker("victim", iso.env, iso.settings, tmp_path / "victim.log", trained)
-    batch_id = _submit(iso.client, _distinct_images(tiny_catalog, 400))
+    batch_id = _submit(iso.client, _distinct_images(tiny_catalog, 800))
     _wait(iso.client, batch_id, lambda b: _done(b) >= 20, 60)
     os.killpg(victim.process.pid, signal.SIGKILL)  # the parent and its pool process, at once
     victim.process.wait()
-    assert _done(_batch(iso.client, batch_id)) < 400, "killed too late to test anything"
+    assert _done(_batch(iso.client, batch_id)) < 800, "killed too late to test anything"
     rescuer = start_worker("rescuer", iso.env, iso.settings, tmp_path / "rescuer.log", trained)
     try:
         batch = _wait(iso.client, batch_id, lambda b: b["status"] == "completed", 120)
@@ -116,12 +116,12 @@ def test_worker_sigkilled_mid_batch(
     assert batch["counts"] == {
         "queued": 0,
         "running": 0,
-        "succeeded": 400,
+        "succeeded": 800,
         "failed": 0,
         "canceled": 0,
     }
     items = _all_results(iso.client, batch_id)
-    assert len(items) == 400 and len({i["id"] for i in items}) == 400
+    assert len(items) == 800 and len({i["id"] for i in items}) == 800
     assert all(i["status"] == "succeeded" and i["result"] for i in items)
 
 
