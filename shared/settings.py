@@ -42,7 +42,7 @@ class Settings:
     chunk_size: int = defaults.CHUNK_SIZE
     batch_wait_ms: int = defaults.BATCH_WAIT_MS
     worker_max_memory_mb: int = defaults.WORKER_MAX_MEMORY_MB
-    inference_precision: str = "fp32"
+    inference_precision: str = "auto"  # auto: fp16 on a GPU, fp32 on the CPU
     flower_basic_auth: str | None = None
     log_level: str = defaults.LOG_LEVEL
     log_format: str = "text"
@@ -89,7 +89,7 @@ class Settings:
             ),
             chunk_size=reader.get("CHUNK_SIZE", _positive_int, defaults.CHUNK_SIZE),
             batch_wait_ms=reader.get("BATCH_WAIT_MS", _non_negative_int, defaults.BATCH_WAIT_MS),
-            inference_precision=reader.get("INFERENCE_PRECISION", _precision, "fp32"),
+            inference_precision=reader.get("INFERENCE_PRECISION", _precision, "auto"),
             worker_max_memory_mb=reader.get(
                 "WORKER_MAX_MEMORY_MB", _positive_int, defaults.WORKER_MAX_MEMORY_MB
             ),
@@ -221,8 +221,8 @@ def _basic_auth(raw: str) -> str:
 
 
 def _precision(raw: str) -> str:
-    if raw.lower() not in {"fp32", "int8"}:
-        raise ValueError("expected fp32 or int8")
+    if raw.lower() not in {"auto", "fp32", "fp16", "int8"}:
+        raise ValueError("expected auto, fp32, fp16 or int8")
     return raw.lower()
 
 

@@ -80,3 +80,17 @@ def test_activate_with_int8_quantizes_checks_and_decides(
     assert len(int8) == 12 and all(len(r["candidates"]) <= 5 for r in int8)
     same = sum(a["model"]["label"] == b["model"]["label"] for a, b in zip(fp32, int8, strict=True))
     assert same >= 9
+
+
+def test_mixed_float16_cascade_matches_fp32(trained: str, settings: Settings,
+                                           tiny_catalog: Path) -> None:
+    """The GPU path: the version rebuilt by the shared builder with float16 compute."""
+    folder = settings.registry_dir / trained
+    images = np.stack([decode(p.read_bytes(), size=32, max_pixels=10**6)
+                       for p in sorted(tiny_catalog.rglob("*.png"))[:8]])
+    fp32 = Cascade.load(folder, version=trained)
+    fp16 = Cascade.load(folder, version=trained, precision="fp16")
+    assert fp16.precision == "fp16"
+    assert np.allclose(fp16.model_probs(images), fp32.model_probs(images), atol=0.02)
+    with pytest.raises(ValueError, match="unknown precision"):
+        Cascade.load(folder, version=trained, precision="bf8")

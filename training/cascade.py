@@ -11,7 +11,13 @@ import numpy as np
 
 from training.labels import Labels
 from training.ranking import RankingPolicy, propose_models, rank
-from training.runners import ModelFn, SkuFn, keras_runners, onnx_runners
+from training.runners import (
+    ModelFn,
+    SkuFn,
+    keras_runners,
+    mixed_float16_models,
+    onnx_runners,
+)
 
 # At most this many images per forward pass: bounds activation memory (at 224 px one VGG16 pass
 # over 32 images needs about a gigabyte) whatever the chunk size or the stage-2 fan-out.
@@ -57,12 +63,15 @@ class Cascade:
         precision: str = "fp32",
         policy: RankingPolicy | None = None,
     ) -> Cascade:
-        """Load a version folder: the Keras models (fp32) or their int8 ONNX models."""
+        """Load a version folder in fp32, fp16 (mixed precision, for GPUs) or int8 (ONNX)."""
         config = json.loads((folder / "config.json").read_text())
         labels = Labels.load(folder / "labels.json")
         size = int(config["input_size"])
         if precision == "int8":
             model_fn, sku_fn = onnx_runners(folder)
+        elif precision == "fp16":
+            stage1, stage2 = mixed_float16_models(folder, config, labels)
+            model_fn, sku_fn = keras_runners(stage1, stage2, size)
         elif precision == "fp32":
             import keras
 
@@ -72,7 +81,7 @@ class Cascade:
             stage2 = keras.saving.load_model(folder / "stage2.keras", compile=False)
             model_fn, sku_fn = keras_runners(stage1, stage2, size)
         else:
-            raise ValueError(f"unknown precision {precision!r}; use fp32 or int8")
+            raise ValueError(f"unknown precision {precision!r}; use fp32, fp16 or int8")
         return cls(
             model_fn,
             sku_fn,

@@ -27,6 +27,36 @@ def keras_runners(stage1: Any, stage2: Any, input_size: int) -> tuple[ModelFn, S
     return (lambda x: np.asarray(first(x)), lambda x, m: np.asarray(second(x, m)))
 
 
+def mixed_float16_models(folder: Path, config: dict[str, Any], labels: Any) -> tuple[Any, Any]:
+    """The version's two stages rebuilt by the shared builder with float16 compute (float32
+    weights and outputs): Keras' mixed precision, for GPUs with tensor cores."""
+    import keras
+
+    from training.architecture import build_stage1, build_stage2
+
+    shape: dict[str, Any] = {
+        "input_size": int(config["input_size"]),
+        "width": float(config["width"]),
+        "batch_norm": bool(config["batch_norm"]),
+    }
+    saved = [
+        keras.saving.load_model(folder / name, compile=False)
+        for name in ("stage1.keras", "stage2.keras")
+    ]
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        rebuilt = [
+            build_stage1(len(labels.models), **shape),
+            build_stage2(labels.membership, len(labels.skus), **shape),
+        ]
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    for model, weights in zip(rebuilt, saved, strict=True):
+        model.set_weights(weights.get_weights())
+    return rebuilt[0], rebuilt[1]
+
+
 def onnx_runners(folder: Path, threads: int = 0) -> tuple[ModelFn, SkuFn]:
     """The int8 ONNX models of a version folder in ONNX Runtime (VNNI on x86 CPUs)."""
     import onnxruntime as ort

@@ -31,7 +31,7 @@ class ModelCache:
         registry: Registry,
         conn: redis.Redis,
         *,
-        precision: str = "fp32",
+        precision: str = "auto",
         capacity: int = CAPACITY,
     ) -> None:
         self.registry = registry
@@ -39,6 +39,7 @@ class ModelCache:
         self.precision = precision
         self.capacity = capacity
         self._loaded: OrderedDict[str, Cascade] = OrderedDict()
+        self._gpus: list[str] = []
         self._lock = threading.Lock()
 
     @property
@@ -78,9 +79,11 @@ class ModelCache:
         from worker.devices import configure_tensorflow
 
         if not self._loaded:
-            configure_tensorflow()
+            self._gpus = configure_tensorflow()
         folder = self.registry.path(version)
         precision = self.precision
+        if precision == "auto":  # mixed precision where tensor cores make it pay
+            precision = "fp16" if self._gpus else "fp32"
         if precision == "int8" and not int8_allowed(folder):
             log.warning(
                 "%s has not passed the int8 accuracy check (skuai models activate %s "
