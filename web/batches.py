@@ -51,9 +51,7 @@ def create_batch() -> tuple[Response, int, dict[str, str]]:
     try:
         _intake(svc, batch, form)
     except BaseException:
-        svc.batches.cancel(batch.id, tenant)  # a refused upload leaves nothing to process
-        if key:
-            svc.batches.release_idempotency_key(tenant, key[:255])
+        _abandon(svc, batch, key)
         raise
     if key:
         svc.batches.confirm_idempotency_key(tenant, key[:255], batch.id)
@@ -62,6 +60,18 @@ def create_batch() -> tuple[Response, int, dict[str, str]]:
         "batch accepted: %d images", created.total, extra={"batch_id": batch.id, "tenant": tenant}
     )
     return jsonify(created.to_public()), 202, {"Location": f"/v1/batches/{batch.id}"}
+
+
+def _abandon(svc: Services, batch: Batch, key: str | None) -> None:
+    """A refused upload leaves nothing to process and frees its Idempotency-Key. Best effort:
+    the request's own error (which may be Redis being down) is what the client must see."""
+    try:
+        if svc.batches.find(batch.id) is not None:
+            svc.batches.cancel(batch.id, batch.tenant)
+        if key:
+            svc.batches.release_idempotency_key(batch.tenant, key[:255])
+    except Exception as exc:  # logged, then the original error goes on
+        log.warning("could not clean up a refused batch: %s", exc, extra={"batch_id": batch.id})
 
 
 def _read_form(svc: Services) -> dict[str, Any]:
