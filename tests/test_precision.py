@@ -82,12 +82,17 @@ def test_activate_with_int8_quantizes_checks_and_decides(
     assert same >= 9
 
 
-def test_mixed_float16_cascade_matches_fp32(trained: str, settings: Settings,
-                                           tiny_catalog: Path) -> None:
+def test_mixed_float16_cascade_matches_fp32(
+    trained: str, settings: Settings, tiny_catalog: Path
+) -> None:
     """The GPU path: the version rebuilt by the shared builder with float16 compute."""
     folder = settings.registry_dir / trained
-    images = np.stack([decode(p.read_bytes(), size=32, max_pixels=10**6)
-                       for p in sorted(tiny_catalog.rglob("*.png"))[:8]])
+    images = np.stack(
+        [
+            decode(p.read_bytes(), size=32, max_pixels=10**6)
+            for p in sorted(tiny_catalog.rglob("*.png"))[:8]
+        ]
+    )
     fp32 = Cascade.load(folder, version=trained)
     fp16 = Cascade.load(folder, version=trained, precision="fp16")
     assert fp16.precision == "fp16"
