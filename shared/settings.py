@@ -148,34 +148,32 @@ class _Reader:
             raise ConfigError(f"{PREFIX}{name}={raw!r} is invalid: {exc}") from None
 
 
-def _positive_int(raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError("expected a whole number") from None
-    if value <= 0:
-        raise ValueError("expected a number above 0")
-    return value
+def _number(
+    kind: Callable[[str], T],
+    *,
+    above: float | None = None,
+    least: float | None = None,
+    expected: str = "a whole number",
+) -> Callable[[str], T]:
+    """A parser for a number of `kind` that must be above `above` or at least `least`."""
+
+    def parse(raw: str) -> T:
+        try:
+            value = kind(raw)
+        except ValueError:
+            raise ValueError(f"expected {expected}") from None
+        if above is not None and not value > above:  # type: ignore[operator]
+            raise ValueError(f"expected a number above {above:g}")
+        if least is not None and not value >= least:  # type: ignore[operator]
+            raise ValueError(f"expected {least:g} or more")
+        return value
+
+    return parse
 
 
-def _non_negative_int(raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError("expected a whole number") from None
-    if value < 0:
-        raise ValueError("expected 0 or more")
-    return value
-
-
-def _positive_float(raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError("expected a number") from None
-    if value <= 0:
-        raise ValueError("expected a number above 0")
-    return value
+_positive_int = _number(int, above=0)
+_non_negative_int = _number(int, least=0)
+_positive_float = _number(float, above=0, expected="a number")
 
 
 def _bool(raw: str) -> bool:
