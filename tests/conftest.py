@@ -61,6 +61,20 @@ def authorized(client: FlaskClient, key: str) -> FlaskClient:
     return client
 
 
+def redis_db(settings: Settings, db: int) -> str:
+    """The session Redis URL with another database: a test's own, nobody else's work in it."""
+    return settings.redis_url.rsplit("/", 1)[0] + f"/{db}"
+
+
+def isolated_app(settings: Settings, tenant: str = TENANT) -> tuple[FlaskClient, redis.Redis]:
+    """The real Flask app on `settings` (usually a Redis database of the test's own), as a test
+    client holding a new key of `tenant`, and a client of that Redis."""
+    from web.app import create_app
+
+    conn = redis.Redis.from_url(settings.redis_url)
+    return authorized(create_app(settings).test_client(), KeyStore(conn).create(tenant)), conn
+
+
 @pytest.fixture(scope="session")
 def service_env(settings: Settings, api_key: str) -> dict[str, str]:
     """Environment for the processes the tests start."""

@@ -10,20 +10,17 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import redis
 from flask.testing import FlaskClient
 
-from shared.api_keys import KeyStore
 from shared.settings import Settings
-from tests.conftest import TENANT, authorized, start_worker, wait_until
-from web.app import create_app
+from tests.conftest import isolated_app, redis_db, start_worker, wait_until
 
 
 @pytest.fixture()
 def quiet_settings(settings: Settings) -> Settings:
     return replace(
         settings,
-        redis_url=settings.redis_url.rsplit("/", 1)[0] + "/2",
+        redis_url=redis_db(settings, 2),
         max_batch_images=3,
         chunk_size=2,
     )
@@ -31,8 +28,7 @@ def quiet_settings(settings: Settings) -> Settings:
 
 @pytest.fixture()
 def client(quiet_settings: Settings) -> Iterator[FlaskClient]:
-    key = KeyStore(redis.Redis.from_url(quiet_settings.redis_url)).create(TENANT)
-    yield authorized(create_app(quiet_settings).test_client(), key)
+    yield isolated_app(quiet_settings)[0]
 
 
 def _png(catalog: Path, i: int = 0) -> bytes:

@@ -13,7 +13,7 @@ import requests
 
 from shared.settings import Settings
 from shared.singles import LEASED, PENDING, SinglesQueue
-from tests.conftest import http, sample_image
+from tests.conftest import http, redis_db, sample_image
 from tests.test_metrics import _samples, _value
 
 
@@ -42,7 +42,7 @@ def test_a_burst_of_single_jobs_shares_forward_passes(api_url: str, tiny_catalog
 
 
 def test_leases_of_a_vanished_worker_come_back(settings: Settings) -> None:
-    conn = redis.Redis.from_url(settings.redis_url.rsplit("/", 1)[0] + "/14")
+    conn = redis.Redis.from_url(redis_db(settings, 14))
     conn.delete(PENDING, LEASED)
     line = SinglesQueue(conn, lease_seconds=0.2)
     for job_id in ("a", "b", "c"):

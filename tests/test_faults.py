@@ -13,12 +13,10 @@ from pathlib import Path
 import redis
 from flask.testing import FlaskClient
 
-from shared.api_keys import KeyStore
 from shared.settings import Settings
 from skuai.redis_server import RedisServer
 from skuai.stack import free_port
-from tests.conftest import TENANT, authorized, start_worker
-from web.app import create_app
+from tests.conftest import isolated_app, redis_db, start_worker
 
 VISIBILITY_TIMEOUT = 5
 
@@ -38,14 +36,13 @@ def _isolated(
     isolated = replace(
         settings, redis_url=redis_url, visibility_timeout=VISIBILITY_TIMEOUT, chunk_size=4
     )
-    key = KeyStore(redis.Redis.from_url(redis_url)).create(TENANT)
     worker_env = {
         **service_env,
         "SKUAI_REDIS_URL": redis_url,
         "SKUAI_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT),
         **env,
     }
-    return Isolated(isolated, worker_env, authorized(create_app(isolated).test_client(), key))
+    return Isolated(isolated, worker_env, isolated_app(isolated)[0])
 
 
 def _distinct_images(catalog: Path, count: int) -> list[tuple[str, bytes]]:
@@ -101,7 +98,7 @@ def test_worker_sigkilled_mid_batch(
     tiny_catalog: Path,
     tmp_path: Path,
 ) -> None:
-    iso = _isolated(settings, service_env, settings.redis_url.rsplit("/", 1)[0] + "/5")
+    iso = _isolated(settings, service_env, redis_db(settings, 5))
     victim = start_worker("victim", iso.env, iso.settings, tmp_path / "victim.log", trained)
     batch_id = _submit(iso.client, _distinct_images(tiny_catalog, 800))
     _wait(iso.client, batch_id, lambda b: _done(b) >= 20, 60)
@@ -164,7 +161,7 @@ def test_poison_image_fails_alone_without_looping(
     iso = _isolated(
         settings,
         service_env,
-        settings.redis_url.rsplit("/", 1)[0] + "/6",
+        redis_db(settings, 6),
         SKUAI_FAILPOINT_CRASH_ON_REF="poison.png",
     )
     log = tmp_path / "worker.log"
@@ -194,7 +191,7 @@ def test_lost_messages_are_sent_again(
 ) -> None:
     """The queue loses every message of a batch (as Kombu can when Redis dies between taking a
     message and recording it): the sweeper notices the stalled batch and sends its jobs again."""
-    url = settings.redis_url.rsplit("/", 1)[0] + "/15"
+    url = redis_db(settings, 15)
     iso = _isolated(settings, service_env, url)
     iso.env["SKUAI_VISIBILITY_TIMEOUT"] = "2"  # stale after twice that
     batch_id = _submit(iso.client, _distinct_images(tiny_catalog, 10))

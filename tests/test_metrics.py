@@ -10,15 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
-import redis
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared.api_keys import KeyStore
 from shared.settings import Settings
 from skuai.stack import free_port
-from tests.conftest import TENANT, authorized, http, sample_image, wait_until
-from web.app import create_app
+from tests.conftest import http, isolated_app, redis_db, sample_image, wait_until
 
 pytestmark = pytest.mark.usefixtures("inference_worker")
 
@@ -59,12 +56,8 @@ def test_metrics_after_real_traffic(api_url: str, tiny_catalog: Path, trained: s
 
 
 def test_queue_depth_and_age_while_work_waits(settings: Settings, tiny_catalog: Path) -> None:
-    url = settings.redis_url.rsplit("/", 1)[0] + "/8"  # no worker consumes this database
-    conn = redis.Redis.from_url(url)
-    client = authorized(
-        create_app(Settings(redis_url=url, home=settings.home)).test_client(),
-        KeyStore(conn).create(TENANT),
-    )
+    url = redis_db(settings, 8)  # no worker consumes this database
+    client, _ = isolated_app(Settings(redis_url=url, home=settings.home))
     data = sample_image(tiny_catalog).read_bytes()
     for _ in range(3):
         response = client.post(

@@ -16,22 +16,20 @@ import redis
 import requests
 from flask.testing import FlaskClient
 
-from shared.api_keys import KeyStore
 from shared.settings import Settings
 from shared.workers import WorkerRegistry
 from skuai.stack import free_port
-from tests.conftest import TENANT, authorized, http, sample_image, start_worker, wait_until
+from tests.conftest import http, isolated_app, redis_db, sample_image, start_worker, wait_until
 from training.registry import Registry
-from web.app import create_app
 
 
 def _isolated(
     settings: Settings, db: int, registry: Path | None = None
 ) -> tuple[Settings, FlaskClient, redis.Redis]:
-    url = settings.redis_url.rsplit("/", 1)[0] + f"/{db}"
-    changed = Settings(redis_url=url, home=settings.home, registry=registry or settings.registry)
-    conn = redis.Redis.from_url(url)
-    client = authorized(create_app(changed).test_client(), KeyStore(conn).create(TENANT))
+    changed = Settings(
+        redis_url=redis_db(settings, db), home=settings.home, registry=registry or settings.registry
+    )
+    client, conn = isolated_app(changed)
     return changed, client, conn
 
 

@@ -17,8 +17,7 @@ from flask.testing import FlaskClient
 
 from shared.api_keys import KeyStore
 from shared.settings import Settings
-from tests.conftest import authorized, http, sample_image
-from web.app import create_app
+from tests.conftest import http, isolated_app, redis_db, sample_image
 
 pytestmark = pytest.mark.usefixtures("inference_worker")
 
@@ -83,10 +82,7 @@ def test_another_tenant_sees_nothing(
 
 
 def _app(settings: Settings, **changes: object) -> tuple[FlaskClient, redis.Redis]:
-    changed = replace(settings, redis_url=settings.redis_url.rsplit("/", 1)[0] + "/3", **changes)
-    conn = redis.Redis.from_url(changed.redis_url)
-    key = KeyStore(conn).create("limited")
-    return authorized(create_app(changed).test_client(), key), conn
+    return isolated_app(replace(settings, redis_url=redis_db(settings, 3), **changes), "limited")
 
 
 def test_rate_limit_is_429_with_retry_after(settings: Settings) -> None:
