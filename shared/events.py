@@ -14,7 +14,7 @@ from shared.batches import Batch
 from shared.delivery_store import Delivery, DeliveryStore, new_delivery_id
 from shared.jobs import FAILED, SUCCEEDED, Job, utc_now
 from shared.queues import DELIVER, WEBHOOKS
-from shared.webhook_store import WebhookStore
+from shared.webhook_store import Subscription, WebhookStore
 
 log = logging.getLogger(__name__)
 JOB_EVENTS = {SUCCEEDED: "job.succeeded", FAILED: "job.failed"}
@@ -29,12 +29,17 @@ class EventEmitter:
         self.deliveries = deliveries
 
     def emit(
-        self, tenant: str, event_type: str, data: dict[str, Any], callback_url: str | None = None
+        self,
+        tenant: str,
+        event_type: str,
+        data: dict[str, Any],
+        callback_url: str | None = None,
+        subscribers: list[Subscription] | None = None,
     ) -> list[str]:
         """Deliver `event_type` to the tenant's subscribers and to `callback_url`, if any."""
-        targets: list[tuple[str | None, str]] = [
-            (sub.id, sub.url) for sub in self.webhooks.subscribers(tenant, event_type)
-        ]
+        if subscribers is None:
+            subscribers = self.webhooks.subscribers(tenant, event_type)
+        targets: list[tuple[str | None, str]] = [(sub.id, sub.url) for sub in subscribers]
         if callback_url:
             targets.append((None, callback_url))
         if not targets:
@@ -66,10 +71,16 @@ class EventEmitter:
 
     def job_events(self, jobs: list[Job]) -> None:
         """`job.succeeded` / `job.failed` for each finished job."""
+        # A chunk's jobs mostly share a tenant: look its subscriptions up once, not per job.
+        subscribers: dict[tuple[str, str], list[Subscription]] = {}
         for job in jobs:
             event = JOB_EVENTS.get(job.status)
-            if event is not None:
-                self.emit(job.tenant, event, job.to_public(), job.callback_url)
+            if event is None:
+                continue
+            key = (job.tenant, event)
+            if key not in subscribers:
+                subscribers[key] = self.webhooks.subscribers(job.tenant, event)
+            self.emit(job.tenant, event, job.to_public(), job.callback_url, subscribers[key])
 
     def batch_completed(self, batch: Batch) -> None:
         """`batch.completed`, exactly once per batch (callers emit it on the completing call)."""
