@@ -25,6 +25,26 @@ from skuai.console import console
     show_default=True,
     type=click.Choice(["png", "jpg", "webp"]),
 )
+@click.option(
+    "--variation",
+    default="standard",
+    show_default=True,
+    type=click.Choice(["standard", "hard"]),
+    help="Photo variation; 'hard' is stronger than anything training sees.",
+)
+@click.option(
+    "--imbalance",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(1, 1000),
+    help="Ratio of the largest to the smallest SKU's image count (1: balanced).",
+)
+@click.option(
+    "--workers",
+    default=None,
+    type=click.IntRange(1),
+    help="Drawing processes [default: one per CPU].",
+)
 def synth(
     out: Path,
     models: int,
@@ -33,12 +53,20 @@ def synth(
     size: int,
     seed: int,
     image_format: str,
+    variation: str,
+    imbalance: float,
+    workers: int | None,
 ) -> None:
     """Write a synthetic sneaker catalog to OUT/<model>/<sku>/."""
-    from skuai.console import make_progress
-    from training.synth import synthesize
+    import os
 
-    total = models * skus_per_model * images_per_sku
+    from skuai.console import make_progress
+    from training.synth import image_counts, synthesize
+
+    try:
+        total = sum(image_counts(models * skus_per_model, images_per_sku, imbalance, seed))
+    except ValueError:
+        total = None  # synthesize names the bad argument below
     with make_progress(transient=True) as progress:  # erased: the summary line follows
         task = progress.add_task("drawing sneakers", total=total)
         catalog = synthesize(
@@ -49,6 +77,9 @@ def synth(
             size=size,
             seed=seed,
             image_format=image_format,
+            variation=variation,
+            imbalance=imbalance,
+            workers=workers or os.cpu_count() or 1,
             progress=lambda n: progress.advance(task, n),
         )
     console.print(
@@ -75,6 +106,25 @@ def synth(
     show_default=True,
     help="Channel width multiplier: below 1 only for tests and demos.",
 )
+@click.option("--patience", default=4, show_default=True, help="Early-stopping patience.")
+@click.option(
+    "--occlusion",
+    default=0.3,
+    show_default=True,
+    help="Share of training images given a random occluding patch.",
+)
+@click.option(
+    "--balance",
+    default="weights",
+    show_default=True,
+    type=click.Choice(["weights", "none"]),
+    help="Class imbalance handling: balanced class weights, or none.",
+)
+@click.option(
+    "--compare-flat",
+    is_flag=True,
+    help="Also train a flat single-stage SKU classifier of similar cost and report both.",
+)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--no-activate", is_flag=True, help="Register the version without activating it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
@@ -86,6 +136,10 @@ def train(
     batch_size: int,
     weights: str,
     width: float,
+    patience: int,
+    occlusion: float,
+    balance: str,
+    compare_flat: bool,
     seed: int,
     no_activate: bool,
     as_json: bool,
@@ -105,6 +159,10 @@ def train(
         batch_size=batch_size,
         weights=weights,
         width=width,
+        patience=patience,
+        occlusion=occlusion,
+        balance=balance,
+        compare_flat=compare_flat,
         seed=seed,
     )
     reg = Registry(registry or settings().registry_dir)
@@ -195,3 +253,32 @@ def models_activate(version: str, registry: Path | None, precision: str) -> None
             )
     reg.activate(version)
     click.echo(f"{version} is now active")
+
+
+@models.command("evaluate")
+@click.argument("version")
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("--registry", type=click.Path(path_type=Path), default=None)
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+def models_evaluate(version: str, data: Path, registry: Path | None, as_json: bool) -> None:
+    """Evaluate VERSION on every image under DATA (e.g. photos it was never trained on)."""
+    from skuai.console import make_progress
+    from skuai.quiet import import_tensorflow_quietly
+    from training.dataset import scan
+    from training.evaluate import summary_rows
+    from training.external import evaluate_folder
+    from training.registry import Registry
+
+    reg = Registry(registry or settings().registry_dir)
+    reg.path(version)
+    _, samples = scan(data)  # a bad dataset is reported before TensorFlow loads
+    import_tensorflow_quietly()
+    with make_progress(transient=True, disable=as_json) as progress:
+        task = progress.add_task(f"evaluating {version}", total=len(samples))
+        metrics = evaluate_folder(reg, version, data, progress=lambda n: progress.advance(task, n))
+    if as_json:
+        click.echo(json.dumps(metrics))
+        return
+    for name, value in summary_rows(metrics):
+        console.print(f"  {name:<34} {value}")
+    console.print(f"  {'unreadable images skipped':<34} {metrics['skipped_images']}")

@@ -18,8 +18,9 @@ from rich.progress import (
 console = Console(stderr=True)
 
 
-def make_progress(*, transient: bool = False) -> Progress:
-    """A progress display with a bar, counts and elapsed time (`transient`: erased at the end)."""
+def make_progress(*, transient: bool = False, disable: bool = False) -> Progress:
+    """A progress display with a bar, counts and elapsed time (`transient`: erased at the end;
+    `disable`: shows nothing, for --json output)."""
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -27,6 +28,7 @@ def make_progress(*, transient: bool = False) -> Progress:
         TimeElapsedColumn(),
         console=console,
         transient=transient,
+        disable=disable,
     )
 
 

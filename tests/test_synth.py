@@ -18,8 +18,10 @@ from training.sneaker_drawing import Pose, SneakerModel, draw_sneaker, silhouett
 from training.synth import (
     MAX_SKUS_PER_MODEL,
     PALETTE,
+    VARIATIONS,
     Catalog,
     Colourway,
+    image_counts,
     load_catalog,
     plan_catalog,
     render_sneaker,
@@ -219,6 +221,8 @@ def test_models_differ_in_grayscale_shape() -> None:
         ({"seed": -1}, "seed must be"),
         ({"image_format": "gif"}, "image_format must be one of png, jpg, webp"),
         ({"workers": 0}, "workers must be"),
+        ({"variation": "extreme"}, "variation must be one of standard, hard"),
+        ({"imbalance": 0.5}, "imbalance must be between 1 and 1000"),
     ],
 )
 def test_bad_arguments_are_refused(tmp_path: Path, overrides: dict, message: str) -> None:
@@ -259,3 +263,49 @@ def test_an_interrupted_run_is_replaced(tmp_path: Path) -> None:
     assert json.loads((out / "catalog.json").read_text())["complete"] is False
     synthesize(out, **SMALL)
     assert json.loads((out / "catalog.json").read_text())["complete"] is True
+
+
+def test_imbalance_spreads_image_counts_as_asked(tmp_path: Path) -> None:
+    out = tmp_path / "imbalanced"
+    catalog = synthesize(out, **{**SMALL, "images_per_sku": 20, "imbalance": 10})
+    on_disk = {s.label: len(list((out / s.model / s.label).iterdir())) for s in catalog.skus}
+    assert max(on_disk.values()) == 20 and min(on_disk.values()) == 2
+    # A geometric spread from 20 down to 20/10, in an order the seed chooses.
+    assert sorted(on_disk.values()) == sorted(round(20 * 10 ** (-r / 11)) for r in range(12))
+    recorded = json.loads((out / "catalog.json").read_text())
+    assert recorded["imbalance"] == 10
+    assert {s["label"]: s["images"] for s in recorded["skus"]} == on_disk
+    assert image_counts(12, 20, 10, SMALL["seed"]) == list(on_disk.values())
+    assert image_counts(12, 20, 1, SMALL["seed"]) == [20] * 12
+
+
+def test_hard_variation_is_harder_than_standard() -> None:
+    catalog = plan_catalog(models=2, skus_per_model=2, seed=1)
+    model, sku = catalog.models[0], catalog.skus[0]
+
+    def spread(variation: str) -> float:
+        """Mean pixel distance between renders of one SKU: more variation, larger spread."""
+        images = [
+            np.asarray(
+                render_sneaker(
+                    model,
+                    sku.colourway,
+                    size=48,
+                    rng=np.random.default_rng(i),
+                    variation=VARIATIONS[variation],
+                ),
+                dtype=np.float32,
+            )
+            for i in range(24)
+        ]
+        mean = np.mean(images, axis=0)
+        return float(np.mean([np.abs(image - mean).mean() for image in images]))
+
+    assert spread("hard") > spread("standard")
+    first = render_sneaker(
+        model, sku.colourway, size=48, rng=np.random.default_rng(0), variation=VARIATIONS["hard"]
+    )
+    again = render_sneaker(
+        model, sku.colourway, size=48, rng=np.random.default_rng(0), variation=VARIATIONS["hard"]
+    )
+    assert first.tobytes() == again.tobytes()

@@ -124,6 +124,24 @@ def build_stage2(
     return keras.Model({"image": image, "model": model_index}, probs, name="stage2")
 
 
+def build_flat(
+    num_skus: int,
+    *,
+    input_size: int,
+    width: float = 1.0,
+    batch_norm: bool = False,
+    dropout: float = 0.3,
+) -> keras.Model:
+    """The single-stage alternative the cascade is compared with: colour image -> p(SKU)."""
+    _check_input_size(input_size)
+    image = keras.Input((input_size, input_size, 3), name="image")
+    x = VGGPreprocess(grayscale=False, name="preprocess")(image)
+    x = vgg16_trunk(x, width=width, batch_norm=batch_norm)
+    x = _head(x, width=width, dropout=dropout)
+    probs = layers.Dense(num_skus, activation="softmax", dtype="float32", name="sku")(x)
+    return keras.Model(image, probs, name="flat")
+
+
 def _head(x: Any, *, width: float, dropout: float) -> Any:
     """A small head: global pooling, one hidden layer, dropout."""
     x = layers.GlobalAveragePooling2D(name="gap")(x)

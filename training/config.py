@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+BALANCE_MODES = ("weights", "none")
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,9 @@ class TrainConfig:
     fine_tune_learning_rate: float = 1e-5
     patience: int = 4
     augment: bool = True
+    occlusion: float = 0.3  # share of training images given an occluding patch
+    balance: str = "weights"  # weights: balanced class weights; none: plain frequencies
+    compare_flat: bool = False  # also train a flat single-stage SKU classifier and compare
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -40,6 +46,20 @@ class TrainConfig:
             )
         if self.learning_rate <= 0 or self.fine_tune_learning_rate <= 0:
             raise ValueError("learning rates must be above 0")
+        if self.patience < 1:
+            raise ValueError(f"--patience must be at least 1 (got {self.patience})")
+        if not 0 <= self.occlusion <= 1:
+            raise ValueError(f"--occlusion must be in [0, 1] (got {self.occlusion})")
+        if self.balance not in BALANCE_MODES:
+            raise ValueError(
+                f"--balance must be one of {', '.join(BALANCE_MODES)} (got {self.balance!r})"
+            )
+
+    @property
+    def flat_width(self) -> float:
+        """Width of the flat comparison model: convolution cost grows with width squared, so
+        sqrt(2) x the stage width costs about what the cascade's two passes cost together."""
+        return min(1.0, self.width * math.sqrt(2))
 
     @property
     def pretrained(self) -> bool:

@@ -3,6 +3,7 @@ recall, calibration, and a confusion matrix."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -21,11 +22,13 @@ def evaluate(cascade: Cascade, test: ArraySet, *, batch_size: int = 64) -> dict[
         return {"test_images": 0}
     p_model = _batched(cascade.model_probs, test.images, batch_size)
     p_sku_true_model = _batched2(cascade.sku_probs, test.images, test.models, batch_size)
+    clock = time.perf_counter()
     results = [
         r
         for start in range(0, n, batch_size)
         for r in cascade.predict(test.images[start : start + batch_size])
     ]
+    predict_seconds = time.perf_counter() - clock
     predicted_sku = np.array([labels.sku_index[r["sku"]["label"]] for r in results])
     predicted_model = np.argmax(p_model, axis=1)
     top5 = [[labels.sku_index[c["sku"]] for c in r["candidates"]] for r in results]
@@ -44,12 +47,58 @@ def evaluate(cascade: Cascade, test: ArraySet, *, batch_size: int = 64) -> dict[
             ),
             "sku_top1": float(np.mean(predicted_sku == test.skus)),
             "sku_top5": float(np.mean([t in row for t, row in zip(test.skus, top5, strict=True)])),
+            "predict_images_per_second": round(n / predict_seconds, 1),
             "expected_calibration_error": expected_calibration_error(
                 confidence, predicted_sku == test.skus
             ),
             "per_sku": _per_class(test.skus, predicted_sku, labels.skus),
+            **_error_kinds(predicted_sku, test, labels),
         },
         "model_confusion": confusion(test.models, predicted_model, len(labels.models)).tolist(),
+    }
+
+
+def evaluate_flat(
+    model: Any, test: ArraySet, labels: Any, *, width: float, batch_size: int = 64
+) -> dict[str, Any]:
+    """The flat single-stage SKU classifier on the same test split, with the cascade's measures."""
+    n = len(test.skus)
+    if n == 0:
+        return {"test_images": 0}
+    clock = time.perf_counter()
+    probs = _batched(lambda x: model(x, training=False).numpy(), test.images, batch_size)
+    seconds = time.perf_counter() - clock
+    predicted = np.argmax(probs, axis=1)
+    return {
+        "test_images": n,
+        "width": width,
+        "parameters": int(model.count_params()),
+        "predict_images_per_second": round(n / seconds, 1),
+        "model_top1": float(np.mean(np.array(labels.model_of_sku)[predicted] == test.models)),
+        "sku_top1": float(np.mean(predicted == test.skus)),
+        "sku_top5": _top_k(probs, test.skus, 5),
+        "expected_calibration_error": expected_calibration_error(
+            probs.max(axis=1), predicted == test.skus
+        ),
+        **_error_kinds(predicted, test, labels),
+    }
+
+
+def _error_kinds(predicted_sku: np.ndarray, test: ArraySet, labels: Any) -> dict[str, Any]:
+    """Where mistakes come from: the wrong model, or the right model but the wrong colourway;
+    and SKU top-1 per true model."""
+    predicted_model = np.array(labels.model_of_sku)[predicted_sku]
+    wrong = predicted_sku != test.skus
+    return {
+        "errors": {
+            "wrong_model": int(np.sum(wrong & (predicted_model != test.models))),
+            "wrong_sku_right_model": int(np.sum(wrong & (predicted_model == test.models))),
+        },
+        "sku_top1_by_model": {
+            name: float(np.mean(~wrong[test.models == m]))
+            for m, name in enumerate(labels.models)
+            if np.any(test.models == m)
+        },
     }
 
 

@@ -37,15 +37,95 @@ def write_report(
         "",
         "## Training time",
         "",
-        "| phase | seconds |",
-        "|---|---|",
-        *(f"| {phase} | {seconds:.1f} |" for phase, seconds in timings.items()),
+        "| phase | seconds | epochs | training images/s |",
+        "|---|---|---|---|",
+        *(_timing_row(phase, seconds, metrics) for phase, seconds in timings.items()),
         "",
     ]
+    if metrics.get("training", {}).get("peak_rss_mib"):
+        lines += [
+            f"Peak memory (RSS) of the training process: "
+            f"{metrics['training']['peak_rss_mib']:.0f} MiB.",
+            "",
+        ]
+    lines += _comparison(metrics)
     if metrics.get("model_confusion"):
         lines += ["## Stage-1 confusion matrix", "", "![confusion matrix](confusion.png)", ""]
     lines += _worst_skus(metrics)
     (folder / "report.md").write_text("\n".join(lines))
+
+
+def _timing_row(phase: str, seconds: float, metrics: dict[str, Any]) -> str:
+    stage = metrics.get("training", {}).get(phase)
+    if not stage:
+        return f"| {phase} | {seconds:.1f} | | |"
+    return f"| {phase} | {seconds:.1f} | {stage['epochs']} | {stage['images_per_second']:.1f} |"
+
+
+def _comparison(metrics: dict[str, Any]) -> list[str]:
+    """Cascade against the flat single-stage classifier, side by side, and where each errs."""
+    flat, cascade = metrics.get("flat"), metrics.get("end_to_end")
+    if not flat or not flat.get("test_images") or not cascade:
+        return []
+
+    def row(name: str, a: str, b: str) -> str:
+        return f"| {name} | {a} | {b} |"
+
+    rows = [
+        row("SKU top-1", f"{cascade['sku_top1']:.2%}", f"{flat['sku_top1']:.2%}"),
+        row("SKU top-5", f"{cascade['sku_top5']:.2%}", f"{flat['sku_top5']:.2%}"),
+        row("model top-1", f"{cascade['model_top1']:.2%}", f"{flat['model_top1']:.2%}"),
+        row(
+            "errors: wrong model",
+            str(cascade["errors"]["wrong_model"]),
+            str(flat["errors"]["wrong_model"]),
+        ),
+        row(
+            "errors: right model, wrong SKU",
+            str(cascade["errors"]["wrong_sku_right_model"]),
+            str(flat["errors"]["wrong_sku_right_model"]),
+        ),
+        row(
+            "expected calibration error",
+            f"{cascade['expected_calibration_error']:.4f}",
+            f"{flat['expected_calibration_error']:.4f}",
+        ),
+        row(
+            "parameters",
+            f"{metrics.get('parameters', 0):,}",
+            f"{flat['parameters']:,}",
+        ),
+        row(
+            "test-split predictions/s (this machine)",
+            f"{cascade['predict_images_per_second']:.1f}",
+            f"{flat['predict_images_per_second']:.1f}",
+        ),
+    ]
+    by_model = [
+        row(model, f"{accuracy:.2%}", f"{flat['sku_top1_by_model'].get(model, 0.0):.2%}")
+        for model, accuracy in cascade["sku_top1_by_model"].items()
+    ]
+    gap = cascade["sku_top1"] - flat["sku_top1"]
+    verdict = (
+        f"The cascade is {abs(gap):.2%} points {'ahead of' if gap >= 0 else 'behind'} the flat "
+        f"classifier (width {flat['width']:.3g}: about the cascade's two passes in compute)."
+    )
+    return [
+        "## Cascade against a flat single-stage classifier",
+        "",
+        verdict,
+        "",
+        "| test split | cascade | flat |",
+        "|---|---|---|",
+        *rows,
+        "",
+        "SKU top-1 by true model:",
+        "",
+        "| model | cascade | flat |",
+        "|---|---|---|",
+        *by_model,
+        "",
+    ]
 
 
 def write_confusion_image(path: Path, matrix: list[list[int]], names: tuple[str, ...]) -> None:

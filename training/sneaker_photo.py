@@ -1,8 +1,11 @@
-"""Turning a drawn sneaker into a varied photo: pose, backdrop, shadow, lighting and noise."""
+"""Turning a drawn sneaker into a varied photo: pose, crop, backdrop, clutter, shadow, occlusion,
+lighting, blur, sensor noise and JPEG artefacts, at a strength set by a `Variation` profile."""
 
 from __future__ import annotations
 
+import io
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -15,27 +18,87 @@ SUPERSAMPLE = 2  # draw at twice the size and box-filter down: cheap anti-aliasi
 BACKDROP_CELLS = 8  # resolution of the backdrop's colour field before it is smoothed up
 
 
+@dataclass(frozen=True)
+class Variation:
+    """How hard the photos are: the chance and strength of each real-world nuisance."""
+
+    rotation: float  # degrees, either way
+    crop: float  # chance that part of the shoe runs off the frame
+    occlusion: float  # chance of an object in front of the shoe
+    occluder_size: tuple[float, float]  # its radius, as a fraction of the shoe length
+    lighting: float  # strength of the light gradient across the frame
+    colour_cast: float  # per-channel gain spread (white balance)
+    blur: float  # chance of a slightly out-of-focus photo
+    jpeg: float  # chance of JPEG compression artefacts
+    jpeg_quality: tuple[int, int]
+
+
+VARIATIONS: dict[str, Variation] = {
+    # What training sees.
+    "standard": Variation(
+        rotation=6.0,
+        crop=0.15,
+        occlusion=0.25,
+        occluder_size=(0.08, 0.16),
+        lighting=0.12,
+        colour_cast=0.03,
+        blur=0.15,
+        jpeg=0.3,
+        jpeg_quality=(45, 90),
+    ),
+    # Stronger than anything in "standard": photos whose variation the training never saw.
+    "hard": Variation(
+        rotation=12.0,
+        crop=0.35,
+        occlusion=0.5,
+        occluder_size=(0.12, 0.22),
+        lighting=0.25,
+        colour_cast=0.06,
+        blur=0.4,
+        jpeg=0.7,
+        jpeg_quality=(20, 50),
+    ),
+}
+
+
 def render_sneaker(
-    model: SneakerModel, colourway: Colourway, *, size: int, rng: np.random.Generator
+    model: SneakerModel,
+    colourway: Colourway,
+    *,
+    size: int,
+    rng: np.random.Generator,
+    variation: Variation = VARIATIONS["standard"],
 ) -> Image.Image:
-    """One varied RGB photo of the sneaker: pose, background, shadow, lighting and sensor noise."""
+    """One varied RGB photo of the sneaker."""
     canvas = int(size) * SUPERSAMPLE
-    pose = _random_pose(geometry(model).bounds, canvas, rng)
+    pose = _random_pose(geometry(model).bounds, canvas, rng, variation)
     image = _background(canvas, rng)
     _cast_shadow(image, pose, rng)
     draw_sneaker(ImageDraw.Draw(image), model, colourway, pose)
-    return _relight(image.reduce(SUPERSAMPLE), rng)
+    if rng.random() < variation.occlusion:
+        _occlude(image, pose, geometry(model).bounds, rng, variation)
+    photo = _relight(image.reduce(SUPERSAMPLE), rng, variation)
+    if rng.random() < variation.blur:
+        photo = photo.filter(ImageFilter.GaussianBlur(rng.uniform(0.4, 0.9) * size / 64))
+    if rng.random() < variation.jpeg:
+        photo = _jpeg_artefacts(photo, int(rng.integers(*variation.jpeg_quality, endpoint=True)))
+    return photo
 
 
-def _random_pose(bounds: tuple[float, ...], canvas: int, rng: np.random.Generator) -> Pose:
+def _random_pose(
+    bounds: tuple[float, ...], canvas: int, rng: np.random.Generator, variation: Variation
+) -> Pose:
     x0, y0, x1, y1 = bounds
-    scale = canvas * rng.uniform(0.62, 0.85) / (x1 - x0)
-    angle = math.radians(rng.uniform(-6.0, 6.0))
-    # The rotated bounding box's half extents, so the whole shoe stays in the frame.
+    cropped = rng.random() < variation.crop
+    scale = canvas * rng.uniform(*((0.8, 0.98) if cropped else (0.62, 0.85))) / (x1 - x0)
+    angle = math.radians(rng.uniform(-variation.rotation, variation.rotation))
+    # The rotated bounding box's half extents: the whole shoe stays in the frame, or, for a
+    # cropped photo, up to about a tenth of its length runs off one side.
     w, h = (x1 - x0) * scale / 2, (y1 - y0) * scale / 2
     cos, sin = abs(math.cos(angle)), abs(math.sin(angle))
     half = np.array([w * cos + h * sin, w * sin + h * cos])
-    slack = np.maximum(canvas / 2 - half - 0.02 * canvas, 0.0)
+    margin = -0.2 * half if cropped else 0.02 * canvas
+    slack = np.maximum(canvas / 2 - half - margin, 0.0)
     centre = canvas / 2 + rng.uniform(-slack, slack)
     return Pose(
         scale=scale,
@@ -43,6 +106,44 @@ def _random_pose(bounds: tuple[float, ...], canvas: int, rng: np.random.Generato
         centre=(float(centre[0]), float(centre[1])),
         anchor=((x0 + x1) / 2, (y0 + y1) / 2),
     )
+
+
+def _occlude(
+    image: Image.Image,
+    pose: Pose,
+    bounds: tuple[float, ...],
+    rng: np.random.Generator,
+    variation: Variation,
+) -> None:
+    """Something in front of the shoe (a hand, a tag, a box corner): a soft-edged blob."""
+    x0, y0, x1, y1 = bounds
+    # A point on the shoe's outline region: its box, biased towards the edges.
+    u, v = rng.uniform(0, 1, size=2) ** 0.5 * rng.choice([-1, 1], size=2)
+    point = np.array([[(x0 + x1) / 2 + u * (x1 - x0) / 2, (y0 + y1) / 2 + v * (y1 - y0) / 2]])
+    cx, cy = pose.to_px(point)[0]
+    radius = rng.uniform(*variation.occluder_size) * (x1 - x0) * pose.scale
+    rx, ry = radius * rng.uniform(0.6, 1.4), radius * rng.uniform(0.6, 1.4)
+    colour = _occluder_colour(rng)
+    draw = ImageDraw.Draw(image)
+    if rng.random() < 0.5:
+        draw.ellipse((cx - rx, cy - ry, cx + rx, cy + ry), fill=colour)
+    else:
+        draw.rectangle((cx - rx, cy - ry, cx + rx, cy + ry), fill=colour)
+
+
+def _occluder_colour(rng: np.random.Generator) -> tuple[int, int, int]:
+    if rng.random() < 0.5:  # skin tones: a hand holding the shoe
+        tone = rng.uniform(0.35, 1.0)
+        return (int(120 + 110 * tone), int(80 + 100 * tone), int(60 + 90 * tone))
+    return tuple(int(c) for c in _soft_colour(rng))  # type: ignore[return-value]
+
+
+def _jpeg_artefacts(image: Image.Image, quality: int) -> Image.Image:
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=quality)
+    buffer.seek(0)
+    with Image.open(buffer) as reopened:
+        return reopened.convert("RGB")
 
 
 def _soft_colour(rng: np.random.Generator) -> np.ndarray:
@@ -98,18 +199,19 @@ def _cast_shadow(image: Image.Image, pose: Pose, rng: np.random.Generator) -> No
     image.paste((30, 30, 30), mask=mask)
 
 
-def _relight(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+def _relight(image: Image.Image, rng: np.random.Generator, variation: Variation) -> Image.Image:
     """Brightness, contrast, a soft light gradient and noise; no hue shifts that swap colours."""
     pixels = np.asarray(image, dtype=np.float32)
     size = image.width
     ramp = np.linspace(-1.0, 1.0, size, dtype=np.float32)
     theta = rng.uniform(0, 2 * math.pi)
     tilt = np.cos(theta) * ramp[None, :] + np.sin(theta) * ramp[:, None]
-    field = 1 + rng.uniform(0, 0.12) * tilt
+    field = 1 + rng.uniform(0, variation.lighting) * tilt
     pixels = pixels * field[..., None]
     mean = pixels.mean()
     pixels = (pixels - mean) * rng.uniform(0.85, 1.15) + mean
-    pixels = pixels * rng.uniform(0.9, 1.1) * rng.uniform(0.97, 1.03, size=3)
+    cast = variation.colour_cast
+    pixels = pixels * rng.uniform(0.9, 1.1) * rng.uniform(1 - cast, 1 + cast, size=3)
     noise = rng.standard_normal(pixels.shape, dtype=np.float32)
     pixels = pixels + noise * rng.uniform(0.5, 5.0)
     return Image.fromarray(np.clip(pixels + 0.5, 0, 255).astype(np.uint8))

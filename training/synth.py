@@ -15,19 +15,23 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, fields
 from pathlib import Path
 
+import numpy as np
+
 from training.catalog_plan import Catalog, Sku, check_int, image_rng, plan_catalog
 from training.colourways import MAX_SKUS_PER_MODEL, PALETTE, Colourway
 from training.sneaker_geometry import SneakerModel
-from training.sneaker_photo import render_sneaker
+from training.sneaker_photo import VARIATIONS, render_sneaker
 
 __all__ = [
     "IMAGE_FORMATS",
     "MAX_SKUS_PER_MODEL",
     "PALETTE",
+    "VARIATIONS",
     "Catalog",
     "Colourway",
     "Sku",
     "SneakerModel",
+    "image_counts",
     "load_catalog",
     "plan_catalog",
     "render_sneaker",
@@ -40,6 +44,8 @@ SLUG = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
 IMAGE_FORMATS = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP"}
 MIN_SIZE, MAX_SIZE = 16, 1024
 CHUNK_IMAGES = 25  # images per unit of work, so progress moves and workers share evenly
+MAX_IMBALANCE = 1000
+IMBALANCE_STREAM = 9001  # keeps the imbalance order's random stream apart from the plan's
 
 
 def synthesize(
@@ -51,34 +57,58 @@ def synthesize(
     size: int,
     seed: int,
     image_format: str = "png",
+    variation: str = "standard",
+    imbalance: float = 1.0,
     progress: Callable[[int], None] | None = None,
     workers: int = 1,
 ) -> Catalog:
-    """Write the catalog under OUT; calls progress(n_images_just_written) as it goes."""
+    """Write the catalog under OUT; calls progress(n_images_just_written) as it goes.
+
+    `imbalance` R > 1 gives the SKUs image counts spread geometrically from `images_per_sku` down
+    to `images_per_sku / R` (at least 1), in an order chosen by the seed; `variation` names a
+    profile of `VARIATIONS` ("hard" for photos harder than any a model was trained on)."""
     out = Path(out)
-    _check_render(images_per_sku, size, image_format, workers)
+    _check_render(images_per_sku, size, image_format, workers, variation, imbalance)
     catalog = plan_catalog(models=models, skus_per_model=skus_per_model, seed=seed)
     _prepare_out(out)
+    counts = image_counts(len(catalog.skus), images_per_sku, imbalance, seed)
     # Plain ints, so numpy integers from a caller still serialise to JSON.
     settings = {
         "seed": int(seed),
         "size": int(size),
         "images_per_sku": int(images_per_sku),
         "image_format": image_format,
+        "variation": variation,
+        "imbalance": float(imbalance),
     }
     # Written first and marked incomplete, so a rerun recognises (and replaces) a broken run.
-    _write_catalog(out, catalog, settings, complete=False)
-    jobs = list(_jobs(out, catalog, settings))
+    _write_catalog(out, catalog, settings, counts, complete=False)
+    jobs = list(_jobs(out, catalog, settings, counts))
     for sku in catalog.skus:
         (out / sku.model / sku.label).mkdir(parents=True, exist_ok=True)
     for written in _run(jobs, workers):
         if progress is not None:
             progress(written)
-    _write_catalog(out, catalog, settings, complete=True)
+    _write_catalog(out, catalog, settings, counts, complete=True)
     return catalog
 
 
-def _check_render(images_per_sku: int, size: int, image_format: str, workers: int) -> None:
+def image_counts(skus: int, images_per_sku: int, imbalance: float, seed: int) -> list[int]:
+    """Images of each SKU: all `images_per_sku`, or a geometric spread down to 1/imbalance."""
+    if imbalance == 1 or skus == 1:
+        return [images_per_sku] * skus
+    ranks = np.random.default_rng([seed, IMBALANCE_STREAM]).permutation(skus)
+    return [max(1, round(images_per_sku * imbalance ** (-r / (skus - 1)))) for r in ranks]
+
+
+def _check_render(
+    images_per_sku: int,
+    size: int,
+    image_format: str,
+    workers: int,
+    variation: str,
+    imbalance: float,
+) -> None:
     check_int("images_per_sku", images_per_sku, 1)
     check_int("size", size, MIN_SIZE, MAX_SIZE)
     check_int("workers", workers, 1)
@@ -86,6 +116,10 @@ def _check_render(images_per_sku: int, size: int, image_format: str, workers: in
         raise ValueError(
             f"image_format must be one of {', '.join(IMAGE_FORMATS)}, got {image_format!r}"
         )
+    if variation not in VARIATIONS:
+        raise ValueError(f"variation must be one of {', '.join(VARIATIONS)}, got {variation!r}")
+    if not isinstance(imbalance, int | float) or not 1 <= imbalance <= MAX_IMBALANCE:
+        raise ValueError(f"imbalance must be between 1 and {MAX_IMBALANCE}, got {imbalance!r}")
 
 
 def _prepare_out(out: Path) -> None:
@@ -118,15 +152,15 @@ def _read_document(out: Path) -> dict | None:
     return document if isinstance(document, dict) and document.get("kind") == CATALOG_KIND else None
 
 
-def _jobs(out: Path, catalog: Catalog, settings: dict) -> Iterator[tuple]:
+def _jobs(out: Path, catalog: Catalog, settings: dict, counts: list[int]) -> Iterator[tuple]:
     index = {model.name: m for m, model in enumerate(catalog.models)}
     sku_index: dict[str, int] = {}
-    for sku in catalog.skus:
+    for sku, count in zip(catalog.skus, counts, strict=True):
         m = index[sku.model]
         s = sku_index[sku.model] = sku_index.get(sku.model, -1) + 1
         model = catalog.models[m]
-        for start in range(0, settings["images_per_sku"], CHUNK_IMAGES):
-            stop = min(start + CHUNK_IMAGES, settings["images_per_sku"])
+        for start in range(0, count, CHUNK_IMAGES):
+            stop = min(start + CHUNK_IMAGES, count)
             yield (out / sku.model / sku.label, model, sku.colourway, (m, s, start, stop), settings)
 
 
@@ -145,7 +179,13 @@ def _render_job(job: tuple) -> int:
     digits = max(4, len(str(settings["images_per_sku"] - 1)))
     for i in range(start, stop):
         rng = image_rng(settings["seed"], m, s, i)
-        image = render_sneaker(model, colourway, size=settings["size"], rng=rng)
+        image = render_sneaker(
+            model,
+            colourway,
+            size=settings["size"],
+            rng=rng,
+            variation=VARIATIONS[settings["variation"]],
+        )
         image.save(folder / f"{i:0{digits}d}.{fmt}", IMAGE_FORMATS[fmt], **_SAVE_OPTIONS[fmt])
     return stop - start
 
@@ -157,19 +197,21 @@ _SAVE_OPTIONS: dict[str, dict] = {
 }
 
 
-def _write_catalog(out: Path, catalog: Catalog, settings: dict, *, complete: bool) -> None:
+def _write_catalog(
+    out: Path, catalog: Catalog, settings: dict, counts: list[int], *, complete: bool
+) -> None:
     document = {
         "kind": CATALOG_KIND,
         "version": 1,
         "complete": complete,
         **settings,
         "models": [asdict(model) for model in catalog.models],
-        "skus": [_sku_entry(sku) for sku in catalog.skus],
+        "skus": [_sku_entry(sku, n) for sku, n in zip(catalog.skus, counts, strict=True)],
     }
     (out / CATALOG_FILE).write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
 
 
-def _sku_entry(sku: Sku) -> dict:
+def _sku_entry(sku: Sku, images: int) -> dict:
     parts = ("upper", "sole", "accent", "laces")
     colours = {part: list(getattr(sku.colourway, part)) for part in parts}
     return {
@@ -177,6 +219,7 @@ def _sku_entry(sku: Sku) -> dict:
         "model": sku.model,
         "colourway": sku.colourway.name,
         "colours": colours,
+        "images": int(images),
     }
 
 

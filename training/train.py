@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
+
 from shared.errors import DatasetError
 from training.config import TrainConfig
 from training.dataset import scan, split
@@ -79,27 +81,13 @@ def _train_into(
     verbose: int,
     data_dir: Path,
 ) -> dict[str, Any]:
-    from training.architecture import build_stage1, build_stage2
+    from training.architecture import build_flat, build_stage1, build_stage2
     from training.cascade import Cascade
-    from training.evaluate import evaluate
-    from training.fit import class_weights, fit_stage, make_dataset
+    from training.evaluate import evaluate, evaluate_flat
     from training.loading import load_arrays
+    from training.pipeline import ImageSource
     from training.report import write_report
     from training.weights import load_reference
-
-    timings: dict[str, float] = {}
-    clock = time.perf_counter()
-    total = len(parts.train) + len(parts.val) + len(parts.test)
-    advance = events.phase("decoding images", total)
-    sets = [
-        load_arrays(p, labels, size=config.input_size, progress=advance)
-        for p in (parts.train, parts.val, parts.test)
-    ]
-    train_set, val_set, test_set = sets
-    skipped = sum(len(s.skipped) for s in sets)
-    if len(train_set.skus) == 0:
-        raise DatasetError(f"none of the {total} training images could be read")
-    timings["decode"] = time.perf_counter() - clock
 
     _use_mixed_precision_on_gpu()
     reference = (
@@ -110,66 +98,54 @@ def _train_into(
         "width": config.width,
         "batch_norm": config.resolved_batch_norm,
     }
-    has_val = len(val_set.skus) > 0
-
-    clock = time.perf_counter()
-    on_epoch = events.phase(
-        f"training stage 1 (grayscale -> {len(labels.models)} models)", config.epochs
-    )
+    stages = _Stages(folder, labels, parts, config, events, verbose, ImageSource(config.input_size))
     stage1 = build_stage1(len(labels.models), **shape)
-    fit_stage(
+    stages.fit(
+        "stage 1",
+        f"training stage 1 (grayscale -> {len(labels.models)} models)",
         stage1,
-        make_dataset(train_set.images, train_set.models, config=config, training=True),
-        make_dataset(val_set.images, val_set.models, config=config, training=False)
-        if has_val
-        else None,
-        weights=class_weights(train_set.models, len(labels.models)),
-        config=config,
-        checkpoint=folder / "checkpoints" / "stage1.keras",
-        verbose=verbose,
-        reference=reference,
-        on_epoch=on_epoch,
-    )
-    timings["stage 1"] = time.perf_counter() - clock
-
-    clock = time.perf_counter()
-    on_epoch = events.phase(
-        f"training stage 2 (colour -> {len(labels.skus)} SKUs within the model)", config.epochs
+        "model",
+        reference,
     )
     stage2 = build_stage2(labels.membership, len(labels.skus), **shape)
-
-    def inputs(s: Any) -> dict[str, Any]:
-        return {"image": s.images, "model": s.models}
-
-    fit_stage(
+    stages.fit(
+        "stage 2",
+        f"training stage 2 (colour -> {len(labels.skus)} SKUs within the model)",
         stage2,
-        make_dataset(inputs(train_set), train_set.skus, config=config, training=True),
-        make_dataset(inputs(val_set), val_set.skus, config=config, training=False)
-        if has_val
-        else None,
-        weights=class_weights(train_set.skus, len(labels.skus)),
-        config=config,
-        checkpoint=folder / "checkpoints" / "stage2.keras",
-        verbose=verbose,
-        reference=reference,
-        on_epoch=on_epoch,
+        "model+sku",
+        reference,
     )
-    timings["stage 2"] = time.perf_counter() - clock
+    flat = None
+    if config.compare_flat:
+        flat = build_flat(len(labels.skus), **{**shape, "width": config.flat_width})
+        stages.fit(
+            "flat",
+            f"training the flat comparison (colour -> {len(labels.skus)} SKUs)",
+            flat,
+            "sku",
+            None,
+        )
 
     clock = time.perf_counter()
-    events.phase("evaluating on the test split")
+    test_set = load_arrays(
+        parts.test,
+        labels,
+        size=config.input_size,
+        progress=events.phase("evaluating on the test split", len(parts.test)),
+    )
     cascade = Cascade.from_keras(
         stage1, stage2, labels, version=version, input_size=config.input_size
     )
     metrics = evaluate(cascade, test_set)
+    metrics["parameters"] = int(stage1.count_params() + stage2.count_params())
+    if flat is not None:
+        metrics["flat"] = evaluate_flat(flat, test_set, labels, width=config.flat_width)
+    skipped = len(stages.source.unreadable | set(test_set.skipped))
     metrics["skipped_images"] = skipped
-    metrics["split"] = {
-        "train": len(train_set.skus),
-        "val": len(val_set.skus),
-        "test": len(test_set.skus),
-    }
-    timings["evaluate"] = time.perf_counter() - clock
-    metrics["timings_seconds"] = timings
+    metrics["split"] = {"train": len(parts.train), "val": len(parts.val), "test": len(parts.test)}
+    stages.timings["evaluate"] = time.perf_counter() - clock
+    metrics["timings_seconds"] = stages.timings
+    metrics["training"] = {**stages.throughput, "peak_rss_mib": _peak_rss_mib()}
 
     events.phase("writing the version")
     stage1.save(folder / "stage1.keras")
@@ -184,13 +160,89 @@ def _train_into(
         metrics=metrics,
         labels=labels,
         config=config.to_dict(),
-        timings=timings,
+        timings=stages.timings,
         skipped=skipped,
     )
     shutil.rmtree(folder / "checkpoints", ignore_errors=True)
     # metrics.json last: the registry treats a version as complete only once it exists.
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
+
+
+class _Stages:
+    """Fits the stages of one run on streamed data, recording time and images per second."""
+
+    def __init__(
+        self,
+        folder: Path,
+        labels: Labels,
+        parts: Any,
+        config: TrainConfig,
+        events: TrainingEvents,
+        verbose: int,
+        source: Any,
+    ) -> None:
+        self.folder, self.labels, self.parts, self.config = folder, labels, parts, config
+        self.events, self.verbose, self.source = events, verbose, source
+        self.timings: dict[str, float] = {}
+        self.throughput: dict[str, dict[str, float]] = {}
+
+    def fit(self, key: str, title: str, model: Any, target: str, reference: Any) -> None:
+        from training.fit import class_weights, fit_stage
+        from training.pipeline import stream
+
+        config, labels, parts = self.config, self.labels, self.parts
+        steps = -(-len(parts.train) // config.batch_size)
+
+        targets = np.array(
+            [
+                labels.model_index[s.model] if target == "model" else labels.sku_index[s.sku]
+                for s in parts.train
+            ]
+        )
+        classes = len(labels.models) if target == "model" else len(labels.skus)
+        weights = class_weights(targets, classes) if config.balance == "weights" else None
+
+        def data(samples: Any, training: bool) -> Any:
+            return stream(
+                samples,
+                labels,
+                self.source,
+                target=target,  # type: ignore[arg-type]
+                config=config,
+                training=training,
+                class_weights=weights if training else None,
+            )
+
+        clock = time.perf_counter()
+        history = fit_stage(
+            model,
+            data(parts.train, True),
+            data(parts.val, False) if parts.val else None,
+            config=config,
+            checkpoint=self.folder / "checkpoints" / f"{key.replace(' ', '')}.keras",
+            verbose=self.verbose,
+            reference=reference,
+            on_batch=self.events.phase(title, config.epochs * steps),
+        )
+        unreadable = self.source.unreadable
+        if all(str(s.path) in unreadable for s in parts.train):
+            raise DatasetError(f"none of the {len(parts.train)} training images could be read")
+        seconds = time.perf_counter() - clock
+        self.timings[key] = seconds
+        seen = history["epochs"] * len(parts.train)  # training images; validation adds time
+        self.throughput[key] = {
+            "seconds": round(seconds, 1),
+            "epochs": history["epochs"],
+            "images_per_second": round(seen / seconds, 1),
+        }
+
+
+def _peak_rss_mib() -> float:
+    """Peak resident memory of this process so far (Linux reports KiB)."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def _use_mixed_precision_on_gpu() -> None:

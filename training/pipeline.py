@@ -1,0 +1,115 @@
+"""Streaming training data with tf.data: file paths in, decoded (and augmented) batches out.
+
+Files are decoded in parallel by the serving decoder (Pillow, through `tf.numpy_function`), so a
+model trains on exactly the pixels it will see in production. Decoded images are kept in memory
+when they fit under `CACHE_BYTES`; otherwise every epoch streams from disk. Batches carry sample
+weights: the class weight of each image's target (class imbalance), and 0 for a file that could
+not be read, which the `ImageSource` remembers so training can count it. (Weighting instead of
+filtering keeps the number of batches known, so progress and epochs stay exact.)"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+import tensorflow as tf
+
+from shared.errors import InvalidImage, UnsupportedMediaType
+from shared.images import decode
+from training.augment import augment_batch
+from training.config import TrainConfig
+from training.dataset import Sample
+from training.labels import Labels
+
+AUTOTUNE = tf.data.AUTOTUNE
+CACHE_BYTES = 2 << 30  # decoded images of one split kept in memory up to this size
+MAX_TRAINING_PIXELS = 50_000_000
+Target = Literal["model", "sku", "model+sku"]
+
+
+class ImageSource:
+    """Decodes dataset files to (size, size, 3) uint8 and remembers those that cannot be read."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._unreadable: set[str] = set()
+        self._lock = threading.Lock()
+
+    @property
+    def unreadable(self) -> frozenset[str]:
+        with self._lock:
+            return frozenset(self._unreadable)
+
+    def decode(self, path: bytes) -> tuple[np.ndarray, bool]:
+        name = path.decode()
+        try:
+            with open(name, "rb") as file:
+                data = file.read()
+            return decode(data, size=self.size, max_pixels=MAX_TRAINING_PIXELS), True
+        except (InvalidImage, UnsupportedMediaType, OSError):
+            with self._lock:
+                self._unreadable.add(name)
+            return np.zeros((self.size, self.size, 3), np.uint8), False
+
+
+def stream(
+    samples: Sequence[Sample],
+    labels: Labels,
+    source: ImageSource,
+    *,
+    target: Target,
+    config: TrainConfig,
+    training: bool,
+    class_weights: dict[int, float] | None = None,
+) -> tf.data.Dataset:
+    """Batches of (inputs, target, weight) for one stage: `model` (stage 1), `model+sku` (stage 2:
+    image and model in, SKU out) or `sku` (the flat single-stage classifier). Shuffled and
+    augmented when training."""
+    paths = [str(s.path) for s in samples]
+    models = np.array([labels.model_index[s.model] for s in samples], dtype=np.int32)
+    skus = np.array([labels.sku_index[s.sku] for s in samples], dtype=np.int32)
+    data = tf.data.Dataset.from_tensor_slices((paths, models, skus))
+    cached = len(paths) * source.size * source.size * 3 <= CACHE_BYTES
+    shuffle = min(len(paths), 50_000)
+    if training and not cached:  # streaming: shuffle the (cheap) paths before decoding
+        data = data.shuffle(shuffle, seed=config.seed, reshuffle_each_iteration=True)
+    data = data.map(_decoder(source), num_parallel_calls=AUTOTUNE, deterministic=not training)
+    if cached:
+        data = data.cache()
+        if training:
+            data = data.shuffle(shuffle, seed=config.seed, reshuffle_each_iteration=True)
+    data = data.map(_shape(target, class_weights), num_parallel_calls=AUTOTUNE)
+    data = data.batch(config.batch_size)
+    if training and config.augment:
+        data = data.map(augment_batch(config.seed, config.occlusion), num_parallel_calls=AUTOTUNE)
+    return data.prefetch(AUTOTUNE)
+
+
+def _decoder(source: ImageSource) -> Any:
+    size = source.size
+
+    def load(path: tf.Tensor, model: tf.Tensor, sku: tf.Tensor) -> Any:
+        image, ok = tf.numpy_function(source.decode, [path], (tf.uint8, tf.bool), stateful=False)
+        image.set_shape((size, size, 3))
+        ok.set_shape(())
+        return image, ok, model, sku
+
+    return load
+
+
+def _shape(target: Target, class_weights: dict[int, float] | None) -> Any:
+    table = None
+    if class_weights:
+        table = tf.constant([class_weights[i] for i in range(len(class_weights))], tf.float32)
+
+    def pick(image: tf.Tensor, ok: tf.Tensor, model: tf.Tensor, sku: tf.Tensor) -> Any:
+        label = model if target == "model" else sku
+        weight = tf.cast(ok, tf.float32)
+        if table is not None:
+            weight = weight * tf.gather(table, label)
+        inputs = image if target != "model+sku" else {"image": image, "model": model}
+        return inputs, label, weight
+
+    return pick
