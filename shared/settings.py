@@ -219,8 +219,8 @@ def _basic_auth(raw: str) -> str:
 
 
 def _precision(raw: str) -> str:
-    if raw.lower() not in {"auto", "fp32", "fp16", "int8"}:
-        raise ValueError("expected auto, fp32, fp16 or int8")
+    if raw.lower() not in {"auto", "fp32", "fp16", "bf16", "int8"}:
+        raise ValueError("expected auto, fp32, fp16, bf16 or int8")
     return raw.lower()
 
 

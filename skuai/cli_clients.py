@@ -97,9 +97,21 @@ def submit(
     default=None,
     help="Also draw a bar chart to this PNG file.",
 )
+@click.option(
+    "--precision",
+    default="fp32",
+    show_default=True,
+    type=click.Choice(["fp32", "bf16", "int8"]),
+    help="Precision the service and the baselines run the model in.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON.")
 def bench(
-    size: int, images: int | None, out: Path | None, plot: Path | None, as_json: bool
+    size: int,
+    images: int | None,
+    out: Path | None,
+    plot: Path | None,
+    precision: str,
+    as_json: bool,
 ) -> None:
     """Measure raw, end-to-end and baseline throughput, and single-image latency, in one run."""
     from skuai.bench.harness import run
@@ -109,7 +121,15 @@ def bench(
     count = images if images is not None else (1000 if size == 64 else 64)
     if count < 20:
         raise ValueError("--images must be at least 20")
-    result = run(settings(), size=size, images=count, out=out, plot=plot, quiet=as_json)
+    result = run(
+        settings(),
+        size=size,
+        images=count,
+        out=out,
+        plot=plot,
+        quiet=as_json,
+        precision=precision,
+    )
     if as_json:
         click.echo(json.dumps(result))
 

@@ -227,10 +227,11 @@ def models_list(registry: Path | None, as_json: bool) -> None:
 @click.option("--registry", type=click.Path(path_type=Path), default=None)
 @click.option(
     "--precision",
-    type=click.Choice(["fp32", "int8"]),
+    type=click.Choice(["fp32", "bf16", "int8"]),
     default="fp32",
     show_default=True,
-    help="int8: quantize and check accuracy on the test split before activating.",
+    help="bf16 or int8: check that precision's accuracy on the test split (int8: quantize "
+    "first) before activating.",
 )
 def models_activate(version: str, registry: Path | None, precision: str) -> None:
     """Make VERSION the active model (workers switch between chunks)."""
@@ -238,17 +239,17 @@ def models_activate(version: str, registry: Path | None, precision: str) -> None
 
     reg = Registry(registry or settings().registry_dir)
     reg.path(version)
-    if precision == "int8":
+    if precision != "fp32":
         from skuai.quiet import import_tensorflow_quietly
-        from training.precision import check_int8, describe
+        from training.precision import check_precision, describe
 
         import_tensorflow_quietly()
-        with console.status(f"quantizing {version} and checking int8 accuracy..."):
-            verdict = check_int8(reg, version)
+        with console.status(f"checking {version}'s accuracy in {precision}..."):
+            verdict = check_precision(reg, version, precision)
         click.echo(describe(verdict))
         if not verdict["allowed"]:
             fail(
-                f"int8 loses too much accuracy; {version} was not activated "
+                f"{precision} loses too much accuracy; {version} was not activated "
                 "(activate it in fp32, without --precision)"
             )
     reg.activate(version)

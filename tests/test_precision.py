@@ -1,4 +1,5 @@
-"""int8 inference: the accuracy check that gates it at activation, and workers honouring it."""
+"""Reduced precision (int8, bf16): the accuracy check that gates it at activation, and the
+reduced-precision cascades answering like fp32."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 from shared.images import decode
 from shared.settings import Settings
 from training.cascade import Cascade
-from training.precision import MAX_DROP_POINTS, _verdict, int8_allowed
+from training.precision import MAX_DROP_POINTS, _verdict, precision_allowed
 from training.registry import Registry
 
 
@@ -26,7 +27,7 @@ def _metrics(top1: float) -> dict:
     ("fp32", "int8", "allowed"), [(0.97, 0.97, True), (0.97, 0.966, True), (0.97, 0.96, False)]
 )
 def test_verdict_allows_at_most_half_a_point(fp32: float, int8: float, allowed: bool) -> None:
-    verdict = _verdict(_metrics(fp32), _metrics(int8), 1.0)
+    verdict = _verdict(_metrics(fp32), _metrics(int8), 1.0, "int8")
     assert verdict["allowed"] is allowed
     assert verdict["drop_points"] == pytest.approx((fp32 - int8) * 100, abs=1e-3)
     assert verdict["max_drop_points"] == MAX_DROP_POINTS
@@ -62,9 +63,9 @@ def test_activate_with_int8_quantizes_checks_and_decides(
     folder = copied / trained
     verdict = json.loads((folder / "precision.json").read_text())["int8"]
     assert (folder / "stage1.int8.onnx").is_file() and (folder / "stage2.int8.onnx").is_file()
-    assert "int8 SKU top-1" in run.stdout
+    assert "int8 SKU top-1" in run.stdout, run.stderr
     assert verdict["allowed"] is (verdict["drop_points"] <= MAX_DROP_POINTS)
-    assert int8_allowed(folder) is verdict["allowed"]
+    assert precision_allowed(folder, "int8") is verdict["allowed"]
     assert (run.returncode == 0) is verdict["allowed"]
     assert (Registry(copied).active() == trained) is verdict["allowed"]
 
@@ -82,10 +83,33 @@ def test_activate_with_int8_quantizes_checks_and_decides(
     assert same >= 9
 
 
-def test_mixed_float16_cascade_matches_fp32(
-    trained: str, settings: Settings, tiny_catalog: Path
+def test_activate_with_bf16_checks_and_keeps_other_verdicts(
+    copied: Path, trained: str, tiny_catalog: Path
 ) -> None:
-    """The GPU path: the version rebuilt by the shared builder with float16 compute."""
+    folder = copied / trained
+    (folder / "precision.json").write_text(json.dumps({"int8": {"allowed": True}}))
+    activate = ["models", "activate", trained, "--precision", "bf16", "--registry", str(copied)]
+    run = subprocess.run(
+        [sys.executable, "-m", "skuai", *activate],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    verdicts = json.loads((folder / "precision.json").read_text())
+    assert verdicts["int8"] == {"allowed": True}  # an earlier verdict is kept
+    verdict = verdicts["bf16"]
+    assert "bf16 SKU top-1" in run.stdout, run.stderr
+    assert verdict["allowed"] is (verdict["drop_points"] <= MAX_DROP_POINTS)
+    assert precision_allowed(folder, "bf16") is verdict["allowed"]
+    assert (run.returncode == 0) is verdict["allowed"]
+
+
+@pytest.mark.parametrize(("precision", "tolerance"), [("fp16", 0.02), ("bf16", 0.05)])
+def test_mixed_precision_cascade_matches_fp32(
+    precision: str, tolerance: float, trained: str, settings: Settings, tiny_catalog: Path
+) -> None:
+    """fp16 (the GPU path) and bf16 (CPUs with BF16 units): the version rebuilt by the shared
+    builder with 16-bit compute answers like fp32 (bfloat16 keeps fewer mantissa bits)."""
     folder = settings.registry_dir / trained
     images = np.stack(
         [
@@ -94,8 +118,10 @@ def test_mixed_float16_cascade_matches_fp32(
         ]
     )
     fp32 = Cascade.load(folder, version=trained)
-    fp16 = Cascade.load(folder, version=trained, precision="fp16")
-    assert fp16.precision == "fp16"
-    assert np.allclose(fp16.model_probs(images), fp32.model_probs(images), atol=0.02)
+    reduced = Cascade.load(folder, version=trained, precision=precision)
+    assert reduced.precision == precision
+    assert np.allclose(reduced.model_probs(images), fp32.model_probs(images), atol=tolerance)
+    sku = np.array([0] * 8, dtype=np.int32)
+    assert np.allclose(reduced.sku_probs(images, sku), fp32.sku_probs(images, sku), atol=tolerance)
     with pytest.raises(ValueError, match="unknown precision"):
         Cascade.load(folder, version=trained, precision="bf8")

@@ -15,7 +15,7 @@ from training.runners import (
     ModelFn,
     SkuFn,
     keras_runners,
-    mixed_float16_models,
+    mixed_precision_models,
     onnx_runners,
 )
 
@@ -63,14 +63,15 @@ class Cascade:
         precision: str = "fp32",
         policy: RankingPolicy | None = None,
     ) -> Cascade:
-        """Load a version folder in fp32, fp16 (mixed precision, for GPUs) or int8 (ONNX)."""
+        """Load a version folder in fp32, fp16 (mixed precision, for GPUs), bf16 (mixed
+        precision, for CPUs with BF16 units) or int8 (ONNX Runtime)."""
         config = json.loads((folder / "config.json").read_text())
         labels = Labels.load(folder / "labels.json")
         size = int(config["input_size"])
         if precision == "int8":
             model_fn, sku_fn = onnx_runners(folder)
-        elif precision == "fp16":
-            stage1, stage2 = mixed_float16_models(folder, config, labels)
+        elif precision in ("fp16", "bf16"):
+            stage1, stage2 = mixed_precision_models(folder, config, labels, precision)
             model_fn, sku_fn = keras_runners(stage1, stage2, size)
         elif precision == "fp32":
             import keras
@@ -81,7 +82,7 @@ class Cascade:
             stage2 = keras.saving.load_model(folder / "stage2.keras", compile=False)
             model_fn, sku_fn = keras_runners(stage1, stage2, size)
         else:
-            raise ValueError(f"unknown precision {precision!r}; use fp32, fp16 or int8")
+            raise ValueError(f"unknown precision {precision!r}; use fp32, fp16, bf16 or int8")
         return cls(
             model_fn,
             sku_fn,

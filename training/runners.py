@@ -1,5 +1,6 @@
 """Stage runners: the two cascade stages as plain functions of NumPy arrays, either Keras models
-in float32 (compiled once with a fixed signature) or ONNX Runtime sessions of the int8 models."""
+(compiled once with a fixed signature; float32, or mixed float16/bfloat16 compute) or ONNX Runtime
+sessions of the int8 models."""
 
 from __future__ import annotations
 
@@ -27,9 +28,15 @@ def keras_runners(stage1: Any, stage2: Any, input_size: int) -> tuple[ModelFn, S
     return (lambda x: np.asarray(first(x)), lambda x, m: np.asarray(second(x, m)))
 
 
-def mixed_float16_models(folder: Path, config: dict[str, Any], labels: Any) -> tuple[Any, Any]:
-    """The version's two stages rebuilt by the shared builder with float16 compute (float32
-    weights and outputs): Keras' mixed precision, for GPUs with tensor cores."""
+MIXED_POLICIES = {"fp16": "mixed_float16", "bf16": "mixed_bfloat16"}
+
+
+def mixed_precision_models(
+    folder: Path, config: dict[str, Any], labels: Any, precision: str
+) -> tuple[Any, Any]:
+    """The version's two stages rebuilt by the shared builder with 16-bit compute and float32
+    weights and outputs (Keras mixed precision): fp16 for GPUs with tensor cores, bf16 for CPUs
+    with AVX-512 BF16 / AMX, where oneDNN runs the convolutions in bfloat16."""
     import keras
 
     from training.architecture import build_stage1, build_stage2
@@ -37,14 +44,14 @@ def mixed_float16_models(folder: Path, config: dict[str, Any], labels: Any) -> t
     shape: dict[str, Any] = {
         "input_size": int(config["input_size"]),
         "width": float(config["width"]),
-        "batch_norm": bool(config["batch_norm"]),
+        "batch_norm": bool(config.get("batch_norm", False)),
     }
     saved = [
         keras.saving.load_model(folder / name, compile=False)
         for name in ("stage1.keras", "stage2.keras")
     ]
     previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy("mixed_float16")
+    keras.mixed_precision.set_global_policy(MIXED_POLICIES[precision])
     try:
         rebuilt = [
             build_stage1(len(labels.models), **shape),

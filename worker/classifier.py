@@ -1,5 +1,9 @@
-"""classify_jobs: claim a chunk of jobs, load and decode their images, run the cascade once for
-the whole chunk, and store each result. Every image fails or succeeds on its own.
+"""classify_jobs: claim a chunk of jobs, load their images in one round trip, decode them and run
+the cascade pass by pass, and store each result. Every image fails or succeeds on its own.
+
+Decoding is pipelined with the model: while the cascade runs on one pass of images, a helper
+thread decodes the next (Pillow releases the GIL), so after the first pass the model does not
+wait for decoding.
 
 A chunk whose worker vanished comes back (acks_late); its images are then split into chunks of
 one, so that an image that kills workers can only take itself down, and after MAX_ATTEMPTS it
@@ -22,6 +26,7 @@ from shared.job_store import Finish, JobStore
 from shared.jobs import FAILED, SUCCEEDED, Job
 from shared.metrics import ClusterMetrics
 from shared.settings import Settings
+from training.cascade import MAX_PASS
 from worker.fetch import ImageFetcher
 
 if TYPE_CHECKING:
@@ -91,11 +96,8 @@ def classify_jobs(
         )
         _record(outcome, job, store.finish(job.id, FAILED, error=POISON), ok=False)
     jobs = [j for j in jobs if claims[j.id] <= MAX_ATTEMPTS]
-    began = time.perf_counter()
-    ready, pixels = _decode_all(jobs, store, fetcher, cascade, settings, outcome)
-    metrics.observe("skuai_inference_stage_seconds", time.perf_counter() - began, stage="decode")
-    if ready:
-        _predict(ready, pixels, store, cascade, outcome, metrics)
+    if jobs:
+        _run_passes(jobs, _load(jobs, store, fetcher), store, cascade, settings, outcome, metrics)
     for (status, kind), count in outcome.by_status_kind.items():
         metrics.count("skuai_jobs_finished", count, status=status, kind=kind)
     log.info(
@@ -113,32 +115,64 @@ def classify_jobs(
     return outcome
 
 
-def _decode_all(
+@dataclass
+class _Decoded:
+    """One pass of images decoded: the jobs ready for the model, their pixels, the failures."""
+
+    ready: list[Job] = field(default_factory=list)
+    pixels: list[np.ndarray] = field(default_factory=list)
+    failures: list[tuple[Job, dict[str, str]]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _run_passes(
     jobs: list[Job],
+    data: list[bytes | SkuaiError],
     store: JobStore,
-    fetcher: ImageFetcher,
     cascade: Cascade,
     settings: Settings,
     outcome: ChunkOutcome,
-) -> tuple[list[Job], list[np.ndarray]]:
-    ready: list[Job] = []
-    pixels: list[np.ndarray] = []
-    for job, data in zip(jobs, _load(jobs, store, fetcher), strict=True):
+    metrics: ClusterMetrics,
+) -> None:
+    """Decode pass k+1 on a helper thread while the cascade runs pass k."""
+    passes = [slice(i, i + MAX_PASS) for i in range(0, len(jobs), MAX_PASS)]
+
+    def decode_pass(part: slice) -> _Decoded:
+        return _decode(jobs[part], data[part], cascade.input_size, settings.max_image_pixels)
+
+    with ThreadPoolExecutor(1, thread_name_prefix="decode") as decoder:
+        pending = decoder.submit(decode_pass, passes[0])
+        for index in range(len(passes)):
+            decoded = pending.result()
+            if index + 1 < len(passes):
+                pending = decoder.submit(decode_pass, passes[index + 1])
+            metrics.observe("skuai_inference_stage_seconds", decoded.seconds, stage="decode")
+            for job, error in decoded.failures:
+                _record(outcome, job, store.finish(job.id, FAILED, error=error), ok=False)
+            if decoded.ready:
+                _predict(decoded.ready, decoded.pixels, store, cascade, outcome, metrics)
+
+
+def _decode(
+    jobs: list[Job], data: list[bytes | SkuaiError], size: int, max_pixels: int
+) -> _Decoded:
+    began = time.perf_counter()
+    decoded = _Decoded()
+    for job, raw in zip(jobs, data, strict=True):
         if CRASH_ON_REF is not None and job.ref == CRASH_ON_REF:
             os._exit(70)
         try:
-            if isinstance(data, SkuaiError):
-                raise data
-            pixels.append(
-                decode(data, size=cascade.input_size, max_pixels=settings.max_image_pixels)
-            )
-            ready.append(job)
+            if isinstance(raw, SkuaiError):
+                raise raw
+            decoded.pixels.append(decode(raw, size=size, max_pixels=max_pixels))
+            decoded.ready.append(job)
         except SkuaiError as exc:  # InvalidImage, UnsupportedMediaType, FetchFailed...
-            _record(outcome, job, store.finish(job.id, FAILED, error=exc.to_dict()), ok=False)
+            decoded.failures.append((job, exc.to_dict()))
         except MemoryError:
             error = {"code": "invalid_image", "message": "the image needs too much memory"}
-            _record(outcome, job, store.finish(job.id, FAILED, error=error), ok=False)
-    return ready, pixels
+            decoded.failures.append((job, error))
+    decoded.seconds = time.perf_counter() - began
+    return decoded
 
 
 def _predict(

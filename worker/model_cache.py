@@ -13,7 +13,7 @@ import redis
 
 from shared import keys
 from shared.redis_client import text
-from training.precision import int8_allowed
+from training.precision import REDUCED_PRECISIONS, precision_allowed
 from training.registry import Registry
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ class ModelCache:
 
     def _load(self, version: str) -> Cascade:
         from training.cascade import Cascade
-        from worker.devices import configure_tensorflow
+        from worker.devices import configure_tensorflow, cpu_has_bf16
 
         if not self._loaded:
             self._gpus = configure_tensorflow()
@@ -84,14 +84,18 @@ class ModelCache:
         precision = self.precision
         if precision == "auto":  # mixed precision where tensor cores make it pay
             precision = "fp16" if self._gpus else "fp32"
-        if precision == "int8" and not int8_allowed(folder):
+        if precision in REDUCED_PRECISIONS and not precision_allowed(folder, precision):
             log.warning(
-                "%s has not passed the int8 accuracy check (skuai models activate %s "
-                "--precision int8); serving it in fp32",
+                "%s has not passed the %s accuracy check (skuai models activate %s "
+                "--precision %s); serving it in fp32",
                 version,
+                precision,
                 version,
+                precision,
             )
             precision = "fp32"
+        if precision == "bf16" and not self._gpus and not cpu_has_bf16():
+            log.warning("this CPU has no bfloat16 units (AVX-512 BF16, AMX): bf16 is emulated")
         cascade = Cascade.load(folder, version=version, precision=precision)
         cascade.warm_up()
         log.info(

@@ -19,7 +19,9 @@ from skuai.stack import Stack, free_port
 CLIENTS = 4
 
 
-def sync_endpoint(registry: Path, images: list[Path], log: Path) -> dict[str, Any]:
+def sync_endpoint(
+    registry: Path, images: list[Path], log: Path, precision: str = "fp32"
+) -> dict[str, Any]:
     """POST every image to the synchronous baseline from CLIENTS clients; images per second."""
     port = free_port(0)
     with log.open("wb") as out:
@@ -32,6 +34,8 @@ def sync_endpoint(registry: Path, images: list[Path], log: Path) -> dict[str, An
                 str(registry),
                 "--port",
                 str(port),
+                "--precision",
+                precision,
             ],
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -1,5 +1,6 @@
-"""`skuai bench`: every scenario in one run on one machine — raw (fp32 and int8), end to end as a
-batch, single-image latency under light and heavy load, and the two baselines."""
+"""`skuai bench`: every scenario in one run on one machine — raw (fp32, bf16 and int8), end to end
+as a batch, single-image latency under light and heavy load, and the two baselines; the service
+and the baselines run the model in one chosen precision."""
 
 from __future__ import annotations
 
@@ -48,9 +49,13 @@ def run(
     out: Path | None,
     plot: Path | None,
     quiet: bool = False,
+    precision: str = "fp32",
 ) -> dict[str, Any]:
-    """Every scenario at `size` px; returns the numbers (and writes JSON and a plot)."""
+    """Every scenario at `size` px, served in `precision`; returns the numbers (and writes JSON
+    and a plot)."""
+    from shared.errors import ConfigError
     from skuai.quiet import import_tensorflow_quietly
+    from training.precision import precision_allowed
 
     import_tensorflow_quietly()
     plan = DemoPlan()
@@ -61,9 +66,22 @@ def run(
         registry = full_width_random(settings, size, files[0].parent.parent.parent)
     version = registry.require_active()
     # The benchmark measures throughput, not admission control: lift the per-key rate limit.
-    settings = replace(settings, registry=registry.root, rate_limit=100_000.0, rate_burst=100_000)
-    result: dict[str, Any] = {"input_size": size, "model_version": version, "images": len(files)}
+    settings = replace(
+        settings,
+        registry=registry.root,
+        rate_limit=100_000.0,
+        rate_burst=100_000,
+        inference_precision=precision,
+    )
+    result: dict[str, Any] = {
+        "input_size": size,
+        "model_version": version,
+        "images": len(files),
+        "precision": precision,
+    }
     result["raw"] = _raw(registry, version, files, trained=size == plan.image_size)
+    if precision != "fp32" and not precision_allowed(registry.path(version), precision):
+        raise ConfigError(f"{version} did not pass the {precision} accuracy check; see above")
     with running_stack(settings, api_port=free_port(0), flower_port=free_port(0)) as stack:
         stack.wait_ready(300)
         client = SkuaiClient(stack.api_url, key=stack.api_key, timeout=600)
@@ -78,7 +96,7 @@ def run(
         result["baseline_task_per_image"] = task_per_image(stack, files)
     console.print("baseline: synchronous predict per request")
     result["baseline_sync_endpoint"] = sync_endpoint(
-        registry.root, files, settings.home / "logs" / "sync-baseline.log"
+        registry.root, files, settings.home / "logs" / "sync-baseline.log", precision
     )
     _ratios(result)
     if not quiet:
@@ -92,7 +110,7 @@ def run(
 
 def _raw(registry: Registry, version: str, files: list[Path], *, trained: bool) -> dict[str, Any]:
     from training.cascade import Cascade
-    from training.precision import check_int8
+    from training.precision import check_precision
     from training.quantize import quantize_version
 
     folder = registry.path(version)
@@ -100,24 +118,29 @@ def _raw(registry: Registry, version: str, files: list[Path], *, trained: bool) 
     pixels = np.stack(
         [decode(p.read_bytes(), size=fp32.input_size, max_pixels=10**8) for p in files[:128]]
     )
-    console.print("raw: the cascade in-process on decoded tensors (fp32, then int8)")
+    console.print("raw: the cascade in-process on decoded tensors (fp32, bf16, int8)")
     raw: dict[str, Any] = {"fp32": raw_throughput(fp32, pixels)}
+    # With random weights the accuracy checks compare noise with noise: timing only.
+    raw["bf16_accuracy_check"] = check_precision(registry, version, "bf16")
+    raw["bf16"] = raw_throughput(Cascade.load(folder, version=version, precision="bf16"), pixels)
     if trained:
-        raw["int8_accuracy_check"] = check_int8(registry, version)
-    else:  # random weights: timing only, calibrated on the benchmark images
+        raw["int8_accuracy_check"] = check_precision(registry, version, "int8")
+    else:  # calibrated on the benchmark images
         quantize_version(folder, pixels[:32], np.zeros(32, dtype=np.int32))
     raw["int8"] = raw_throughput(Cascade.load(folder, version=version, precision="int8"), pixels)
-    raw["int8_speedup"] = round(
-        raw["int8"]["images_per_second"] / raw["fp32"]["images_per_second"], 2
-    )
+    for precision in ("bf16", "int8"):
+        raw[f"{precision}_speedup"] = round(
+            raw[precision]["images_per_second"] / raw["fp32"]["images_per_second"], 2
+        )
     return raw
 
 
 def _ratios(result: dict[str, Any]) -> None:
     e2e = result["end_to_end"]["end_to_end_images_per_second"]
-    raw = result["raw"]["fp32"]["images_per_second"]
+    precision = result["precision"]
+    raw = result["raw"][precision]["images_per_second"]
     result["ratios"] = {
-        "end_to_end_vs_raw_fp32": round(e2e / raw, 2),
+        f"end_to_end_vs_raw_{precision}": round(e2e / raw, 2),
         "end_to_end_vs_sync_endpoint": round(
             e2e / result["baseline_sync_endpoint"]["images_per_second"], 2
         ),

@@ -8,15 +8,22 @@ from typing import Any
 from rich.table import Table
 
 from skuai.console import console
+from training.precision import describe
 
 
 def rows(result: dict[str, Any]) -> list[tuple[str, float]]:
     """(design, images per second) for every throughput scenario."""
     raw = result["raw"]
     return [
-        (f"raw fp32 (batch {raw['fp32']['best_batch']})", raw["fp32"]["images_per_second"]),
-        (f"raw int8 (batch {raw['int8']['best_batch']})", raw["int8"]["images_per_second"]),
-        ("end to end, batch (fp32 worker)", result["end_to_end"]["end_to_end_images_per_second"]),
+        *(
+            (f"raw {p} (batch {raw[p]['best_batch']})", raw[p]["images_per_second"])
+            for p in ("fp32", "bf16", "int8")
+            if p in raw
+        ),
+        (
+            f"end to end, batch ({result.get('precision', 'fp32')} worker)",
+            result["end_to_end"]["end_to_end_images_per_second"],
+        ),
         (
             f"single jobs, {result['single_heavy']['concurrency']} clients",
             result["single_heavy"]["images_per_second"],
@@ -45,12 +52,10 @@ def print_report(result: dict[str, Any]) -> None:
             f"({lat['requests']} jobs, {lat['concurrency']} clients)"
         )
     console.print(f"ratios: {result['ratios']}")
-    check = result["raw"].get("int8_accuracy_check")
-    if check:
-        console.print(
-            f"int8 accuracy: SKU top-1 {check['sku_top1_int8']:.2%} vs fp32 "
-            f"{check['sku_top1_fp32']:.2%} ({check['drop_points']:+.2f} points)"
-        )
+    for precision in ("bf16", "int8"):
+        check = result["raw"].get(f"{precision}_accuracy_check")
+        if check:
+            console.print(f"accuracy check: {describe(check)}")
     for name, mem in result["end_to_end"]["memory_mib"].items():
         console.print(
             f"{name} RSS: start {mem['start']:.0f}, end {mem['end']:.0f}, "

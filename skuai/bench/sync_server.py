@@ -12,14 +12,14 @@ from flask import Flask, Response, jsonify, request
 from shared.images import decode
 
 
-def create_app(registry: Path) -> Flask:
+def create_app(registry: Path, precision: str = "fp32") -> Flask:
     """A Flask app with the active cascade loaded in-process."""
     from training.cascade import Cascade
     from training.registry import Registry
 
     reg = Registry(registry)
     version = reg.require_active()
-    cascade = Cascade.load(reg.path(version), version=version)
+    cascade = Cascade.load(reg.path(version), version=version, precision=precision)
     app = Flask("skuai-sync-baseline")
 
     @app.post("/predict")
@@ -41,8 +41,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--registry", type=Path, required=True)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--precision", default="fp32")
     args = parser.parse_args()
-    create_app(args.registry).run(host="127.0.0.1", port=args.port, threaded=True)
+    create_app(args.registry, args.precision).run(host="127.0.0.1", port=args.port, threaded=True)
 
 
 if __name__ == "__main__":
