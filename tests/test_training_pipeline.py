@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -73,6 +74,24 @@ def test_class_weights_balance_an_imbalanced_catalog(imbalanced: Path) -> None:
     assert max(plain.values()) / min(plain.values()) >= 5
     assert max(balanced.values()) == pytest.approx(min(balanced.values()), rel=1e-4)
     assert sum(balanced.values()) == pytest.approx(sum(plain.values()), rel=1e-4)
+
+
+def test_occlusion_is_random_inside_a_tf_data_pipeline() -> None:
+    """In graph mode (as in Dataset.map) the patch's place, size, colour and whether an image
+    gets one must all vary independently."""
+    import tensorflow as tf
+
+    from training.augment import occlude
+
+    data = tf.data.Dataset.from_tensors(tf.fill((200, 32, 32, 3), 100.0))
+    (batch,) = list(data.map(lambda x: occlude(x, rate=0.5, seed=3)).as_numpy_iterator())
+    hit = np.any(batch != 100.0, axis=-1)
+    touched = hit.any(axis=(1, 2))
+    assert 0.35 < touched.mean() < 0.65
+    rows = np.array([np.nonzero(h.any(axis=1))[0].mean() for h in hit[touched]])
+    cols = np.array([np.nonzero(h.any(axis=0))[0].mean() for h in hit[touched]])
+    assert abs(np.corrcoef(rows, cols)[0, 1]) < 0.4
+    assert rows.std() > 5 and cols.std() > 5  # patches land all over the image
 
 
 def test_occlusion_paints_one_solid_patch() -> None:
@@ -187,6 +206,16 @@ def test_report_holds_every_measure(pretrained_run: tuple[Path, dict]) -> None:
     assert 0 <= cascade["expected_calibration_error"] <= 1
 
 
+class _CountingEvents:
+    """Training events that count the progress each phase reports."""
+
+    def __init__(self) -> None:
+        self.advanced: Counter[str] = Counter()
+
+    def phase(self, name: str, total: int | None = None) -> Any:
+        return lambda n: self.advanced.update({name: n})
+
+
 def test_all_unreadable_training_images_is_a_clear_error(tmp_path: Path) -> None:
     from training.train import train
 
@@ -194,11 +223,15 @@ def test_all_unreadable_training_images_is_a_clear_error(tmp_path: Path) -> None
         (tmp_path / "data" / sku).mkdir(parents=True)
         for i in range(5):
             (tmp_path / "data" / sku / f"{i}.png").write_bytes(b"junk")
-    config = TrainConfig(**TINY_TRAIN, epochs=1, width=0.0625, weights="none")
+    config = TrainConfig(**{**TINY_TRAIN, "batch_size": 4}, epochs=5, width=0.0625, weights="none")
     registry = Registry(tmp_path / "registry")
+    events = _CountingEvents()
     with pytest.raises(DatasetError, match="none of the 8 training images could be read"):
-        train(tmp_path / "data", registry, config)
+        train(tmp_path / "data", registry, config, events=events)
     assert registry.versions() == []  # the incomplete version was removed
+    # Stopped after the first epoch (2 batches of 4), not after all five.
+    (stage1,) = [n for name, n in events.advanced.items() if name.startswith("training stage 1")]
+    assert stage1 == 2
 
 
 def test_weights_that_do_not_fit_are_clear_errors(weights_file: Path, tmp_path: Path) -> None:

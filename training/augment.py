@@ -44,18 +44,22 @@ def occlude(
     (fractions of the side) and colour, so a model cannot rely on any single part of the shoe."""
     shape = tf.shape(images)
     n, height, width = shape[0], shape[1], shape[2]
+    # All draws from one op: ops sharing an op seed repeat each other's numbers inside a graph
+    # (as in Dataset.map), which would tie the patch's x to its y and its size to its place.
+    draws = tf.random.uniform([n, 8], seed=seed)
 
-    def uniform(shape: Any, low: float = 0.0, high: float = 1.0) -> tf.Tensor:
-        return tf.random.uniform(shape, low, high, seed=seed)
+    def column(i: int) -> tf.Tensor:  # (n, 1, 1), to broadcast over rows and columns
+        return draws[:, i, None, None]
 
-    centre_y, centre_x = uniform([n, 1, 1]), uniform([n, 1, 1])
-    half_h, half_w = uniform([n, 1, 1], *size), uniform([n, 1, 1], *size)
+    centre_y, centre_x = column(0), column(1)
+    half_h = size[0] + (size[1] - size[0]) * column(2)
+    half_w = size[0] + (size[1] - size[0]) * column(3)
     ys = (tf.cast(tf.range(height), tf.float32)[None, :, None] + 0.5) / tf.cast(height, tf.float32)
     xs = (tf.cast(tf.range(width), tf.float32)[None, None, :] + 0.5) / tf.cast(width, tf.float32)
     inside = (tf.abs(ys - centre_y) < half_h) & (tf.abs(xs - centre_x) < half_w)
-    chosen = uniform([n, 1, 1]) < rate
+    chosen = column(4) < rate
     mask = tf.cast((inside & chosen)[..., None], images.dtype)
-    colour = tf.cast(uniform([n, 1, 1, 3], 0.0, 255.0), images.dtype)
+    colour = tf.cast(255.0 * draws[:, None, None, 5:8], images.dtype)
     return images * (1 - mask) + colour * mask
 
 

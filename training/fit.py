@@ -55,6 +55,7 @@ def fit_stage(
     verbose: int,
     reference: Any = None,
     on_batch: Callable[[int], None] | None = None,
+    extra_callbacks: tuple[keras.callbacks.Callback, ...] = (),
 ) -> dict[str, Any]:
     """Train one stage on (inputs, target, sample weight) batches (training.pipeline); with a
     `reference` trunk, first the head on a frozen base, then all.
@@ -83,13 +84,31 @@ def fit_stage(
             train,
             validation_data=val,
             epochs=epochs,
-            callbacks=[*_callbacks(config, checkpoint, has_val=val is not None), progress],
+            callbacks=[
+                *_callbacks(config, checkpoint, has_val=val is not None),
+                progress,
+                *extra_callbacks,
+            ],
             verbose=verbose,
         )
         for key, values in result.history.items():
             history.setdefault(key, []).extend(float(v) for v in values)
     history["epochs"] = progress.epochs
     return history
+
+
+class StopWhenNothingReadable(keras.callbacks.Callback):
+    """Ends training after the first epoch if not one training file could be decoded (the
+    caller then reports it), instead of fitting every epoch on nothing."""
+
+    def __init__(self, paths: set[str], unreadable: Callable[[], frozenset[str]]) -> None:
+        super().__init__()
+        self.paths = paths
+        self.unreadable = unreadable
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if self.paths and self.paths <= self.unreadable():
+            self.model.stop_training = True
 
 
 def _callbacks(config: TrainConfig, checkpoint: Path, *, has_val: bool) -> list[Any]:

@@ -16,7 +16,6 @@ from typing import Any, Literal
 import numpy as np
 import tensorflow as tf
 
-from shared.errors import InvalidImage, UnsupportedMediaType
 from shared.images import decode
 from training.augment import augment_batch
 from training.config import TrainConfig
@@ -48,7 +47,7 @@ class ImageSource:
             with open(name, "rb") as file:
                 data = file.read()
             return decode(data, size=self.size, max_pixels=MAX_TRAINING_PIXELS), True
-        except (InvalidImage, UnsupportedMediaType, OSError):
+        except Exception:  # whatever a file does wrong, training skips it
             with self._lock:
                 self._unreadable.add(name)
             return np.zeros((self.size, self.size, 3), np.uint8), False
@@ -75,7 +74,8 @@ def stream(
     shuffle = min(len(paths), 50_000)
     if training and not cached:  # streaming: shuffle the (cheap) paths before decoding
         data = data.shuffle(shuffle, seed=config.seed, reshuffle_each_iteration=True)
-    data = data.map(_decoder(source), num_parallel_calls=AUTOTUNE, deterministic=not training)
+    # deterministic: parallel decoding still, but the order (and so a seeded run) is repeatable.
+    data = data.map(_decoder(source), num_parallel_calls=AUTOTUNE, deterministic=True)
     if cached:
         data = data.cache()
         if training:
@@ -91,6 +91,8 @@ def _decoder(source: ImageSource) -> Any:
     size = source.size
 
     def load(path: tf.Tensor, model: tf.Tensor, sku: tf.Tensor) -> Any:
+        # stateful=False: the same path always gives the same pixels (remembering unreadable
+        # files is bookkeeping, not output), which lets tf.data optimise the map.
         image, ok = tf.numpy_function(source.decode, [path], (tf.uint8, tf.bool), stateful=False)
         image.set_shape((size, size, 3))
         ok.set_shape(())

@@ -47,6 +47,11 @@ def check_precision(registry: Registry, version: str, precision: str) -> dict[st
     parts = split(samples, seed=int(config["seed"]))
     size = int(config["input_size"])
     test = load_arrays(parts.test, labels, size=size)
+    if len(test.skus) == 0:
+        raise ConfigError(
+            f"the test split of {version} holds no readable images: the {precision} accuracy "
+            "check has nothing to measure"
+        )
     began = time.perf_counter()
     if precision == "int8":
         calibration = load_arrays(
@@ -64,6 +69,14 @@ def check_precision(registry: Registry, version: str, precision: str) -> dict[st
     verdicts = {**_verdicts(folder), precision: verdict}
     (folder / VERDICT_FILE).write_text(json.dumps(verdicts, indent=2) + "\n")
     return verdict
+
+
+def allow_for_timing(folder: Path, precision: str) -> None:
+    """Let a random-weights benchmark version run in `precision`: it has no accuracy to lose.
+    For `skuai bench` only; the verdict says so."""
+    verdict = {"precision": precision, "allowed": True, "note": "random weights: timing only"}
+    verdicts = {**_verdicts(folder), precision: verdict}
+    (folder / VERDICT_FILE).write_text(json.dumps(verdicts, indent=2) + "\n")
 
 
 def _verdicts(folder: Path) -> dict[str, Any]:

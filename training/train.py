@@ -123,7 +123,7 @@ def _train_into(
             f"training the flat comparison (colour -> {len(labels.skus)} SKUs)",
             flat,
             "sku",
-            None,
+            reference if config.flat_width == 1.0 else None,  # same start as the cascade
         )
 
     clock = time.perf_counter()
@@ -188,7 +188,7 @@ class _Stages:
         self.throughput: dict[str, dict[str, float]] = {}
 
     def fit(self, key: str, title: str, model: Any, target: str, reference: Any) -> None:
-        from training.fit import class_weights, fit_stage
+        from training.fit import StopWhenNothingReadable, class_weights, fit_stage
         from training.pipeline import stream
 
         config, labels, parts = self.config, self.labels, self.parts
@@ -224,6 +224,11 @@ class _Stages:
             verbose=self.verbose,
             reference=reference,
             on_batch=self.events.phase(title, config.epochs * steps),
+            extra_callbacks=(
+                StopWhenNothingReadable(
+                    {str(s.path) for s in parts.train}, lambda: self.source.unreadable
+                ),
+            ),
         )
         unreadable = self.source.unreadable
         if all(str(s.path) in unreadable for s in parts.train):
