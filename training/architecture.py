@@ -90,13 +90,16 @@ def build_stage1(
     dropout: float = 0.3,
 ) -> keras.Model:
     """Stage 1: RGB image -> grayscale inside the model -> p(model)."""
-    _check_input_size(input_size)
-    image = keras.Input((input_size, input_size, 3), name="image")
-    x = VGGPreprocess(grayscale=True, name="preprocess")(image)
-    x = vgg16_trunk(x, width=width, batch_norm=batch_norm)
-    x = _head(x, width=width, dropout=dropout)
-    probs = layers.Dense(num_models, activation="softmax", dtype="float32", name="model")(x)
-    return keras.Model(image, probs, name="stage1")
+    return _image_classifier(
+        num_models,
+        "model",
+        grayscale=True,
+        name="stage1",
+        input_size=input_size,
+        width=width,
+        batch_norm=batch_norm,
+        dropout=dropout,
+    )
 
 
 def build_stage2(
@@ -133,13 +136,37 @@ def build_flat(
     dropout: float = 0.3,
 ) -> keras.Model:
     """The single-stage alternative the cascade is compared with: colour image -> p(SKU)."""
+    return _image_classifier(
+        num_skus,
+        "sku",
+        grayscale=False,
+        name="flat",
+        input_size=input_size,
+        width=width,
+        batch_norm=batch_norm,
+        dropout=dropout,
+    )
+
+
+def _image_classifier(
+    classes: int,
+    output: str,
+    *,
+    grayscale: bool,
+    name: str,
+    input_size: int,
+    width: float,
+    batch_norm: bool,
+    dropout: float,
+) -> keras.Model:
+    """Image -> preprocessing -> VGG16 trunk -> head -> softmax over `classes`."""
     _check_input_size(input_size)
     image = keras.Input((input_size, input_size, 3), name="image")
-    x = VGGPreprocess(grayscale=False, name="preprocess")(image)
+    x = VGGPreprocess(grayscale=grayscale, name="preprocess")(image)
     x = vgg16_trunk(x, width=width, batch_norm=batch_norm)
     x = _head(x, width=width, dropout=dropout)
-    probs = layers.Dense(num_skus, activation="softmax", dtype="float32", name="sku")(x)
-    return keras.Model(image, probs, name="flat")
+    probs = layers.Dense(classes, activation="softmax", dtype="float32", name=output)(x)
+    return keras.Model(image, probs, name=name)
 
 
 def _head(x: Any, *, width: float, dropout: float) -> Any:
