@@ -65,12 +65,10 @@ def evaluate_flat(
     n = len(test.skus)
     if n == 0:
         return {"test_images": 0}
-    import tensorflow as tf
+    from training.runners import keras_runner
 
-    size = test.images.shape[1]
-    spec = tf.TensorSpec([None, size, size, 3], tf.float32)
-    run = tf.function(lambda x: model(x, training=False), input_signature=[spec])
-    predict = lambda x: np.asarray(run(x.astype(np.float32)))  # noqa: E731
+    run = keras_runner(model, test.images.shape[1])
+    predict = lambda x: run(x.astype(np.float32))  # noqa: E731
     predict(test.images[:2])  # compiled and warm, as the cascade's runners are
     clock = time.perf_counter()
     probs = _batched(predict, test.images, batch_size)

@@ -21,10 +21,10 @@ from training.augment import augment_batch
 from training.config import TrainConfig
 from training.dataset import Sample
 from training.labels import Labels
+from training.loading import MAX_TRAINING_PIXELS
 
 AUTOTUNE = tf.data.AUTOTUNE
 CACHE_BYTES = 2 << 30  # decoded images of one split kept in memory up to this size
-MAX_TRAINING_PIXELS = 50_000_000
 Target = Literal["model", "sku", "model+sku"]
 
 

@@ -16,16 +16,24 @@ INT8_FILES = ("stage1.int8.onnx", "stage2.int8.onnx")
 
 
 def keras_runners(stage1: Any, stage2: Any, input_size: int) -> tuple[ModelFn, SkuFn]:
-    """float32 Keras models behind tf.functions that are never retraced for a new batch size."""
+    """Keras models behind tf.functions that are never retraced for a new batch size."""
     import tensorflow as tf
 
     spec = tf.TensorSpec([None, input_size, input_size, 3], tf.float32)
-    first = tf.function(lambda x: stage1(x, training=False), input_signature=[spec])
     second = tf.function(
         lambda x, m: stage2({"image": x, "model": m}, training=False),
         input_signature=[spec, tf.TensorSpec([None], tf.int32)],
     )
-    return (lambda x: np.asarray(first(x)), lambda x, m: np.asarray(second(x, m)))
+    return keras_runner(stage1, input_size), lambda x, m: np.asarray(second(x, m))
+
+
+def keras_runner(model: Any, input_size: int) -> ModelFn:
+    """A Keras model of one image input behind a fixed-signature tf.function."""
+    import tensorflow as tf
+
+    spec = tf.TensorSpec([None, input_size, input_size, 3], tf.float32)
+    run = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+    return lambda x: np.asarray(run(x))
 
 
 MIXED_POLICIES = {"fp16": "mixed_float16", "bf16": "mixed_bfloat16"}

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -17,6 +17,9 @@ from training.config import TrainConfig
 from training.dataset import scan, split
 from training.labels import Labels
 from training.registry import Registry
+
+if TYPE_CHECKING:
+    from training.pipeline import ImageSource
 
 
 class TrainingEvents(Protocol):
@@ -180,7 +183,7 @@ class _Stages:
         config: TrainConfig,
         events: TrainingEvents,
         verbose: int,
-        source: Any,
+        source: ImageSource,
     ) -> None:
         self.folder, self.labels, self.parts, self.config = folder, labels, parts, config
         self.events, self.verbose, self.source = events, verbose, source
@@ -193,6 +196,7 @@ class _Stages:
 
         config, labels, parts = self.config, self.labels, self.parts
         steps = -(-len(parts.train) // config.batch_size)
+        paths = {str(s.path) for s in parts.train}
 
         targets = np.array(
             [
@@ -224,14 +228,9 @@ class _Stages:
             verbose=self.verbose,
             reference=reference,
             on_batch=self.events.phase(title, config.epochs * steps),
-            extra_callbacks=(
-                StopWhenNothingReadable(
-                    {str(s.path) for s in parts.train}, lambda: self.source.unreadable
-                ),
-            ),
+            extra_callbacks=(StopWhenNothingReadable(paths, lambda: self.source.unreadable),),
         )
-        unreadable = self.source.unreadable
-        if all(str(s.path) in unreadable for s in parts.train):
+        if paths <= self.source.unreadable:
             raise DatasetError(f"none of the {len(parts.train)} training images could be read")
         seconds = time.perf_counter() - clock
         self.timings[key] = seconds
