@@ -125,6 +125,14 @@ def synth(
     is_flag=True,
     help="Also train a flat single-stage SKU classifier of similar cost and report both.",
 )
+@click.option(
+    "--precision",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+    help="Training compute: auto is fp16 on a GPU, bf16 on a CPU with BF16 units, else fp32. "
+    "Versions are saved in float32 either way.",
+)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--no-activate", is_flag=True, help="Register the version without activating it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
@@ -140,6 +148,7 @@ def train(
     occlusion: float,
     balance: str,
     compare_flat: bool,
+    precision: str,
     seed: int,
     no_activate: bool,
     as_json: bool,
@@ -163,6 +172,7 @@ def train(
         occlusion=occlusion,
         balance=balance,
         compare_flat=compare_flat,
+        precision=precision,
         seed=seed,
     )
     reg = Registry(registry or settings().registry_dir)

@@ -20,7 +20,7 @@ from training.config import TrainConfig
 from training.dataset import scan, split
 from training.registry import Registry
 
-TINY_TRAIN = {"input_size": 32, "batch_size": 16, "seed": 0}
+TINY_TRAIN = {"input_size": 32, "batch_size": 16, "seed": 0, "precision": "fp32"}
 
 
 def _skuai(*args: str) -> subprocess.CompletedProcess[str]:

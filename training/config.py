@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 BALANCE_MODES = ("weights", "none")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # see training.mixed_precision
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class TrainConfig:
     occlusion: float = 0.3  # share of training images given an occluding patch
     balance: str = "weights"  # weights: balanced class weights; none: plain frequencies
     compare_flat: bool = False  # also train a flat single-stage SKU classifier and compare
+    precision: str = "auto"  # auto: mixed precision where the hardware computes 16-bit natively
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -53,6 +55,10 @@ class TrainConfig:
         if self.balance not in BALANCE_MODES:
             raise ValueError(
                 f"--balance must be one of {', '.join(BALANCE_MODES)} (got {self.balance!r})"
+            )
+        if self.precision not in PRECISIONS:
+            raise ValueError(
+                f"--precision must be one of {', '.join(PRECISIONS)} (got {self.precision!r})"
             )
 
     @property

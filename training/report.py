@@ -37,6 +37,7 @@ def write_report(
         "",
         "## Training time",
         "",
+        *_precision_line(metrics),
         "| phase | seconds | epochs | training images/s |",
         "|---|---|---|---|",
         *(_timing_row(phase, seconds, metrics) for phase, seconds in timings.items()),
@@ -53,6 +54,14 @@ def write_report(
         lines += ["## Stage-1 confusion matrix", "", "![confusion matrix](confusion.png)", ""]
     lines += _worst_skus(metrics)
     (folder / "report.md").write_text("\n".join(lines))
+
+
+def _precision_line(metrics: dict[str, Any]) -> list[str]:
+    precision = metrics.get("training", {}).get("precision")
+    if not precision:
+        return []
+    compute = "float32" if precision == "fp32" else f"mixed precision ({precision} compute)"
+    return [f"Trained in {compute}; evaluated and saved in float32.", ""]
 
 
 def _timing_row(phase: str, seconds: float, metrics: dict[str, Any]) -> str:

@@ -88,11 +88,12 @@ def _train_into(
     from training.cascade import Cascade
     from training.evaluate import evaluate, evaluate_flat
     from training.loading import load_arrays
+    from training.mixed_precision import float32_copy, policy, resolve
     from training.pipeline import ImageSource
     from training.report import write_report
     from training.weights import load_reference
 
-    _use_mixed_precision_on_gpu()
+    precision = resolve(config.precision)
     reference = (
         load_reference(config.weights, input_size=config.input_size) if config.pretrained else None
     )
@@ -101,33 +102,43 @@ def _train_into(
         "width": config.width,
         "batch_norm": config.resolved_batch_norm,
     }
-    stages = _Stages(folder, labels, parts, config, events, verbose, ImageSource(config.input_size))
-    stage1 = build_stage1(len(labels.models), **shape)
-    stages.fit(
-        "stage 1",
-        f"training stage 1 (grayscale -> {len(labels.models)} models)",
-        stage1,
-        "model",
-        reference,
-    )
-    stage2 = build_stage2(labels.membership, len(labels.skus), **shape)
-    stages.fit(
-        "stage 2",
-        f"training stage 2 (colour -> {len(labels.skus)} SKUs within the model)",
-        stage2,
-        "model+sku",
-        reference,
-    )
-    flat = None
+    n_models, n_skus = len(labels.models), len(labels.skus)
+    # (key, progress title, target, starting trunk, builder) of each model this run trains
+    runs: list[tuple[str, str, str, Any, Callable[[], Any]]] = [
+        (
+            "stage 1",
+            f"training stage 1 (grayscale -> {n_models} models)",
+            "model",
+            reference,
+            lambda: build_stage1(n_models, **shape),
+        ),
+        (
+            "stage 2",
+            f"training stage 2 (colour -> {n_skus} SKUs within the model)",
+            "model+sku",
+            reference,
+            lambda: build_stage2(labels.membership, n_skus, **shape),
+        ),
+    ]
     if config.compare_flat:
-        flat = build_flat(len(labels.skus), **{**shape, "width": config.flat_width})
-        stages.fit(
-            "flat",
-            f"training the flat comparison (colour -> {len(labels.skus)} SKUs)",
-            flat,
-            "sku",
-            reference if config.flat_width == 1.0 else None,  # same start as the cascade
+        runs.append(
+            (
+                "flat",
+                f"training the flat comparison (colour -> {n_skus} SKUs)",
+                "sku",
+                reference if config.flat_width == 1.0 else None,  # same start as the cascade
+                lambda: build_flat(n_skus, **{**shape, "width": config.flat_width}),
+            )
         )
+    stages = _Stages(folder, labels, parts, config, events, verbose, ImageSource(config.input_size))
+    trained: dict[str, Any] = {}
+    for key, title, target, start, build in runs:
+        with policy(precision):
+            model = build()
+            stages.fit(key, title, model, target, start)
+        # evaluated, saved and served in float32: 16-bit compute was for training speed only
+        trained[key] = float32_copy(model, build)
+    stage1, stage2, flat = trained["stage 1"], trained["stage 2"], trained.get("flat")
 
     clock = time.perf_counter()
     test_set = load_arrays(
@@ -148,14 +159,22 @@ def _train_into(
     metrics["split"] = {"train": len(parts.train), "val": len(parts.val), "test": len(parts.test)}
     stages.timings["evaluate"] = time.perf_counter() - clock
     metrics["timings_seconds"] = stages.timings
-    metrics["training"] = {**stages.throughput, "peak_rss_mib": _peak_rss_mib()}
+    metrics["training"] = {
+        **stages.throughput,
+        "precision": precision,
+        "peak_rss_mib": _peak_rss_mib(),
+    }
 
     events.phase("writing the version")
     stage1.save(folder / "stage1.keras")
     stage2.save(folder / "stage2.keras")
     labels.save(folder / "labels.json")
     # The dataset path lets later checks (e.g. int8 accuracy) rebuild the same test split.
-    recorded = {**config.to_dict(), "data_dir": str(data_dir.resolve())}
+    recorded = {
+        **config.to_dict(),
+        "trained_in": precision,
+        "data_dir": str(data_dir.resolve()),
+    }
     (folder / "config.json").write_text(json.dumps(recorded, indent=2) + "\n")
     write_report(
         folder,
@@ -247,11 +266,3 @@ def _peak_rss_mib() -> float:
     import resource
 
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-
-
-def _use_mixed_precision_on_gpu() -> None:
-    import keras
-    import tensorflow as tf
-
-    if tf.config.list_physical_devices("GPU"):
-        keras.mixed_precision.set_global_policy("mixed_float16")

@@ -41,14 +41,3 @@ def configure_tensorflow() -> list[str]:
             log.warning("memory growth not set on %s: %s", gpu.name, exc)
     log.info("inference on %s", ", ".join(g.name for g in gpus) if gpus else "the CPU")
     return [g.name for g in gpus]
-
-
-def cpu_has_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
-    """True when the CPU computes bfloat16 natively (AVX-512 BF16 or AMX); elsewhere oneDNN
-    emulates it, which is slower than float32."""
-    try:
-        with open(cpuinfo, encoding="utf-8") as handle:
-            flags = set(handle.read().split())
-    except OSError:
-        return False
-    return bool(flags & {"avx512_bf16", "amx_bf16"})

@@ -75,8 +75,9 @@ class ModelCache:
             return cascade
 
     def _load(self, version: str) -> Cascade:
+        from shared.cpu import cpu_has_bf16
         from training.cascade import Cascade
-        from worker.devices import configure_tensorflow, cpu_has_bf16
+        from worker.devices import configure_tensorflow
 
         if not self._loaded:
             self._gpus = configure_tensorflow()
