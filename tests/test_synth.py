@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from training.catalog_plan import image_rng
 from training.dataset import scan
 from training.sneaker_drawing import Pose, SneakerModel, draw_sneaker, silhouette
 from training.synth import (
@@ -309,3 +310,21 @@ def test_hard_variation_is_harder_than_standard() -> None:
         model, sku.colourway, size=48, rng=np.random.default_rng(0), variation=VARIATIONS["hard"]
     )
     assert first.tobytes() == again.tobytes()
+
+
+def test_hard_photos_share_the_plan_but_not_the_draws(small_catalog: SmallCatalog, tmp_path: Path):
+    """A hard catalog of the same seed tests a model trained on the standard one: the same
+    models and colourways, but photos from their own random streams (not the standard photos'
+    poses, backdrops and occluders drawn harder)."""
+    _, standard, _ = small_catalog
+    hard = synthesize(tmp_path / "hard", **{**SMALL, "variation": "hard"})
+    assert [(s.label, s.colourway) for s in hard.skus] == [
+        (s.label, s.colourway) for s in standard.skus
+    ]
+    seed = SMALL["seed"]
+    assert (
+        image_rng(seed, 1, 2, 0).random(8).tolist()
+        != image_rng(seed, 1, 2, 0, 1).random(8).tolist()
+    )
+    # the standard stream is the one it always was: existing catalogs redraw byte for byte
+    assert image_rng(seed, 1, 2, 0).random() == np.random.default_rng([seed, 4, 1, 2, 0]).random()

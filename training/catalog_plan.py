@@ -69,9 +69,15 @@ def plan_catalog(*, models: int, skus_per_model: int, seed: int) -> Catalog:
     return Catalog(models=sneaker_models, skus=skus)
 
 
-def image_rng(seed: int, model_index: int, sku_index: int, image_index: int) -> np.random.Generator:
-    """The random stream of one image, apart from every other image's and from the plan's."""
-    return _rng(seed, _IMAGES, model_index, sku_index, image_index)
+def image_rng(
+    seed: int, model_index: int, sku_index: int, image_index: int, profile: int = 0
+) -> np.random.Generator:
+    """The random stream of one image, apart from every other image's and from the plan's.
+    `profile` > 0 (a non-standard variation profile) gives that profile photos of its own, not
+    the standard photos' poses and backdrops drawn harder, so they can test a model trained on
+    standard photos of the same catalog."""
+    extra = (profile,) if profile else ()
+    return _rng(seed, _IMAGES, model_index, sku_index, image_index, *extra)
 
 
 def check_int(name: str, value: object, minimum: int, maximum: int | None = None) -> None:

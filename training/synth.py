@@ -177,8 +177,9 @@ def _render_job(job: tuple) -> int:
     folder, model, colourway, (m, s, start, stop), settings = job
     fmt = settings["image_format"]
     digits = max(4, len(str(settings["images_per_sku"] - 1)))
+    profile = list(VARIATIONS).index(settings["variation"])  # 0: standard
     for i in range(start, stop):
-        rng = image_rng(settings["seed"], m, s, i)
+        rng = image_rng(settings["seed"], m, s, i, profile)
         image = render_sneaker(
             model,
             colourway,
