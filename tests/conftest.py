@@ -106,6 +106,16 @@ def tiny_catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+# The tiny cascade the session trains: quick on 2 cores, and enough for the tiny catalog.
+TINY_CASCADE = {
+    "input_size": 32,
+    "width": 0.0625,
+    "weights": "none",
+    "batch_size": 16,
+    "augment": False,
+}
+
+
 @pytest.fixture(scope="session")
 def trained(tiny_catalog: Path, settings: Settings) -> str:
     """A tiny cascade trained in this session, active in the session registry; its version."""
@@ -113,15 +123,8 @@ def trained(tiny_catalog: Path, settings: Settings) -> str:
     from training.registry import Registry
     from training.train import train
 
-    config = TrainConfig(
-        input_size=32,
-        epochs=2,
-        width=0.0625,
-        weights="none",
-        batch_size=16,
-        augment=False,
-        precision="fp32",  # the same numbers on every machine; mixed precision has its own tests
-    )
+    # fp32: the same numbers on every machine; mixed precision has its own tests
+    config = TrainConfig(**TINY_CASCADE, epochs=2, precision="fp32")
     return train(tiny_catalog, Registry(settings.registry_dir), config).version
 
 

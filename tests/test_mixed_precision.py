@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from shared.cpu import cpu_has_bf16
+from tests.conftest import TINY_CASCADE
 from training.config import TrainConfig
 
 
@@ -20,15 +21,7 @@ def test_bf16_training_saves_a_float32_version(tiny_catalog: Path, tmp_path: Pat
     from training.registry import Registry
     from training.train import train
 
-    config = TrainConfig(
-        input_size=32,
-        epochs=1,
-        width=0.0625,
-        weights="none",
-        batch_size=16,
-        augment=False,
-        precision="bf16",
-    )
+    config = TrainConfig(**TINY_CASCADE, epochs=1, precision="bf16")
     outcome = train(tiny_catalog, Registry(tmp_path / "registry"), config)
     folder, metrics = outcome.path, outcome.metrics
 
