@@ -9,6 +9,7 @@ import click
 
 from skuai.cli_base import fail, settings
 from skuai.console import console
+from training.config import PRECISIONS as TRAINING_PRECISIONS
 
 
 @click.command()
@@ -129,7 +130,7 @@ def synth(
     "--precision",
     default="auto",
     show_default=True,
-    type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+    type=click.Choice(TRAINING_PRECISIONS),
     help="Training compute: auto is fp16 on a GPU, bf16 on a CPU with BF16 units, else fp32. "
     "Versions are saved in float32 either way.",
 )

@@ -36,9 +36,6 @@ def keras_runner(model: Any, input_size: int) -> ModelFn:
     return lambda x: np.asarray(run(x))
 
 
-MIXED_POLICIES = {"fp16": "mixed_float16", "bf16": "mixed_bfloat16"}
-
-
 def mixed_precision_models(
     folder: Path, config: dict[str, Any], labels: Any, precision: str
 ) -> tuple[Any, Any]:
@@ -48,6 +45,7 @@ def mixed_precision_models(
     import keras
 
     from training.architecture import build_stage1, build_stage2
+    from training.mixed_precision import policy
 
     shape: dict[str, Any] = {
         "input_size": int(config["input_size"]),
@@ -58,15 +56,11 @@ def mixed_precision_models(
         keras.saving.load_model(folder / name, compile=False)
         for name in ("stage1.keras", "stage2.keras")
     ]
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(MIXED_POLICIES[precision])
-    try:
+    with policy(precision):
         rebuilt = [
             build_stage1(len(labels.models), **shape),
             build_stage2(labels.membership, len(labels.skus), **shape),
         ]
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
     for model, weights in zip(rebuilt, saved, strict=True):
         model.set_weights(weights.get_weights())
     return rebuilt[0], rebuilt[1]
