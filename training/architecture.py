@@ -5,6 +5,7 @@ serving feeds plain RGB uint8 pixels exactly as the decoder produces them."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import keras
@@ -15,6 +16,8 @@ VGG16_BLOCKS = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
 # ImageNet channel means in BGR order, as Keras' VGG16 ("caffe" mode) expects.
 CAFFE_MEANS_BGR = (103.939, 116.779, 123.68)
 LUMA = (0.299, 0.587, 0.114)
+# Stage 2 modulates the outputs of these blocks per model (FiLM, see _model_film).
+FILM_BLOCKS = (3, 4, 5)
 
 
 @keras.saving.register_keras_serializable(package="skuai")
@@ -60,8 +63,15 @@ class MaskedSoftmax(layers.Layer):
         return {**super().get_config(), "membership": self.membership, "num_skus": self.num_skus}
 
 
-def vgg16_trunk(x: Any, *, width: float = 1.0, batch_norm: bool = False) -> Any:
-    """The 13 convolutions and 5 poolings of VGG16; layer names match Keras' VGG16 weights."""
+def vgg16_trunk(
+    x: Any,
+    *,
+    width: float = 1.0,
+    batch_norm: bool = False,
+    after_block: Callable[[Any, int], Any] | None = None,
+) -> Any:
+    """The 13 convolutions and 5 poolings of VGG16; layer names match Keras' VGG16 weights.
+    `after_block(x, block)`, when given, transforms each block's pooled output."""
     if not 0 < width <= 1:
         raise ValueError(f"width must be in (0, 1], got {width}")
     for block, (filters, convs) in enumerate(VGG16_BLOCKS, start=1):
@@ -78,6 +88,8 @@ def vgg16_trunk(x: Any, *, width: float = 1.0, batch_norm: bool = False) -> Any:
                 x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
                 x = layers.Activation("relu", name=f"{name}_relu")(x)
         x = layers.MaxPooling2D(2, strides=2, name=f"block{block}_pool")(x)
+        if after_block is not None:
+            x = after_block(x, block)
     return x
 
 
@@ -116,7 +128,8 @@ def build_stage2(
     image = keras.Input((input_size, input_size, 3), name="image")
     model_index = keras.Input((), dtype="int32", name="model")
     x = VGGPreprocess(grayscale=False, name="preprocess")(image)
-    x = vgg16_trunk(x, width=width, batch_norm=batch_norm)
+    film = _model_film(model_index, len(membership))
+    x = vgg16_trunk(x, width=width, batch_norm=batch_norm, after_block=film)
     x = _head(x, width=width, dropout=dropout)
     # Conditioning on the model lets the head learn what separates colourways *within* it.
     embedded = layers.Embedding(len(membership), 32, name="model_embedding")(model_index)
@@ -167,6 +180,29 @@ def _image_classifier(
     x = _head(x, width=width, dropout=dropout)
     probs = layers.Dense(classes, activation="softmax", dtype="float32", name=output)(x)
     return keras.Model(image, probs, name=name)
+
+
+def _model_film(model_index: Any, num_models: int) -> Callable[[Any, int], Any]:
+    """Feature-wise linear modulation by the model: a learned per-model scale and shift of
+    every channel after the last blocks, so one trunk can weigh the features that tell this
+    model's colourways apart (where its accent sits, say) instead of serving all models alike.
+    Starts as the identity (scale 1, shift 0)."""
+
+    def modulate(x: Any, block: int) -> Any:
+        if block not in FILM_BLOCKS:
+            return x
+        channels = x.shape[-1]
+        per_model = (1, 1, channels)
+        scale = layers.Embedding(
+            num_models, channels, embeddings_initializer="ones", name=f"block{block}_film_scale"
+        )(model_index)
+        shift = layers.Embedding(
+            num_models, channels, embeddings_initializer="zeros", name=f"block{block}_film_shift"
+        )(model_index)
+        x = layers.Multiply(name=f"block{block}_film_mul")([x, layers.Reshape(per_model)(scale)])
+        return layers.Add(name=f"block{block}_film_add")([x, layers.Reshape(per_model)(shift)])
+
+    return modulate
 
 
 def _head(x: Any, *, width: float, dropout: float) -> Any:
