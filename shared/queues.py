@@ -23,6 +23,9 @@ CLASSIFY_SINGLES = "skuai.classify_singles"
 DELIVER = "skuai.deliver_webhook"
 
 
+POOL_PROCESS_START_TIMEOUT = 300.0  # seconds a new pool process may take to start
+
+
 def make_celery(settings: Settings, *, include: tuple[str, ...] = ()) -> Celery:
     """The Celery app configured for this service; workers pass the task modules in `include`."""
     app = Celery("skuai", broker=settings.redis_url, include=list(include))
@@ -34,6 +37,9 @@ def make_celery(settings: Settings, *, include: tuple[str, ...] = ()) -> Celery:
         task_acks_late=True,  # a task is acknowledged only after its results are stored
         task_reject_on_worker_lost=True,  # ...and redelivered if its worker dies mid-run
         worker_prefetch_multiplier=1,
+        # A pool process loads TensorFlow and the model before it reports up; past Celery's
+        # default 4 s (a busy CPU, a GPU initialising) it would be killed and forked again forever.
+        worker_proc_alive_timeout=POOL_PROCESS_START_TIMEOUT,
         task_queues=[Queue(name) for name in ALL_QUEUES],
         task_default_queue=INFERENCE,
         task_routes={

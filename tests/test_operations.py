@@ -156,6 +156,48 @@ def test_worker_recycled_when_memory_grows(
     assert len(pids) >= 2, "the pool process was never replaced"
 
 
+def test_a_replacement_pool_process_may_take_long_to_start(
+    settings: Settings,
+    service_env: dict[str, str],
+    trained: str,
+    tiny_catalog: Path,
+    tmp_path: Path,
+) -> None:
+    # Loading TensorFlow and the model can take longer than Celery's default 4 s for a new pool
+    # process to report up (a busy CPU, a GPU initialising). A process recycled after each task
+    # (memory limit) is replaced by one that starts slowly: it must not be killed for it.
+    isolated, client, conn = _isolated(settings, 9)
+    env = _env(
+        service_env, isolated, SKUAI_WORKER_MAX_MEMORY_MB="64", SKUAI_FAILPOINT_SLOW_START="6"
+    )
+    log = tmp_path / "w.log"
+    worker = start_worker("slow", env, isolated, log, trained)
+    workers = WorkerRegistry(conn)
+    pids: set[int] = set()
+    try:
+        for _ in range(2):
+            data = {"image": (io.BytesIO(sample_image(tiny_catalog).read_bytes()), "a.png")}
+            job = client.post("/v1/jobs", data=data, content_type="multipart/form-data").json
+            wait_until(
+                lambda j=job: client.get(f"/v1/jobs/{j['id']}").json["status"] == "succeeded",
+                90,
+                "the job",
+                log,
+            )
+            wait_until(
+                lambda: any(w.get("model_version") for w in workers.online()),
+                90,
+                "a pool process with a model",
+                log,
+            )
+            pids |= {w["pid"] for w in workers.online() if w.get("model_version")}
+    finally:
+        worker.stop()
+    text = log.read_text(errors="replace")
+    assert "Timed out waiting for UP message" not in text, text[-2000:]
+    assert len(pids) >= 2, "the pool process was never replaced"
+
+
 def test_flower_lists_workers_and_tasks_behind_basic_auth(
     service_env: dict[str, str],
     api_url: str,

@@ -7,6 +7,8 @@ is ever inherited across a fork."""
 from __future__ import annotations
 
 import logging
+import os
+import time
 from typing import Any
 
 from billiard.process import current_process
@@ -29,6 +31,9 @@ from worker.devices import pin_process
 from worker.retry_scheduler import DueDeliveries
 
 log = logging.getLogger(__name__)
+# Fault injection for the reliability tests only: each pool process takes this many seconds
+# longer to start (as TensorFlow does on a busy machine). Never set in production.
+SLOW_START = float(os.environ.get("SKUAI_FAILPOINT_SLOW_START", "0"))
 _consumes_model_queues = False
 _consumes_webhooks = False
 _scheduler: DueDeliveries | None = None
@@ -55,6 +60,8 @@ def _remember_queues(sender: str, instance: Any, **_: Any) -> None:
 def _start_process(**_: Any) -> None:
     """In each pool process: pin its GPU, connect to Redis and, for inference workers, load the
     model."""
+    if SLOW_START:
+        time.sleep(SLOW_START)
     device = pin_process(current_process().index)
     if device is not None:
         log.info("pool process %d uses GPU %s", current_process().index, device)
