@@ -123,6 +123,39 @@ def test_hot_reload_between_batches_never_mixes(
     assert models["versions"][1]["labels"]["models"]
 
 
+def _serve_jobs_one_by_one(
+    client: FlaskClient,
+    conn: redis.Redis,
+    catalog: Path,
+    jobs: int,
+    *,
+    timeout: float,
+    log: Path | None = None,
+) -> set[int]:
+    """Submit single jobs one at a time; after each, wait for it to succeed and for a pool
+    process with a model to be online again. Returns the pids of the pool processes seen."""
+    workers = WorkerRegistry(conn)
+    pids: set[int] = set()
+    for _ in range(jobs):
+        data = {"image": (io.BytesIO(sample_image(catalog).read_bytes()), "a.png")}
+        job = client.post("/v1/jobs", data=data, content_type="multipart/form-data").json
+        wait_until(
+            lambda j=job: client.get(f"/v1/jobs/{j['id']}").json["status"] == "succeeded",
+            timeout,
+            "the job",
+            log,
+        )
+        wait_until(
+            lambda: any(w.get("model_version") for w in workers.online()),
+            timeout,
+            "a pool process with a model",
+            log,
+        )
+        pids |= {w["pid"] for w in workers.online() if w.get("model_version")}
+        time.sleep(0.5)
+    return pids
+
+
 def test_worker_recycled_when_memory_grows(
     settings: Settings,
     service_env: dict[str, str],
@@ -133,24 +166,8 @@ def test_worker_recycled_when_memory_grows(
     isolated, client, conn = _isolated(settings, 12)
     env = _env(service_env, isolated, SKUAI_WORKER_MAX_MEMORY_MB="64")  # below TensorFlow's own
     worker = start_worker("recycled", env, isolated, tmp_path / "w.log", trained)
-    workers = WorkerRegistry(conn)
-    pids: set[int] = set()
     try:
-        for _ in range(3):
-            data = {"image": (io.BytesIO(sample_image(tiny_catalog).read_bytes()), "a.png")}
-            job = client.post("/v1/jobs", data=data, content_type="multipart/form-data").json
-            wait_until(
-                lambda j=job: client.get(f"/v1/jobs/{j['id']}").json["status"] == "succeeded",
-                60,
-                "the job",
-            )
-            wait_until(
-                lambda: any(w.get("model_version") for w in workers.online()),
-                60,
-                "a pool process with a model",
-            )
-            pids |= {w["pid"] for w in workers.online() if w.get("model_version")}
-            time.sleep(0.5)
+        pids = _serve_jobs_one_by_one(client, conn, tiny_catalog, 3, timeout=60)
     finally:
         worker.stop()
     assert len(pids) >= 2, "the pool process was never replaced"
@@ -172,25 +189,8 @@ def test_a_replacement_pool_process_may_take_long_to_start(
     )
     log = tmp_path / "w.log"
     worker = start_worker("slow", env, isolated, log, trained)
-    workers = WorkerRegistry(conn)
-    pids: set[int] = set()
     try:
-        for _ in range(2):
-            data = {"image": (io.BytesIO(sample_image(tiny_catalog).read_bytes()), "a.png")}
-            job = client.post("/v1/jobs", data=data, content_type="multipart/form-data").json
-            wait_until(
-                lambda j=job: client.get(f"/v1/jobs/{j['id']}").json["status"] == "succeeded",
-                90,
-                "the job",
-                log,
-            )
-            wait_until(
-                lambda: any(w.get("model_version") for w in workers.online()),
-                90,
-                "a pool process with a model",
-                log,
-            )
-            pids |= {w["pid"] for w in workers.online() if w.get("model_version")}
+        pids = _serve_jobs_one_by_one(client, conn, tiny_catalog, 2, timeout=90, log=log)
     finally:
         worker.stop()
     text = log.read_text(errors="replace")
