@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -15,7 +17,8 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-console = Console(stderr=True)
+# soft_wrap: lines are never broken at the width, so paths in logs and errors stay whole
+console = Console(stderr=True, soft_wrap=True)
 
 
 def make_progress(*, transient: bool = False, disable: bool = False) -> Progress:
@@ -53,13 +56,67 @@ class ConsoleEvents:
         self.phase("done", 1)(1)
 
 
+class LogEvents:
+    """TrainingEvents as plain timestamped lines, for output that is not a terminal (a log file,
+    a CI job), where a live progress bar would show nothing until the end: one line when a
+    phase starts and one at every tenth of its progress."""
+
+    def __init__(
+        self,
+        write: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        marks: int = 10,
+    ) -> None:
+        self.write = write or _write_stderr
+        self.clock = clock
+        self.marks = marks
+
+    def phase(self, name: str, total: int | None = None) -> Callable[[int], None]:
+        """Log the start of `name`; returns the function that advances (and logs) its progress."""
+        self.write(f"{name}" + (f": {total:,} steps" if total else ""))
+        if not total:
+            return lambda n: None
+        started = self.clock()
+        done = 0
+        logged = 0  # tenths already logged
+
+        def advance(n: int) -> None:
+            nonlocal done, logged
+            done += n
+            reached = min(self.marks, done * self.marks // total)
+            if reached > logged:
+                logged = reached
+                elapsed = _duration(self.clock() - started)
+                self.write(f"{name}: {done / total:.0%} ({done:,}/{total:,}) in {elapsed}")
+
+        return advance
+
+    def close(self) -> None:
+        """Log the end."""
+        self.write("done")
+
+
+def _write_stderr(line: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {line}", file=sys.stderr, flush=True)
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+
+
 @contextmanager
-def training_events(enabled: bool) -> Iterator[ConsoleEvents | None]:
-    """ConsoleEvents inside a live progress display, or None when output is for scripts."""
+def training_events(enabled: bool) -> Iterator[ConsoleEvents | LogEvents | None]:
+    """Progress bars on a terminal, log lines otherwise, or None when output is for scripts."""
     if not enabled:
         yield None
         return
-    with make_progress() as progress:
-        events = ConsoleEvents(progress)
+    if not console.is_terminal:
+        events = LogEvents()
         yield events
         events.close()
+        return
+    with make_progress() as progress:
+        bars = ConsoleEvents(progress)
+        yield bars
+        bars.close()

@@ -120,3 +120,52 @@ def test_training_user_errors_are_one_line(args: list[str], fragment: str, tmp_p
     assert out.returncode == 1, out.stdout
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], out.stderr
+
+
+def test_train_command_logs_progress_lines_when_not_on_a_terminal(
+    tiny_catalog: Path, tmp_path: Path
+) -> None:
+    registry = tmp_path / "registry"
+    out = _skuai(
+        *("train", str(tiny_catalog), "--registry", str(registry), "--input-size", "32"),
+        *("--width", "0.0625", "--epochs", "1", "--batch-size", "16", "--weights", "none"),
+        *("--precision", "fp32"),
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stderr.splitlines()
+    # stderr is a pipe here, as in a log file: progress comes as lines while it happens
+    assert any(line.endswith("training stage 1 (grayscale -> 3 models): 3 steps") for line in lines)
+    assert any(
+        "training stage 2 (colour -> 6 SKUs within the model): 100% (3/3)" in line for line in lines
+    )
+    assert any("evaluating on the test split: 100%" in line for line in lines), out.stderr
+    assert f"version v1 written to {registry / 'v1'} (active)" in out.stderr
+    listed = _skuai("models", "list", "--registry", str(registry))
+    assert listed.stdout.startswith("* v1 "), listed.stdout
+
+
+def test_log_events_write_a_line_per_tenth_of_a_phase() -> None:
+    from skuai.console import LogEvents
+
+    lines: list[str] = []
+    now = [0.0]
+    events = LogEvents(lines.append, clock=lambda: now[0])
+    advance = events.phase("fitting", 40)
+    for _ in range(40):
+        now[0] += 3
+        advance(1)
+    events.phase("saving")  # no total: one line, nothing to count
+    events.close()
+    assert lines[0] == "fitting: 40 steps"
+    progress = lines[1:-2]
+    assert [line.split(":")[1].split()[0] for line in progress] == [
+        f"{p}%" for p in range(10, 101, 10)
+    ]
+    assert progress[0] == "fitting: 10% (4/40) in 12 s"
+    assert progress[-1] == "fitting: 100% (40/40) in 2 min 00 s"
+    assert lines[-2:] == ["saving", "done"]
+    jump = LogEvents(lines.append).phase("big steps", 10)
+    lines.clear()
+    jump(7)  # several tenths at once: one line
+    jump(3)
+    assert [line.split(" (")[0] for line in lines] == ["big steps: 70%", "big steps: 100%"]
