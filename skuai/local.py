@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from typing import Any
 
 from shared.api_keys import KeyStore
 from shared.redis_client import connect
@@ -16,6 +18,10 @@ from skuai.stack import Stack, free_port
 
 READY_TIMEOUT = 180.0
 LOCAL_TENANT = "local"
+# Ctrl-C, `kill` and a closed terminal all stop the stack in order. The components run in their
+# own sessions (a Ctrl-C meant for the stack reaches them only through its orderly stop), so
+# dying on one of these signals without stopping them would leave them running.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def local_api_key(settings: Settings) -> str:
@@ -49,14 +55,33 @@ def running_stack(
         inference_workers=inference_workers,
     )
     try:
-        stack.api_key = local_api_key(settings)
-        stack.start()
-        yield stack
+        with _on_stop_signals(_interrupt):
+            stack.api_key = local_api_key(settings)
+            stack.start()
+            yield stack
     finally:
-        console.print("stopping the stack...")
-        stack.stop()
-        if server is not None:
-            server.stop()
+        with _on_stop_signals(signal.SIG_IGN):  # a second Ctrl-C must not cut the stop short
+            console.print("stopping the stack...")
+            stack.stop()
+            if server is not None:
+                server.stop()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def _on_stop_signals(handler: Callable[[int, Any], None] | int) -> Iterator[None]:
+    """STOP_SIGNALS handled by `handler` inside the block. With `_interrupt`, SIGTERM and SIGHUP
+    act as Ctrl-C, and so does SIGINT when this process inherited it ignored (as a job started
+    in the background by a script does)."""
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def print_urls(stack: Stack) -> None:

@@ -8,6 +8,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 import requests
 
 from shared.settings import Settings
@@ -24,7 +25,22 @@ def _answers(url: str) -> bool:
         return False
 
 
-def test_up_serves_until_ctrl_c(trained: str, service_env: dict[str, str], tmp_path: Path) -> None:
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize(
+    "stop_signal",
+    [
+        # Ctrl-C, also when started from a script in the background, which leaves SIGINT ignored
+        signal.SIGINT,
+        signal.SIGTERM,  # `kill`, a process supervisor
+    ],
+    ids=["ctrl-c-in-a-background-job", "sigterm"],
+)
+def test_up_serves_until_stopped(
+    stop_signal: signal.Signals, trained: str, service_env: dict[str, str], tmp_path: Path
+) -> None:
     api, flower = free_port(0), free_port(0)
     log = tmp_path / "up.log"
     with log.open("wb") as out:
@@ -33,6 +49,7 @@ def test_up_serves_until_ctrl_c(trained: str, service_env: dict[str, str], tmp_p
             env=service_env,
             stdout=out,
             stderr=subprocess.STDOUT,
+            preexec_fn=_ignore_sigint,
         )
     try:
         wait_until(lambda: "press Ctrl-C to stop" in log.read_text(), 120, "readiness", log)
@@ -40,11 +57,15 @@ def test_up_serves_until_ctrl_c(trained: str, service_env: dict[str, str], tmp_p
         wait_until(lambda: _answers(f"http://127.0.0.1:{flower}/healthcheck"), 60, "Flower", log)
         workers_page = requests.get(f"http://127.0.0.1:{flower}/workers", timeout=5).text
         assert "Workers" in workers_page
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop_signal)
         assert process.wait(60) == 0
     finally:
-        if process.poll() is None:
-            process.kill()
+        if process.poll() is None:  # stop the stack in order, so no component outlives the test
+            process.terminate()
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
     text = log.read_text()
     assert f"API docs http://127.0.0.1:{api}/docs/" in text
     assert "Traceback" not in text
