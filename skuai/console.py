@@ -56,6 +56,15 @@ class ConsoleEvents:
         self.phase("done", 1)(1)
 
 
+def _write_stderr(line: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {line}", file=sys.stderr, flush=True)
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+
+
 class LogEvents:
     """TrainingEvents as plain timestamped lines, for output that is not a terminal (a log file,
     a CI job), where a live progress bar would show nothing until the end: one line when a
@@ -63,13 +72,11 @@ class LogEvents:
 
     def __init__(
         self,
-        write: Callable[[str], None] | None = None,
+        write: Callable[[str], None] = _write_stderr,
         clock: Callable[[], float] = time.monotonic,
-        marks: int = 10,
     ) -> None:
-        self.write = write or _write_stderr
+        self.write = write
         self.clock = clock
-        self.marks = marks
 
     def phase(self, name: str, total: int | None = None) -> Callable[[int], None]:
         """Log the start of `name`; returns the function that advances (and logs) its progress."""
@@ -83,7 +90,7 @@ class LogEvents:
         def advance(n: int) -> None:
             nonlocal done, logged
             done += n
-            reached = min(self.marks, done * self.marks // total)
+            reached = min(10, done * 10 // total)
             if reached > logged:
                 logged = reached
                 elapsed = _duration(self.clock() - started)
@@ -94,15 +101,6 @@ class LogEvents:
     def close(self) -> None:
         """Log the end."""
         self.write("done")
-
-
-def _write_stderr(line: str) -> None:
-    print(f"{time.strftime('%H:%M:%S')} {line}", file=sys.stderr, flush=True)
-
-
-def _duration(seconds: float) -> str:
-    minutes, secs = divmod(round(seconds), 60)
-    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
 
 
 @contextmanager
