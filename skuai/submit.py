@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from shared.errors import ConfigError
+from shared.image_formats import ACCEPTED_NAMES, IMAGE_SUFFIXES
 from skuai.client import SkuaiClient
 from skuai.console import console, make_progress
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp"})
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tgz", ".tar.gz", ".tar.bz2", ".tar.xz")
 FINAL_BATCH = frozenset({"completed", "canceled"})
 POLL_SECONDS = 1.0
@@ -75,7 +75,7 @@ def collect(paths: list[Path]) -> tuple[list[Path], list[Path]]:
         elif path.suffix.lower() in IMAGE_SUFFIXES:
             images.append(path)
         else:
-            raise ConfigError(f"{path}: not an image (jpg, png, webp) or archive (zip, tar)")
+            raise ConfigError(f"{path}: not an image ({ACCEPTED_NAMES}) or archive (zip, tar)")
     if not images and not archives:
         raise ConfigError("nothing to submit: no images or archives found")
     return images, archives

@@ -73,12 +73,14 @@ def test_aspect_is_kept_by_padding() -> None:
     ("data", "error", "fragment"),
     [
         (b"", InvalidImage, "empty"),
-        (b"GIF89a not really", InvalidImage, "not a decodable image"),
-        (_encode(Image.new("RGB", (8, 8)), "GIF"), UnsupportedMediaType, "GIF"),
-        (_encode(Image.new("RGB", (8, 8)), "BMP"), UnsupportedMediaType, "BMP"),
+        (b"GIF89a not really", InvalidImage, "not a decodable image: it starts like GIF"),
+        (_encode(Image.new("RGB", (8, 8)), "ICO"), UnsupportedMediaType, "ICO images are not"),
+        (_encode(Image.new("RGB", (8, 8)), "PCX"), UnsupportedMediaType, "PCX images are not"),
+        (b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n", UnsupportedMediaType, "not an image in an accepted"),
+        (b"just some text, named shoe.jpg", UnsupportedMediaType, "HEIC/HEIF, GIF, TIFF or BMP"),
         (_encode(Image.new("L", (4000, 3000)), "PNG"), InvalidImage, "at most"),
     ],
-    ids=["empty", "fake", "gif", "bmp", "too-many-pixels"],
+    ids=["empty", "fake", "ico", "pcx", "pdf", "text", "too-many-pixels"],
 )
 def test_refused_inputs(data: bytes, error: type[Exception], fragment: str) -> None:
     with pytest.raises(error, match=fragment):

@@ -5,7 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from shared import defaults
+from shared.image_formats import ACCEPTED_NAMES
 from web.openapi_schemas import SCHEMAS
+
+# The formats every image field takes (files, archive entries, base64 and fetched URLs alike).
+IMAGE_DESCRIPTION = (
+    f"{ACCEPTED_NAMES} (first frame of an animation, first page of a TIFF), recognised by content"
+)
 
 
 def _error_responses(*statuses: int) -> dict[str, Any]:
@@ -16,7 +22,7 @@ def _error_responses(*statuses: int) -> dict[str, Any]:
         400: "Bad request",
         404: "Not found",
         413: "Too large",
-        415: "Unsupported type",
+        415: f"Unsupported type: an image not in {ACCEPTED_NAMES}, or another body or archive",
         422: "Not a decodable image",
         503: "Redis unavailable",
     }
@@ -68,6 +74,7 @@ BATCH_PATHS: dict[str, Any] = {
                                 "images": {
                                     "type": "array",
                                     "items": {"type": "string", "format": "binary"},
+                                    "description": IMAGE_DESCRIPTION,
                                 },
                                 "archive": {"type": "string", "format": "binary"},
                                 "metadata": {"type": "string", "description": "a JSON object"},
@@ -171,7 +178,11 @@ PATHS: dict[str, Any] = {
                             "type": "object",
                             "required": ["image"],
                             "properties": {
-                                "image": {"type": "string", "format": "binary"},
+                                "image": {
+                                    "type": "string",
+                                    "format": "binary",
+                                    "description": IMAGE_DESCRIPTION,
+                                },
                                 "metadata": {"type": "string", "description": "a JSON object"},
                             },
                         }
@@ -181,7 +192,11 @@ PATHS: dict[str, Any] = {
                             "type": "object",
                             "required": ["image_base64"],
                             "properties": {
-                                "image_base64": {"type": "string", "format": "byte"},
+                                "image_base64": {
+                                    "type": "string",
+                                    "format": "byte",
+                                    "description": IMAGE_DESCRIPTION,
+                                },
                                 "ref": {"type": "string", "maxLength": 1024},
                                 "metadata": {"type": "object"},
                             },
