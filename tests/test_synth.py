@@ -26,6 +26,7 @@ from training.synth import (
     load_catalog,
     plan_catalog,
     render_sneaker,
+    sku_counts,
     synthesize,
 )
 
@@ -224,6 +225,10 @@ def test_models_differ_in_grayscale_shape() -> None:
         ({"workers": 0}, "workers must be"),
         ({"variation": "extreme"}, "variation must be one of standard, hard"),
         ({"imbalance": 0.5}, "imbalance must be between 1 and 1000"),
+        ({"skus_per_model": (5, 2)}, "MIN must not exceed MAX"),
+        ({"skus_per_model": (0, 4)}, "skus_per_model must be"),
+        ({"skus_per_model": (1, MAX_SKUS_PER_MODEL + 1)}, "distinguishable colourways"),
+        ({"skus_per_model": (1, 2, 3)}, "N or \\(MIN, MAX\\)"),
     ],
 )
 def test_bad_arguments_are_refused(tmp_path: Path, overrides: dict, message: str) -> None:
@@ -328,3 +333,64 @@ def test_hard_photos_share_the_plan_but_not_the_draws(small_catalog: SmallCatalo
     )
     # the standard stream is the one it always was: existing catalogs redraw byte for byte
     assert image_rng(seed, 1, 2, 0).random() == np.random.default_rng([seed, 4, 1, 2, 0]).random()
+
+
+@pytest.mark.parametrize(
+    ("models", "low", "high"), [(6, 1, 12), (10, 1, 40), (2, 3, 4), (25, 2, 9)]
+)
+def test_uneven_sku_counts_span_the_range(models: int, low: int, high: int) -> None:
+    counts = sku_counts(models, (low, high), seed=4)
+    assert len(counts) == models
+    assert min(counts) == low and max(counts) == high
+    assert counts == sku_counts(models, (low, high), seed=4)  # deterministic by seed
+    # spread geometrically: as many models below the geometric mean as above it
+    middle = (low * high) ** 0.5
+    assert abs(sum(c < middle for c in counts) - sum(c > middle for c in counts)) <= 1
+    assert sku_counts(models, (4, 4), seed=4) == sku_counts(models, 4, seed=4) == [4] * models
+
+
+def test_the_seed_decides_which_models_get_many_skus() -> None:
+    orders = {tuple(sku_counts(8, (1, 40), seed=seed)) for seed in range(6)}
+    assert len(orders) > 1
+    assert all(sorted(order) == sorted(next(iter(orders))) for order in orders)
+
+
+def test_an_uneven_catalog_is_written_and_redrawn_identically(tmp_path: Path) -> None:
+    uneven = {**SMALL, "models": 4, "skus_per_model": (1, 6), "images_per_sku": 6}
+    catalog = synthesize(tmp_path / "a", **uneven, imbalance=6)
+    per_model = Counter(s.model for s in catalog.skus)
+    assert [per_model[m.name] for m in catalog.models] == sku_counts(4, (1, 6), SMALL["seed"])
+    for model in catalog.models:
+        names = [s.colourway.name for s in catalog.skus_of(model.name)]
+        assert len(set(names)) == len(names)  # a model's colourways all differ
+    labels, samples = scan(tmp_path / "a")
+    assert {m: len(s) for m, s in labels.skus_by_model.items()} == dict(per_model)
+    photos = Counter(s.sku for s in samples)
+    assert max(photos.values()) == 6 and min(photos.values()) == 1
+    recorded = json.loads((tmp_path / "a" / "catalog.json").read_text())
+    assert recorded["skus_per_model"] == [1, 6]
+    assert load_catalog(tmp_path / "a") == catalog
+    synthesize(tmp_path / "b", **uneven, imbalance=6)
+    assert _digests(tmp_path / "a") == _digests(tmp_path / "b")
+    # the first model's SKUs and photos are those of an even catalog with as many SKUs
+    first = catalog.models[0].name
+    even = plan_catalog(models=4, skus_per_model=per_model[first], seed=SMALL["seed"])
+    assert even.skus_of(first) == catalog.skus_of(first)
+
+
+def test_the_command_line_takes_a_range_of_skus_per_model(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from skuai.cli_training import synth
+
+    runner = CliRunner()
+    args = ["--models", "3", "--images-per-sku", "2", "--size", "32", "--workers", "1"]
+    done = runner.invoke(synth, [str(tmp_path / "out"), *args, "--skus-per-model", "1-5"])
+    assert done.exit_code == 0, done.output
+    assert sorted(len(list(p.iterdir())) for p in (tmp_path / "out").iterdir() if p.is_dir()) == [
+        1,
+        2,
+        5,
+    ]
+    bad = runner.invoke(synth, [str(tmp_path / "bad"), *args, "--skus-per-model", "one-5"])
+    assert bad.exit_code == 2 and "is not N or MIN-MAX" in bad.output

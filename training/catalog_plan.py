@@ -1,7 +1,8 @@
 """Planning a synthetic catalog: distinct model shapes, and colourways shared between models.
 
 Models differ by silhouette (so grayscale is enough to tell them apart); SKUs are colourways, and
-every colourway recurs in at least two models, so neither shape nor colour alone gives the SKU.
+colourways recur across models, so neither shape nor colour alone gives the SKU. Models may have
+the same number of SKUs, or numbers spread over a range (an uneven catalog, like a real one).
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ COLLAR_HEIGHT = {"low": 0.3, "mid": 0.4, "high": 0.56}
 TOE_HEIGHT = {"round": 0.2, "pointed": 0.16, "square": 0.23}
 
 # Stream tags keep the random streams of different purposes apart for the same seed.
-_NAMES, _SHAPES, _JITTER, _COLOURS, _IMAGES = range(5)
+_NAMES, _SHAPES, _JITTER, _COLOURS, _IMAGES, _SKU_COUNTS = range(6)
+
+SkusPerModel = int | tuple[int, int]  # one count for every model, or an inclusive (min, max)
 
 
 @dataclass(frozen=True)
@@ -59,14 +62,25 @@ class Catalog:
         return tuple(sku for sku in self.skus if sku.model == model)
 
 
-def plan_catalog(*, models: int, skus_per_model: int, seed: int) -> Catalog:
+def plan_catalog(*, models: int, skus_per_model: SkusPerModel, seed: int) -> Catalog:
     """Choose the models' shapes and the SKUs' colourways, deterministically from the seed."""
-    _check_plan(models, skus_per_model, seed)
+    counts = sku_counts(models, skus_per_model, seed)
     names = _model_names(models, seed)
     choices = _shape_choices(models, seed)
     sneaker_models = tuple(_sneaker_model(names[i], choices[i], seed, i) for i in range(models))
-    skus = _share_colourways(sneaker_models, skus_per_model, seed)
+    skus = _share_colourways(sneaker_models, counts, seed)
     return Catalog(models=sneaker_models, skus=skus)
+
+
+def sku_counts(models: int, skus_per_model: SkusPerModel, seed: int) -> list[int]:
+    """SKUs of each model: all the same, or for (min, max) a geometric spread from max down to
+    min (few models with many colourways, many with few, as in real catalogs), in an order
+    chosen by the seed. Both ends of the range occur whenever there are two models or more."""
+    low, high = _check_plan(models, skus_per_model, seed)
+    if low == high or models == 1:
+        return [high] * models
+    ranks = _rng(seed, _SKU_COUNTS).permutation(models)
+    return [round(high * (low / high) ** (r / (models - 1))) for r in ranks]
 
 
 def image_rng(
@@ -132,26 +146,39 @@ def _sneaker_model(name: str, choice: tuple[int, ...], seed: int, index: int) ->
 
 
 def _share_colourways(
-    sneaker_models: tuple[SneakerModel, ...], skus_per_model: int, seed: int
+    sneaker_models: tuple[SneakerModel, ...], counts: list[int], seed: int
 ) -> tuple[Sku, ...]:
-    """Each model takes a run of one shared pool, sized so each colourway is taken twice or more."""
-    models = len(sneaker_models)
+    """Each model takes the next run of one shared pool, sized so that (with equal counts) each
+    colourway is taken twice or more; a run never wraps onto itself, so a model's SKUs differ."""
+    taken = sum(counts)
     pool = colourway_pool(_rng(seed, _COLOURS))[
-        : max(skus_per_model, min(MAX_SKUS_PER_MODEL, models * skus_per_model // 2))
+        : max(max(counts), min(MAX_SKUS_PER_MODEL, taken // 2))
     ]
+    starts = np.cumsum([0, *counts[:-1]])
     return tuple(
         Sku(label=f"{model.name}--{colourway.name}", model=model.name, colourway=colourway)
-        for m, model in enumerate(sneaker_models)
-        for colourway in (pool[(m * skus_per_model + j) % len(pool)] for j in range(skus_per_model))
+        for model, start, count in zip(sneaker_models, starts, counts, strict=True)
+        for colourway in (pool[(int(start) + j) % len(pool)] for j in range(count))
     )
 
 
-def _check_plan(models: int, skus_per_model: int, seed: int) -> None:
+def _check_plan(models: int, skus_per_model: SkusPerModel, seed: int) -> tuple[int, int]:
+    """Validate the plan's arguments; returns the (min, max) SKUs per model."""
     check_int("models", models, 1)
-    check_int("skus_per_model", skus_per_model, 1)
     check_int("seed", seed, 0)
-    if skus_per_model > MAX_SKUS_PER_MODEL:
-        raise ValueError(
-            f"skus_per_model must be at most {MAX_SKUS_PER_MODEL} (the number of "
-            f"distinguishable colourways), got {skus_per_model}"
-        )
+    if isinstance(skus_per_model, tuple):
+        if len(skus_per_model) != 2:
+            raise ValueError(f"skus_per_model must be N or (MIN, MAX), got {skus_per_model!r}")
+        low, high = skus_per_model
+    else:
+        low = high = skus_per_model
+    for value in (low, high):
+        check_int("skus_per_model", value, 1)
+        if value > MAX_SKUS_PER_MODEL:
+            raise ValueError(
+                f"skus_per_model must be at most {MAX_SKUS_PER_MODEL} (the number of "
+                f"distinguishable colourways), got {value}"
+            )
+    if low > high:
+        raise ValueError(f"skus_per_model: MIN must not exceed MAX, got {low}-{high}")
+    return low, high

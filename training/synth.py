@@ -17,7 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
-from training.catalog_plan import Catalog, Sku, check_int, image_rng, plan_catalog
+from training.catalog_plan import (
+    Catalog,
+    Sku,
+    SkusPerModel,
+    check_int,
+    image_rng,
+    plan_catalog,
+    sku_counts,
+)
 from training.colourways import MAX_SKUS_PER_MODEL, PALETTE, Colourway
 from training.sneaker_geometry import SneakerModel
 from training.sneaker_photo import VARIATIONS, render_sneaker
@@ -30,11 +38,13 @@ __all__ = [
     "Catalog",
     "Colourway",
     "Sku",
+    "SkusPerModel",
     "SneakerModel",
     "image_counts",
     "load_catalog",
     "plan_catalog",
     "render_sneaker",
+    "sku_counts",
     "synthesize",
 ]
 
@@ -52,7 +62,7 @@ def synthesize(
     out: Path,
     *,
     models: int,
-    skus_per_model: int,
+    skus_per_model: SkusPerModel,
     images_per_sku: int,
     size: int,
     seed: int,
@@ -64,8 +74,10 @@ def synthesize(
 ) -> Catalog:
     """Write the catalog under OUT; calls progress(n_images_just_written) as it goes.
 
-    `imbalance` R > 1 gives the SKUs image counts spread geometrically from `images_per_sku` down
-    to `images_per_sku / R` (at least 1), in an order chosen by the seed; `variation` names a
+    `skus_per_model` (MIN, MAX) gives models SKU counts spread over that range (see
+    `sku_counts`); `imbalance` R > 1 gives the SKUs image counts spread geometrically from
+    `images_per_sku` down to `images_per_sku / R` (at least 1), in an order chosen by the seed;
+    `variation` names a
     profile of `VARIATIONS` ("hard" for photos harder than any a model was trained on)."""
     out = Path(out)
     _check_render(images_per_sku, size, image_format, workers, variation, imbalance)
@@ -80,6 +92,9 @@ def synthesize(
         "image_format": image_format,
         "variation": variation,
         "imbalance": float(imbalance),
+        "skus_per_model": [int(v) for v in skus_per_model]
+        if isinstance(skus_per_model, tuple)
+        else int(skus_per_model),
     }
     # Written first and marked incomplete, so a rerun recognises (and replaces) a broken run.
     _write_catalog(out, catalog, settings, counts, complete=False)
