@@ -1,0 +1,83 @@
+"""The split a version was trained on, written into the version as `split.json`: every file's
+relative path, labels, SHA-256, perceptual hash, duplicate group and part, and the files left out.
+With it anyone can check that no test photo has a copy among the training photos (`leaks`), and
+later evaluations (the demo) use the very same held-out photos."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from training.data_check import DataReport
+from training.dataset import Sample, Split
+from training.dedup import HASH_SIZE, NEAR_DISTANCE, close_pairs
+
+SPLIT_FILE = "split.json"
+PARTS = ("train", "val", "test")
+
+
+def split_record(report: DataReport, parts: Split, *, seed: int) -> dict[str, Any]:
+    """The record of `parts` (drawn from `report`'s usable files) as JSON-ready values."""
+    part_of = {sample.path: name for name in PARTS for sample in getattr(parts, name)}
+    files = []
+    for facts in report.usable:
+        part = part_of.get(report.data_dir / facts.path)
+        if part is None:
+            continue
+        files.append(
+            {
+                "path": facts.path,
+                "model": facts.model,
+                "sku": facts.sku,
+                "sha256": facts.sha256,
+                "phash": facts.phash,
+                "group": report.groups[facts.path],
+                "split": part,
+            }
+        )
+    left_out = [{"path": f.path, "reason": f.reason} for f in report.files if not f.usable]
+    return {
+        "seed": seed,
+        "data_dir": str(report.data_dir.resolve()),
+        "hash": {"name": "phash", "bits": HASH_SIZE * HASH_SIZE, "max_distance": NEAR_DISTANCE},
+        "counts": {name: len(getattr(parts, name)) for name in PARTS},
+        "files": files,
+        "left_out": left_out,
+    }
+
+
+def write_split(folder: Path, record: dict[str, Any]) -> None:
+    """Write `record` as the version's split.json."""
+    (folder / SPLIT_FILE).write_text(json.dumps(record, indent=1) + "\n")
+
+
+def read_split(folder: Path) -> dict[str, Any]:
+    """The split.json of a version folder."""
+    data: dict[str, Any] = json.loads((folder / SPLIT_FILE).read_text())
+    return data
+
+
+def recorded_samples(folder: Path, data_dir: Path, part: str) -> list[Sample]:
+    """The samples a version put in `part` (train, val or test), as files under `data_dir`."""
+    if part not in PARTS:
+        raise ValueError(f"part must be one of {', '.join(PARTS)}")
+    return [
+        Sample(data_dir / row["path"], row["model"], row["sku"])
+        for row in read_split(folder)["files"]
+        if row["split"] == part
+    ]
+
+
+def leaks(record: dict[str, Any], part: str = "test") -> list[tuple[str, str, int]]:
+    """(file in `part`, training file, distance) for every pair within the recorded
+    near-duplicate distance (byte-identical files included): empty for a leakage-free split."""
+    files = record["files"]
+    held = [row for row in files if row["split"] == part]
+    train = [row for row in files if row["split"] == "train"]
+    i, j, d = close_pairs(
+        [row["phash"] for row in held],
+        [row["phash"] for row in train],
+        max_distance=int(record["hash"]["max_distance"]),
+    )
+    return [(held[a]["path"], train[b]["path"], int(c)) for a, b, c in zip(i, j, d, strict=True)]
