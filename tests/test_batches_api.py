@@ -68,7 +68,7 @@ def test_multipart_images_with_a_bad_one(api_url: str, tiny_catalog: Path, train
     assert [i["ref"] for i in items] == [p.name for p in images] + ["broken.png"]
     assert len({i["id"] for i in items}) == 10
     assert all(i["status"] == "succeeded" and i["result"]["sku"]["label"] for i in items[:9])
-    assert items[9]["error"]["code"] == "invalid_image"
+    assert items[9]["error"]["code"] == "unsupported_media_type"  # no image format at all
 
 
 def test_archive_with_nested_folders_and_bad_entries(api_url: str, tiny_catalog: Path) -> None:
@@ -90,7 +90,7 @@ def test_archive_with_nested_folders_and_bad_entries(api_url: str, tiny_catalog:
     for p in good:
         assert items[f"shoes/{p.parent.name}/{p.name}"]["status"] == "succeeded"
     assert items["../../etc/evil.png"]["error"]["code"] == "unsafe_path"
-    assert items["readme.txt"]["error"]["code"] == "invalid_image"
+    assert items["readme.txt"]["error"]["code"] == "unsupported_media_type"
     assert items["more.zip"]["error"]["code"] == "nested_archive"
     assert items["cut.png"]["error"]["code"] == "invalid_image"
     assert done["counts"]["succeeded"] == 3 and done["counts"]["failed"] == 4

@@ -10,6 +10,7 @@ import pytest
 import requests
 from PIL import Image
 
+from shared.image_formats import ACCEPTED_NAMES
 from tests.conftest import http, sample_image
 
 pytestmark = pytest.mark.usefixtures("inference_worker")
@@ -70,7 +71,7 @@ def test_unknown_job_is_404_with_error_shape(api_url: str) -> None:
 
 
 def test_undecodable_upload_is_refused(api_url: str) -> None:
-    response = _submit(api_url, b"this is not an image at all", name="shoe.jpg")
+    response = _submit(api_url, b"\x89PNG\r\n\x1a\n but no image follows", name="shoe.png")
     assert response.status_code == 422
     error = _error(response)
     assert error["code"] == "invalid_image" and "not a decodable image" in error["message"]
@@ -78,10 +79,12 @@ def test_undecodable_upload_is_refused(api_url: str) -> None:
 
 def test_unsupported_format_is_415(api_url: str) -> None:
     buffer = io.BytesIO()
-    Image.new("RGB", (8, 8), "red").save(buffer, format="GIF")
-    response = _submit(api_url, buffer.getvalue(), name="shoe.gif")
-    assert response.status_code == 415
-    assert "GIF" in _error(response)["message"]
+    Image.new("RGB", (8, 8), "red").save(buffer, format="ICO")
+    for data, named in ((buffer.getvalue(), "ICO"), (b"this is not an image at all", "")):
+        response = _submit(api_url, data, name="shoe.jpg")  # the name does not matter
+        assert response.status_code == 415
+        message = _error(response)["message"]
+        assert named in message and ACCEPTED_NAMES in message
 
 
 def test_truncated_image_fails_its_job_with_a_clear_error(api_url: str, tiny_catalog: Path) -> None:
