@@ -79,7 +79,7 @@ def _other_format(data: bytes) -> str | None:
     """What Pillow identifies `data` as, opening the header only, just to name it."""
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # a file we refuse anyway: no noise in the logs
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             return str(Image.open(io.BytesIO(data)).format)
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError):
         return None
