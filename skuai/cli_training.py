@@ -136,6 +136,11 @@ def synth(
 )
 @click.option("--seed", default=0, show_default=True)
 @click.option("--no-activate", is_flag=True, help="Register the version without activating it.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Train even when the data check finds errors, leaving the unusable files out.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
 def train(
     data: Path,
@@ -152,13 +157,14 @@ def train(
     precision: str,
     seed: int,
     no_activate: bool,
+    force: bool,
     as_json: bool,
 ) -> None:
     """Train both stages on DATA, evaluate on the held-out split, write a new model version."""
+    from skuai.cli_data import print_summary, run_check
     from skuai.console import training_events
     from skuai.quiet import import_tensorflow_quietly
     from training.config import TrainConfig
-    from training.dataset import scan
     from training.evaluate import summary_rows
     from training.registry import Registry
     from training.train import train as run_training
@@ -177,10 +183,21 @@ def train(
         seed=seed,
     )
     reg = Registry(registry or settings().registry_dir)
-    scan(data)  # a bad dataset is reported before TensorFlow loads
+    # The data check comes first, so a bad dataset is reported before TensorFlow loads.
+    check = run_check(data, input_size=input_size, quiet=as_json)
+    if not as_json:
+        print_summary(check)
+    errors = check.errors()
+    if errors and not force:
+        fail(
+            f"{data} has {len(errors)} error{'s' * (len(errors) != 1)} (run `skuai data check "
+            f"{data}` for the list): fix them, or pass --force to train without the unusable files"
+        )
     import_tensorflow_quietly()
     with training_events(enabled=not as_json) as events:
-        outcome = run_training(data, reg, config, activate=not no_activate, events=events)
+        outcome = run_training(
+            data, reg, config, activate=not no_activate, events=events, check=check, force=force
+        )
     if as_json:
         click.echo(
             json.dumps(

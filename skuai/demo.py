@@ -82,12 +82,14 @@ def _synthesize(out: Path, plan: DemoPlan) -> Path:
 
 
 def _train(catalog: Path, registry_dir: Path, plan: DemoPlan) -> list[Any]:
-    """Train the demo cascade and return the held-out test samples."""
+    """Train the demo cascade and return the held-out test samples: those of the version's own
+    split.json, where copies of a photo never sit on both sides."""
     train_demo_model(catalog, registry_dir, plan)
-    from training.dataset import scan, split
+    from training.registry import Registry
+    from training.split_record import recorded_samples
 
-    _, samples = scan(catalog)
-    return list(split(samples, seed=plan.seed).test)
+    registry = Registry(registry_dir)
+    return recorded_samples(registry.path(registry.require_active()), catalog, "test")
 
 
 def train_demo_model(catalog: Path, registry_dir: Path, plan: DemoPlan) -> None:

@@ -100,7 +100,7 @@ class DataReport:
     def warnings(self) -> list[str]:
         """What training survives but a user should know."""
         out = [
-            f"SKU {model}/{sku} has {n} images (< {self.min_per_sku})"
+            f"SKU {model}/{sku} has {n} image{'s' * (n != 1)} (< {self.min_per_sku})"
             for model, skus in self.counts().items()
             for sku, n in skus.items()
             if 0 < n < self.min_per_sku
@@ -114,7 +114,8 @@ class DataReport:
         tiny = self.too_small()
         if tiny:
             out.append(
-                f"{len(tiny)} images are smaller than the {self.input_size}-pixel input "
+                f"{len(tiny)} image{'s are' if len(tiny) > 1 else ' is'} smaller than the "
+                f"{self.input_size}-pixel input "
                 f"(smallest {min(min(f.width or 0, f.height or 0) for f in tiny)} pixels)"
             )
         return out

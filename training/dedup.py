@@ -20,7 +20,7 @@ from scipy.sparse.csgraph import connected_components
 
 HASH_SIZE = 16  # pHash side: 16 x 16 = 256 bits
 HASH_INPUT = 128  # side (pixels) of the decoded, padded square the hash is computed from
-NEAR_DISTANCE = 36  # at most this many of the 256 bits differ between a photo and its copies
+NEAR_DISTANCE = 30  # at most this many of the 256 bits differ between a photo and its copies
 _CHUNK_CELLS = 1 << 20  # pairwise distances computed this many at a time (bounded memory)
 
 

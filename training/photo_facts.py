@@ -14,7 +14,7 @@ from typing import Any
 from PIL import Image
 
 from shared.errors import InvalidImage, UnsupportedMediaType
-from shared.image_formats import ACCEPTED_NAMES, IMAGE_SUFFIXES, register_plugins
+from shared.image_formats import IMAGE_SUFFIXES, register_plugins
 from shared.images import decode, sniff
 from training.dataset import Sample
 from training.dedup import HASH_INPUT, perceptual_hash, sha256_of
@@ -80,9 +80,10 @@ def inspect_file(sample: Sample, data_dir: Path) -> PhotoFacts:
     facts = PhotoFacts(**{**named.to_dict(), "sha256": sha256_of(data)})
     try:
         image_format = sniff(data, max_pixels=MAX_TRAINING_PIXELS)
-    except (InvalidImage, UnsupportedMediaType) as exc:
-        empty = "the file is empty" if not data else None
-        return _problem(facts, NOT_IMAGE, empty or f"not a {ACCEPTED_NAMES} image ({exc.message})")
+    except UnsupportedMediaType as exc:  # content of another kind
+        return _problem(facts, NOT_IMAGE, exc.message)
+    except InvalidImage as exc:  # a broken (or empty, or enormous) file of an accepted format
+        return _problem(facts, UNREADABLE, exc.message)
     if sample.path.suffix.lower() not in IMAGE_SUFFIXES:
         return _problem(
             facts, NOT_IMAGE, f"a {image_format} image whose name does not end in an image suffix"

@@ -9,12 +9,34 @@ import json
 from pathlib import Path
 from typing import Any
 
+from shared.errors import DatasetError
 from training.data_check import DataReport
-from training.dataset import Sample, Split
+from training.dataset import Sample, Split, labels_of, split
 from training.dedup import HASH_SIZE, NEAR_DISTANCE, close_pairs
+from training.labels import Labels
 
 SPLIT_FILE = "split.json"
 PARTS = ("train", "val", "test")
+
+
+def checked_split(
+    report: DataReport, *, seed: int, force: bool = False
+) -> tuple[Labels, Split, dict[str, Any]]:
+    """Labels, split and split record of a checked dataset. A dataset with errors is refused
+    unless `force`, which trains on the usable files (the record lists the rest)."""
+    errors = report.errors()
+    if errors and not force:
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise DatasetError(
+            f"{report.data_dir} has errors: {errors[0]}{more}; see `skuai data check`, fix "
+            "them, or pass --force to leave the unusable files out"
+        )
+    samples = report.samples()
+    if not samples:
+        raise DatasetError(f"{report.data_dir} has no usable image")
+    groups = {report.data_dir / path: number for path, number in report.groups.items()}
+    parts = split(samples, seed=seed, groups=groups)
+    return labels_of(samples), parts, split_record(report, parts, seed=seed)
 
 
 def split_record(report: DataReport, parts: Split, *, seed: int) -> dict[str, Any]:

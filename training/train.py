@@ -14,9 +14,10 @@ import numpy as np
 
 from shared.errors import DatasetError
 from training.config import TrainConfig
-from training.dataset import scan, split
+from training.data_check import DataReport, check_dataset, files_to_check
 from training.labels import Labels
 from training.registry import Registry
+from training.split_record import checked_split, write_split
 
 if TYPE_CHECKING:
     from training.pipeline import ImageSource
@@ -55,13 +56,20 @@ def train(
     activate: bool = True,
     events: TrainingEvents | None = None,
     keras_verbose: int = 0,
+    check: DataReport | None = None,
+    force: bool = False,
 ) -> TrainOutcome:
-    """Scan, split, decode, fit stage 1 and stage 2, evaluate, and register a new version."""
+    """Check, split (duplicates kept together), decode, fit stage 1 and stage 2, evaluate, and
+    register a new version with its split. `check`: a report already made of `data_dir`;
+    `force`: train on the usable files of a dataset with errors."""
     events = events or QuietEvents()
-    labels, samples = scan(data_dir)
-    parts = split(samples, seed=config.seed)
+    if check is None:
+        progress = events.phase("checking the dataset", files_to_check(data_dir))
+        check = check_dataset(data_dir, input_size=config.input_size, progress=progress)
+    labels, parts, record = checked_split(check, seed=config.seed, force=force)
     version, folder = registry.new_version()
     try:
+        write_split(folder, record)  # which file went where, with its hashes
         metrics = _train_into(
             folder, version, labels, parts, config, events, keras_verbose, data_dir
         )
