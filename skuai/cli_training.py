@@ -288,26 +288,75 @@ def models_activate(version: str, registry: Path | None, precision: str) -> None
 @click.argument("version")
 @click.argument("data", type=click.Path(path_type=Path))
 @click.option("--registry", type=click.Path(path_type=Path), default=None)
+@click.option(
+    "--test-split",
+    is_flag=True,
+    help="Only VERSION's own held-out test split of DATA (the folder it was trained on).",
+)
+@click.option(
+    "--corruptions",
+    is_flag=True,
+    help="Also under a fixed suite of photo degradations (JPEG, rotation, lighting, crops, "
+    "blur, colour casts, mixed), with the ratio to clean accuracy.",
+)
+@click.option("--corruption-seed", default=0, show_default=True, help="Seed of that suite.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
-def models_evaluate(version: str, data: Path, registry: Path | None, as_json: bool) -> None:
+def models_evaluate(
+    version: str,
+    data: Path,
+    registry: Path | None,
+    test_split: bool,
+    corruptions: bool,
+    corruption_seed: int,
+    as_json: bool,
+) -> None:
     """Evaluate VERSION on every image under DATA (e.g. photos it was never trained on)."""
     from skuai.console import make_progress
     from skuai.quiet import import_tensorflow_quietly
-    from training.dataset import scan
+    from training.corruptions import CORRUPTIONS
     from training.evaluate import summary_rows
-    from training.external import evaluate_folder
+    from training.external import evaluate_folder, folder_samples
     from training.registry import Registry
 
     reg = Registry(registry or settings().registry_dir)
     reg.path(version)
-    _, samples = scan(data)  # a bad dataset is reported before TensorFlow loads
+    # a bad dataset is reported before TensorFlow loads
+    samples = folder_samples(reg, version, data, test_split=test_split)
     import_tensorflow_quietly()
+    passes = 1 + len(CORRUPTIONS) if corruptions else 1
     with make_progress(transient=True, disable=as_json) as progress:
-        task = progress.add_task(f"evaluating {version}", total=len(samples))
-        metrics = evaluate_folder(reg, version, data, progress=lambda n: progress.advance(task, n))
+        task = progress.add_task(f"evaluating {version}", total=passes * len(samples))
+        metrics = evaluate_folder(
+            reg,
+            version,
+            data,
+            test_split=test_split,
+            corruption_seed=corruption_seed if corruptions else None,
+            progress=lambda n: progress.advance(task, n),
+        )
     if as_json:
         click.echo(json.dumps(metrics))
         return
     for name, value in summary_rows(metrics):
         console.print(f"  {name:<34} {value}")
     console.print(f"  {'unreadable images skipped':<34} {metrics['skipped_images']}")
+    if corruptions:
+        _print_robustness(metrics["corruptions"])
+
+
+def _print_robustness(result: dict[str, object]) -> None:
+    from rich.table import Table
+
+    from training.robustness import robustness_rows
+
+    table = Table(
+        title=f"end to end under corruptions (suite seed {result['seed']})",
+        caption="ratio: to clean accuracy; overall: the mean over the corruptions",
+    )
+    for column in ("corruption", "model top-1", "ratio", "SKU top-1", "ratio"):
+        table.add_column(
+            column, justify="left" if column == "corruption" else "right", no_wrap=True
+        )
+    for row in robustness_rows(result):
+        table.add_row(*row)
+    console.print(table)

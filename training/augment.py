@@ -1,15 +1,26 @@
 """Photo-like variation applied on the fly to training batches: flips, rotation, crop/scale,
-shifts, contrast, brightness, and occlusion (a random patch in front of the shoe)."""
+shifts, contrast, brightness, occlusion (a random patch in front of the shoe), and the
+degradations of a phone photo (exposure, slight blur, white balance, JPEG compression)."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 OCCLUSION_RATE = 0.3  # share of training images that get an occluding patch
 OCCLUSION_SIZE = (0.08, 0.2)  # patch half-sides, as fractions of the image side
+ROTATION = 15 / 360  # of a full turn, either way
+CONTRAST = 0.35
+EXPOSURE = 0.35  # multiplicative brightness within 1 +- this
+BLUR_RATE, BLUR_SIGMA = 0.5, 0.02  # share blurred; the strongest blur's sigma, share of the side
+# White balance: per-channel gains within 1 +- this. Kept small, since colour is what tells a
+# model's colourways apart (docs/training.md, "Robustness", has the evidence).
+COLOUR_CAST = 0.05
+JPEG_RATE, JPEG_QUALITY = 0.5, (15, 75)  # share re-encoded as JPEG; its quality range
 
 
 def augmenter(seed: int) -> keras.Sequential:
@@ -17,10 +28,10 @@ def augmenter(seed: int) -> keras.Sequential:
     return keras.Sequential(
         [
             _layer("RandomFlip", "horizontal", seed=seed),
-            _layer("RandomRotation", 0.03, fill_mode="nearest", seed=seed + 1),
+            _layer("RandomRotation", ROTATION, fill_mode="nearest", seed=seed + 1),
             _layer("RandomZoom", (-0.1, 0.15), fill_mode="nearest", seed=seed + 2),
             _layer("RandomTranslation", 0.06, 0.06, fill_mode="nearest", seed=seed + 3),
-            _layer("RandomContrast", 0.2, seed=seed + 4),
+            _layer("RandomContrast", CONTRAST, seed=seed + 4),
             _layer("RandomBrightness", 0.15, value_range=(0, 255), seed=seed + 5),
         ],
         name="augment",
@@ -63,13 +74,60 @@ def occlude(
     return images * (1 - mask) + colour * mask
 
 
-def augment_batch(seed: int, occlusion: float = OCCLUSION_RATE) -> Any:
+def degrade(images: tf.Tensor, *, seed: int | None = None) -> tf.Tensor:
+    """A phone's degradations on a batch of (N, H, W, 3) floats in 0-255, each image its own:
+    a slight blur on some, an exposure gain, a white-balance cast, JPEG artefacts on some."""
+    n = tf.shape(images)[0]
+    draws = tf.random.uniform([n, 8], seed=seed)  # one op: see occlude
+
+    def column(i: int) -> tf.Tensor:  # (n, 1, 1, 1)
+        return draws[:, i, None, None, None]
+
+    blurred = _gaussian_blur(images, BLUR_SIGMA * float(images.shape[1] or 64))
+    strength = column(0) * tf.cast(column(1) < BLUR_RATE, images.dtype)
+    images = images + strength * (blurred - images)
+    images = images * (1 + EXPOSURE * (2 * column(2) - 1))
+    gains = 1 + COLOUR_CAST * (2 * draws[:, None, None, 3:6] - 1)
+    images = tf.clip_by_value(images * gains, 0.0, 255.0)
+    low, high = JPEG_QUALITY
+    quality = tf.cast(low + (high - low) * draws[:, 6], tf.int32)
+    compressed = tf.map_fn(
+        lambda args: _jpeg(args[0], args[1]),
+        (images, quality),
+        fn_output_signature=tf.float32,
+    )
+    return tf.where(column(7) < JPEG_RATE, compressed, images)
+
+
+def _jpeg(image: tf.Tensor, quality: tf.Tensor) -> tf.Tensor:
+    pixels = tf.cast(tf.round(image), tf.uint8)
+    return tf.cast(tf.image.adjust_jpeg_quality(pixels, quality), tf.float32)
+
+
+def _gaussian_blur(images: tf.Tensor, sigma: float) -> tf.Tensor:
+    """Each channel blurred by a Gaussian of `sigma` pixels (edges padded by reflection)."""
+    radius = max(1, math.ceil(3 * sigma))
+    offsets = np.arange(-radius, radius + 1, dtype=np.float32)
+    weights = np.exp(-0.5 * (offsets / sigma) ** 2)
+    weights /= weights.sum()
+    padded = tf.pad(images, [[0, 0], [radius, radius], [radius, radius], [0, 0]], "REFLECT")
+    rows = tf.constant(np.tile(weights[:, None, None, None], (1, 1, 3, 1)))
+    cols = tf.constant(np.tile(weights[None, :, None, None], (1, 1, 3, 1)))
+    one = [1, 1, 1, 1]
+    blurred = tf.nn.depthwise_conv2d(padded, rows, one, "VALID")
+    return tf.nn.depthwise_conv2d(blurred, cols, one, "VALID")
+
+
+def augment_batch(
+    seed: int, occlusion: float = OCCLUSION_RATE, *, degrade_photos: bool = True
+) -> Any:
     """A tf.data map function: (inputs, *rest) -> augmented float images, the rest unchanged."""
     layers = augmenter(seed)
 
     def image(x: tf.Tensor) -> tf.Tensor:
         x = layers(tf.cast(x, tf.float32), training=True)
-        return occlude(x, rate=occlusion, seed=seed + 6) if occlusion > 0 else x
+        x = occlude(x, rate=occlusion, seed=seed + 6) if occlusion > 0 else x
+        return degrade(x, seed=seed + 7) if degrade_photos else x
 
     def apply(x: Any, *rest: Any) -> Any:
         if isinstance(x, dict):

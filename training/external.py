@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.errors import DatasetError
+from training.dataset import Sample
 from training.registry import Registry
 
 
@@ -16,14 +17,49 @@ def evaluate_folder(
     version: str,
     data_dir: Path,
     *,
+    test_split: bool = False,
+    corruption_seed: int | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    """The version's metrics on every image under DATA, whose models and SKUs it must know."""
+    """The version's metrics on every image under DATA (with `test_split`, on the version's own
+    held-out split of it), whose models and SKUs it must know; with a `corruption_seed`, also
+    under the corruption suite (training.robustness), as `metrics["corruptions"]`."""
     from training.cascade import Cascade
-    from training.dataset import scan
     from training.evaluate import evaluate
     from training.labels import Labels
     from training.loading import load_arrays
+
+    folder = registry.path(version)
+    known = Labels.load(folder / "labels.json")
+    samples = folder_samples(registry, version, data_dir, test_split=test_split)
+    cascade = Cascade.load(folder, version=version)
+    arrays = load_arrays(samples, known, size=cascade.input_size, progress=progress)
+    metrics = evaluate(cascade, arrays)
+    metrics["skipped_images"] = len(arrays.skipped)
+    if corruption_seed is not None:
+        from training.robustness import evaluate_corruptions
+
+        metrics["corruptions"] = evaluate_corruptions(
+            cascade,
+            samples,
+            known,
+            clean_metrics=metrics,
+            seed=corruption_seed,
+            progress=progress,
+        )
+    return metrics
+
+
+def folder_samples(
+    registry: Registry, version: str, data_dir: Path, *, test_split: bool = False
+) -> list[Sample]:
+    """The images under DATA to evaluate `version` on, all of them or (`test_split`) those of
+    its own held-out split; clear errors for SKUs it does not know or for another folder."""
+    import json
+
+    from training.dataset import scan, split
+    from training.labels import Labels
+    from training.split_record import SPLIT_FILE, recorded_samples
 
     folder = registry.path(version)
     known = Labels.load(folder / "labels.json")
@@ -34,11 +70,18 @@ def evaluate_folder(
             f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
         )
         raise DatasetError(f"{data_dir} has SKUs that version {version} does not know: {shown}")
-    cascade = Cascade.load(folder, version=version)
-    arrays = load_arrays(samples, known, size=cascade.input_size, progress=progress)
-    metrics = evaluate(cascade, arrays)
-    metrics["skipped_images"] = len(arrays.skipped)
-    return metrics
+    if not test_split:
+        return samples
+    config = json.loads((folder / "config.json").read_text())
+    trained_on = config.get("data_dir")
+    if trained_on is None or Path(trained_on) != data_dir.resolve():
+        raise DatasetError(
+            f"{version} was trained on {trained_on or 'an unrecorded folder'}, not {data_dir}: "
+            "its test split is only defined there"
+        )
+    if (folder / SPLIT_FILE).is_file():  # the split as trained, duplicate groups kept together
+        return recorded_samples(folder, data_dir, "test")
+    return list(split(samples, seed=int(config["seed"])).test)  # versions from before split.json
 
 
 def _knows(labels: Any, model: str, sku: str) -> bool:

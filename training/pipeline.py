@@ -83,7 +83,10 @@ def stream(
     data = data.map(_shape(target, class_weights), num_parallel_calls=AUTOTUNE)
     data = data.batch(config.batch_size)
     if training and config.augment:
-        data = data.map(augment_batch(config.seed, config.occlusion), num_parallel_calls=AUTOTUNE)
+        data = data.map(
+            augment_batch(config.seed, config.occlusion, degrade_photos=config.degrade_photos),
+            num_parallel_calls=AUTOTUNE,
+        )
     return data.prefetch(AUTOTUNE)
 
 
