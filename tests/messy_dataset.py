@@ -84,6 +84,7 @@ def messy_dataset(root: Path) -> Path:
     empty = root / "court" / "court-empty"
     empty.mkdir()
     (empty / "readme.txt").write_text("photos to follow\n")
+    (root / "court" / "court-white" / "old").mkdir()  # a folder in a SKU folder: not read
     return root
 
 

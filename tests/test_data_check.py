@@ -5,6 +5,7 @@ the training photos."""
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import subprocess
 import sys
@@ -28,7 +29,7 @@ from tests.messy_dataset import (
     write_photos,
 )
 from training.data_check import check_dataset
-from training.dedup import NEAR_DISTANCE
+from training.dedup import NEAR_DISTANCE, close_pairs, near_groups
 from training.split_record import leaks, read_split
 
 REPORT_KEYS = {
@@ -47,6 +48,7 @@ REPORT_KEYS = {
     "exact_duplicates",
     "near_duplicates",
     "near_duplicate_hash",
+    "outside_layout",
     "too_small",
     "files",
 }
@@ -88,6 +90,7 @@ def test_json_report_finds_every_problem(messy: Path) -> None:
     assert _groups(report["near_duplicates"]) == _groups([list(g) for g in NEAR])
     assert _groups(report["clashing_sku_names"]) == [frozenset(CLASH)]
     assert {row["path"] for row in report["too_small"]} == TOO_SMALL
+    assert report["outside_layout"] == ["court/court-white/old"]
     assert report["images_per_sku"] == {
         "court": {"court-empty": 0, "court-white": 1, "runner-blue": 12},
         "runner": {"Runner Blue": 12, "runner-red": 20},
@@ -229,3 +232,29 @@ def _pixels(path: Path) -> Image.Image:
     from training.dedup import HASH_INPUT
 
     return Image.fromarray(decode(path.read_bytes(), size=HASH_INPUT, max_pixels=10**8))
+
+
+def test_close_pairs_match_a_brute_force_comparison() -> None:
+    rng = random.Random(5)
+    base = [f"{rng.getrandbits(256):064x}" for _ in range(300)]
+
+    def flipped(value: str, bits: int) -> str:
+        number = int(value, 16)
+        for bit in rng.sample(range(256), bits):
+            number ^= 1 << bit
+        return f"{number:064x}"
+
+    hashes = base + [flipped(base[i], rng.randrange(0, 40)) for i in range(0, 300, 3)]
+    as_hash = [imagehash.hex_to_hash(h) for h in hashes]
+    brute = {
+        (a, b)
+        for a in range(len(hashes))
+        for b in range(a + 1, len(hashes))
+        if as_hash[a] - as_hash[b] <= NEAR_DISTANCE
+    }
+    i, j, d = close_pairs(hashes, hashes, triangle=True)
+    assert set(zip(i.tolist(), j.tolist(), strict=True)) == brute and len(brute) > 50
+    assert all(as_hash[a] - as_hash[b] == c for a, b, c in zip(i, j, d, strict=True))
+    groups = near_groups(hashes)
+    assert all(groups[a] == groups[b] for a, b in brute)
+    assert len(set(groups)) == len(hashes) - len(brute)  # planted copies: one pair per group

@@ -30,6 +30,7 @@ class DataReport:
     skus_by_model: dict[str, tuple[str, ...]]
     files: tuple[PhotoFacts, ...]  # every file of every SKU folder, usable or not
     groups: dict[str, int]  # usable file path -> its near-duplicate group
+    outside: tuple[str, ...] = ()  # paths outside the layout, which training does not read
 
     @property
     def usable(self) -> tuple[PhotoFacts, ...]:
@@ -108,6 +109,7 @@ class DataReport:
         ratio = self.imbalance()
         if ratio is not None and ratio > MAX_IMBALANCE:
             out.append(f"uneven SKUs: the largest has {ratio:.1f}x the images of the smallest")
+        out += [f"{path}: outside DATA/<model>/<sku>/*, not read" for path in self.outside]
         exact, near = self.duplicate_groups()
         out += [f"byte-identical files{_across(paths)}: {', '.join(paths)}" for paths in exact]
         out += [f"near-duplicate photos{_across(paths)}: {', '.join(paths)}" for paths in near]
@@ -152,6 +154,7 @@ class DataReport:
                 "bits": HASH_SIZE * HASH_SIZE,
                 "max_distance": NEAR_DISTANCE,
             },
+            "outside_layout": list(self.outside),
             "too_small": [
                 {"path": f.path, "width": f.width, "height": f.height} for f in self.too_small()
             ],
@@ -184,6 +187,7 @@ def check_dataset(
         skus_by_model=listing.skus_by_model,
         files=tuple(files),
         groups={f.path: n for f, n in zip(usable, numbers, strict=True)},
+        outside=tuple(p.relative_to(data_dir).as_posix() for p in listing.outside),
     )
 
 

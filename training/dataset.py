@@ -42,6 +42,7 @@ class Listing:
     skus_by_model: dict[str, tuple[str, ...]]
     images: tuple[Sample, ...]
     other_files: tuple[Sample, ...]
+    outside: tuple[Path, ...] = ()  # files in model folders, folders in SKU folders: not read
 
 
 def list_dataset(data_dir: Path) -> Listing:
@@ -54,15 +55,20 @@ def list_dataset(data_dir: Path) -> Listing:
         raise DatasetError(f"dataset folder {data_dir} has no model folders (DATA/<model>/<sku>/)")
     images: list[Sample] = []
     others: list[Sample] = []
+    outside: list[Path] = []
     skus_by_model: dict[str, tuple[str, ...]] = {}
     for model_dir in model_dirs:
         sku_dirs = _folders(model_dir)
         skus_by_model[model_dir.name] = tuple(sku.name for sku in sku_dirs)
+        outside += [p for p in _visible(model_dir) if not p.is_dir()]
         for sku_dir in sku_dirs:
-            for path in sorted(p for p in sku_dir.iterdir() if p.is_file() and not _hidden(p)):
+            for path in _visible(sku_dir):
+                if not path.is_file():
+                    outside.append(path)
+                    continue
                 sample = Sample(path, model_dir.name, sku_dir.name)
                 (images if path.suffix.lower() in IMAGE_SUFFIXES else others).append(sample)
-    return Listing(skus_by_model, tuple(images), tuple(others))
+    return Listing(skus_by_model, tuple(images), tuple(others), tuple(outside))
 
 
 def scan(data_dir: Path) -> tuple[Labels, list[Sample]]:
@@ -139,7 +145,11 @@ def _name(sample: Sample) -> str:
 
 
 def _folders(path: Path) -> list[Path]:
-    return sorted(p for p in path.iterdir() if p.is_dir() and not _hidden(p))
+    return [p for p in _visible(path) if p.is_dir()]
+
+
+def _visible(path: Path) -> list[Path]:
+    return sorted(p for p in path.iterdir() if not _hidden(p))
 
 
 def _hidden(path: Path) -> bool:
