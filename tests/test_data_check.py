@@ -30,7 +30,7 @@ from tests.messy_dataset import (
 )
 from training.data_check import check_dataset
 from training.dedup import NEAR_DISTANCE, close_pairs, near_groups
-from training.split_record import leaks, read_split
+from training.split_record import leaks, read_split, recorded_samples
 
 REPORT_KEYS = {
     "data_dir",
@@ -216,6 +216,11 @@ def test_train_with_force_records_a_split_without_leakage(messy: Path, tmp_path:
     assert len(parts_of_group) == len(rows) - 5  # the five copies share their originals' groups
     assert all(len(parts) == 1 for parts in parts_of_group.values())
     assert leaks(record, "test") == [] and leaks(record, "val") == []
+    held_out = recorded_samples(registry / version, messy, "test")  # what the demo sends
+    assert sorted(s.path.relative_to(messy).as_posix() for s in held_out) == sorted(
+        row["path"] for row in rows if row["split"] == "test"
+    )
+    assert held_out and all(s.path.is_file() for s in held_out)
     # The same verification without skuai's code: hashes and bytes straight from the files.
     hashes = {
         row["path"]: imagehash.phash(_pixels(messy / row["path"]), hash_size=16) for row in rows
