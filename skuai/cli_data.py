@@ -95,11 +95,21 @@ def print_report(report: DataReport) -> None:
     out.print(_summary_line(report))
 
 
-def print_summary(report: DataReport) -> None:
-    """A few lines for `skuai train`: the totals and the first errors and warnings."""
+def print_summary(report: DataReport, *, force: bool = False) -> None:
+    """A few lines for `skuai train`: the totals and the first errors and warnings; with
+    `force`, every file that training leaves out."""
     console.print(_summary_line(report))
+    errors = report.errors()
+    unusable = [f for f in report.files if not f.usable]
+    if force and unusable:
+        console.print(f"--force: training without these {len(unusable)} files:")
+        for facts in unusable[:LISTED]:
+            console.print(f"  {facts.path}: {facts.reason}", markup=False, highlight=False)
+        if len(unusable) > LISTED:
+            console.print(f"  ... and {len(unusable) - LISTED} more (the version's split.json)")
+        errors = errors[len(unusable) :]  # the files come first among the errors
     for kind, lines, colour in (
-        ("error", report.errors(), "red"),
+        ("error", errors, "red"),
         ("warning", report.warnings(), "yellow"),
     ):
         for line in lines[:3]:

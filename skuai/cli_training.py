@@ -186,7 +186,7 @@ def train(
     # The data check comes first, so a bad dataset is reported before TensorFlow loads.
     check = run_check(data, input_size=input_size, quiet=as_json)
     if not as_json:
-        print_summary(check)
+        print_summary(check, force=force)
     errors = check.errors()
     if errors and not force:
         fail(

@@ -263,3 +263,15 @@ def test_close_pairs_match_a_brute_force_comparison() -> None:
     groups = near_groups(hashes)
     assert all(groups[a] == groups[b] for a, b in brute)
     assert len(set(groups)) == len(hashes) - len(brute)  # planted copies: one pair per group
+
+
+def test_train_summary_with_force_lists_the_files_left_out(
+    messy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from skuai.cli_data import print_summary
+
+    print_summary(check_dataset(messy, input_size=64), force=True)
+    err = capsys.readouterr().err
+    assert "--force: training without these 3 files:" in err
+    assert all(f"  {path}: " in err for path in NOT_IMAGES | UNREADABLE)
+    assert "error SKU court/court-empty has no usable image" in err

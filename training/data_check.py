@@ -86,9 +86,8 @@ class DataReport:
 
     def errors(self) -> list[str]:
         """What must be fixed (or left out with `skuai train --force`) before training."""
-        out = [f"model {m!r} has no SKU folders" for m, s in self.skus_by_model.items() if not s]
-        out += [f"{f.path}: {f.reason}" for f in self.problems(NOT_IMAGE)]
-        out += [f"{f.path}: {f.reason}" for f in self.problems(UNREADABLE)]
+        out = [f"{f.path}: {f.reason}" for f in self.files if not f.usable]  # files first
+        out += [f"model {m!r} has no SKU folders" for m, s in self.skus_by_model.items() if not s]
         out += [f"SKU folder names clash: {', '.join(names)}" for names in self.clashes()]
         out += [
             f"SKU {model}/{sku} has no usable image"
