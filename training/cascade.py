@@ -18,6 +18,7 @@ from training.runners import (
     mixed_precision_models,
     onnx_runners,
 )
+from training.train_counts import TrainCounts
 
 # At most this many images per forward pass: bounds activation memory (at 224 px one VGG16 pass
 # over 32 images needs about a gigabyte) whatever the chunk size or the stage-2 fan-out.
@@ -37,8 +38,10 @@ class Cascade:
         input_size: int,
         precision: str = "fp32",
         policy: RankingPolicy | None = None,
+        train_counts: TrainCounts | None = None,
     ) -> None:
         self.labels = labels
+        self.train_counts = train_counts  # the training split's class sizes, when known
         self.version = version
         self.input_size = input_size
         self.precision = precision
@@ -48,11 +51,25 @@ class Cascade:
 
     @classmethod
     def from_keras(
-        cls, stage1: Any, stage2: Any, labels: Labels, *, version: str, input_size: int
+        cls,
+        stage1: Any,
+        stage2: Any,
+        labels: Labels,
+        *,
+        version: str,
+        input_size: int,
+        train_counts: TrainCounts | None = None,
     ) -> Cascade:
         """A cascade of in-memory Keras models (training, evaluation)."""
         model_fn, sku_fn = keras_runners(stage1, stage2, input_size)
-        return cls(model_fn, sku_fn, labels, version=version, input_size=input_size)
+        return cls(
+            model_fn,
+            sku_fn,
+            labels,
+            version=version,
+            input_size=input_size,
+            train_counts=train_counts,
+        )
 
     @classmethod
     def load(
@@ -91,6 +108,7 @@ class Cascade:
             input_size=size,
             precision=precision,
             policy=policy,
+            train_counts=TrainCounts.load(folder, labels),
         )
 
     def model_probs(self, images: np.ndarray) -> np.ndarray:

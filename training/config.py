@@ -7,7 +7,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-BALANCE_MODES = ("weights", "none")
+# Class weights proportional to count ** -power: balanced (1), tempered (0.5), or none (0).
+BALANCE_POWERS = {"weights": 1.0, "sqrt": 0.5, "none": 0.0}
+BALANCE_MODES = tuple(BALANCE_POWERS)
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # see training.mixed_precision
 
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from training.cascade import Cascade
 from training.loading import ArraySet
+from training.train_counts import TrainCounts
 
 CALIBRATION_BINS = 15
 
@@ -31,21 +32,25 @@ def evaluate(cascade: Cascade, test: ArraySet, *, batch_size: int = 64) -> dict[
     predict_seconds = time.perf_counter() - clock
     predicted_sku = np.array([labels.sku_index[r["sku"]["label"]] for r in results])
     predicted_model = np.argmax(p_model, axis=1)
+    reported_model = np.array([labels.model_index[r["model"]["label"]] for r in results])
     top5 = [[labels.sku_index[c["sku"]] for c in r["candidates"]] for r in results]
     confidence = np.array([r["sku"]["confidence"] for r in results])
+    n_models, n_skus = len(labels.models), len(labels.skus)
     return {
         "test_images": n,
         "stage1": {
             "top1": _top_k(p_model, test.models, 1),
             "top5": _top_k(p_model, test.models, 5),
+            "balanced_accuracy": balanced_accuracy(test.models, predicted_model, n_models),
             "per_class": _per_class(test.models, predicted_model, labels.models),
         },
         "stage2_given_true_model": {"top1": _top_k(p_sku_true_model, test.skus, 1)},
+        "majority_baseline": majority_baselines(test, cascade.train_counts),
         "end_to_end": {
-            "model_top1": float(
-                np.mean(np.array(labels.model_of_sku)[predicted_sku] == test.models)
-            ),
+            "model_top1": float(np.mean(reported_model == test.models)),
+            "model_balanced_accuracy": balanced_accuracy(test.models, reported_model, n_models),
             "sku_top1": float(np.mean(predicted_sku == test.skus)),
+            "sku_balanced_accuracy": balanced_accuracy(test.skus, predicted_sku, n_skus),
             "sku_top5": float(np.mean([t in row for t, row in zip(test.skus, top5, strict=True)])),
             "predict_images_per_second": round(n / predict_seconds, 1),
             "expected_calibration_error": expected_calibration_error(
@@ -81,6 +86,7 @@ def evaluate_flat(
         "predict_images_per_second": round(n / seconds, 1),
         "model_top1": float(np.mean(np.array(labels.model_of_sku)[predicted] == test.models)),
         "sku_top1": float(np.mean(predicted == test.skus)),
+        "sku_balanced_accuracy": balanced_accuracy(test.skus, predicted, len(labels.skus)),
         "sku_top5": _top_k(probs, test.skus, 5),
         "expected_calibration_error": expected_calibration_error(
             probs.max(axis=1), predicted == test.skus
@@ -104,6 +110,34 @@ def _error_kinds(predicted_sku: np.ndarray, test: ArraySet, labels: Any) -> dict
             for m, name in enumerate(labels.models)
             if np.any(test.models == m)
         },
+    }
+
+
+def balanced_accuracy(truth: np.ndarray, predicted: np.ndarray, k: int) -> float:
+    """Mean recall over the classes present in `truth`: every class counts the same, however
+    many images it has (top-1 is dominated by the large classes)."""
+    recalls = [np.mean(predicted[truth == c] == c) for c in range(k) if np.any(truth == c)]
+    return float(np.mean(recalls)) if recalls else 0.0
+
+
+def majority_baseline(train_counts: np.ndarray, truth: np.ndarray) -> float:
+    """Top-1 of always answering the class with the most training images."""
+    return float(np.mean(truth == int(np.argmax(train_counts)))) if len(truth) else 0.0
+
+
+def majority_baselines(test: ArraySet, train_counts: TrainCounts | None) -> dict[str, Any]:
+    """The majority baseline of models and SKUs; from the training split's counts when the
+    version has them, else (an older version) from the test images' own counts."""
+    if train_counts is None:
+        models = np.bincount(test.models, minlength=1)
+        skus = np.bincount(test.skus, minlength=1)
+        source = "test split"
+    else:
+        models, skus, source = train_counts.models, train_counts.skus, "training split"
+    return {
+        "model_top1": majority_baseline(models, test.models),
+        "sku_top1": majority_baseline(skus, test.skus),
+        "largest_classes_from": source,
     }
 
 
@@ -164,11 +198,27 @@ def summary_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
         ("stage 1 model top-1", f"{metrics['stage1']['top1']:.2%}"),
         ("stage 1 model top-5", f"{metrics['stage1']['top5']:.2%}"),
         ("stage 2 SKU top-1 (true model)", f"{metrics['stage2_given_true_model']['top1']:.2%}"),
+        *_balanced_row("stage 1 model balanced accuracy", metrics["stage1"]),
         ("end-to-end model top-1", f"{metrics['end_to_end']['model_top1']:.2%}"),
+        *_balanced_row("end-to-end model balanced accuracy", metrics["end_to_end"], "model_"),
+        *_majority_row("majority-class baseline, model", metrics, "model_top1"),
         ("end-to-end SKU top-1", f"{metrics['end_to_end']['sku_top1']:.2%}"),
+        *_balanced_row("end-to-end SKU balanced accuracy", metrics["end_to_end"], "sku_"),
+        *_majority_row("majority-class baseline, SKU", metrics, "sku_top1"),
         ("end-to-end SKU top-5", f"{metrics['end_to_end']['sku_top5']:.2%}"),
         (
             "expected calibration error",
             f"{metrics['end_to_end']['expected_calibration_error']:.4f}",
         ),
     ]
+
+
+def _balanced_row(name: str, part: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    # Versions written before balanced accuracy was measured lack it: no row rather than a 0.
+    value = part.get(f"{prefix}balanced_accuracy")
+    return [] if value is None else [(name, f"{value:.2%}")]
+
+
+def _majority_row(name: str, metrics: dict[str, Any], key: str) -> list[tuple[str, str]]:
+    baseline = metrics.get("majority_baseline")
+    return [] if baseline is None else [(name, f"{baseline[key]:.2%}")]

@@ -13,20 +13,29 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from training.config import TrainConfig
+from training.config import BALANCE_POWERS, TrainConfig
 from training.weights import copy_trunk_weights, set_trunk_trainable
 
 # Keras warns that shuffle=True is ignored for tf.data input; our datasets shuffle themselves.
 warnings.filterwarnings("ignore", message=r".*`shuffle=True` was passed", category=UserWarning)
 
 
-def class_weights(targets: np.ndarray, num_classes: int) -> dict[int, float]:
-    """Balanced weights n / (k * count): rare classes count as much as common ones."""
+def class_weights(targets: np.ndarray, num_classes: int, power: float = 1.0) -> dict[int, float]:
+    """Weights proportional to count ** -power, scaled so the images' weights sum to n: power 1
+    is balanced, n / (k * count) (rare classes count as much as common ones); 0.5 tempers it."""
     counts = np.bincount(targets, minlength=num_classes).astype(np.float64)
     present = counts > 0
     weights = np.ones(num_classes)
-    weights[present] = counts.sum() / (present.sum() * counts[present])
+    weights[present] = (
+        counts[present] ** -power * counts.sum() / np.sum(counts[present] ** (1 - power))
+    )
     return {i: float(w) for i, w in enumerate(weights)}
+
+
+def balance_weights(targets: np.ndarray, num_classes: int, mode: str) -> dict[int, float] | None:
+    """The class weights of a `TrainConfig.balance` mode, or None when it weights nothing."""
+    power = BALANCE_POWERS[mode]
+    return class_weights(targets, num_classes, power) if power else None
 
 
 class BatchProgress(keras.callbacks.Callback):

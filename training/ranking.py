@@ -1,8 +1,15 @@
 """How the cascade turns stage-1 and stage-2 probabilities into a prediction (pure NumPy).
 
 Stage 1 proposes one model when it is sure, or its top few when it is not; stage 2 scores the
-SKUs within each proposed model; a (model, SKU) pair scores p(model) x p(SKU | model). A stage-1
-mistake is therefore not final: a strong stage-2 match under the runner-up model can win."""
+SKUs within each proposed model; a (model, SKU) pair scores p(model) x p(SKU | model).
+
+The answer is stage 1's top model and its best SKU (`combine="model"`, the default); the other
+proposed models' pairs follow it as candidates, by score. Taking the best-scoring pair instead
+(`combine="joint"`) lets a runner-up model win, but p(SKU | model) sums to 1 within every model,
+so a model with one SKU scores its whole p(model) while one with twelve splits it: the joint
+answer drifts to models with few SKUs, and model top-1 falls below stage 1's own (measured in
+docs/training.md, "Uneven catalogs"). The best SKU of the top model never does: its model is
+the argmax of p(model), which is the joint's marginal."""
 
 from __future__ import annotations
 
@@ -13,6 +20,8 @@ import numpy as np
 
 from training.labels import Labels
 
+COMBINE_RULES = ("model", "joint")
+
 
 @dataclass(frozen=True)
 class RankingPolicy:
@@ -22,10 +31,13 @@ class RankingPolicy:
     top_models: int = 3  # at most this many models when unsure
     min_model_prob: float = 0.01  # models below this are never considered
     candidates: int = 5
+    combine: str = "model"  # model: stage 1's top model first; joint: the best-scoring pair
 
     def __post_init__(self) -> None:
         if not 0 < self.sure <= 1:
             raise ValueError("sure must be in (0, 1]")
+        if self.combine not in COMBINE_RULES:
+            raise ValueError(f"combine must be one of {', '.join(COMBINE_RULES)}")
         if self.top_models < 1 or self.candidates < 1:
             raise ValueError("top_models and candidates must be at least 1")
 
@@ -62,7 +74,11 @@ def rank(
             joint = p_model[i, m] * p_sku_given_model[row]
             scored += [(float(joint[s]), m, s) for s in labels.membership[m]]
             row += 1
+        # Stable sorts: the first key wins, ties keep the proposals' (stage 1's) order.
         scored.sort(key=lambda item: -item[0])
+        if policy.combine == "model":
+            scored.sort(key=lambda item: item[1] != models[0])  # the top model's pairs first
+            scored[1:] = sorted(scored[1:], key=lambda item: -item[0])
         best_score, best_model, best_sku = scored[0]
         results.append(
             {

@@ -82,6 +82,12 @@ def _comparison(metrics: dict[str, Any]) -> list[str]:
 
     rows = [
         row("SKU top-1", f"{cascade['sku_top1']:.2%}", f"{flat['sku_top1']:.2%}"),
+        *(
+            [row("SKU balanced accuracy", f"{balanced:.2%}", f"{flat_balanced:.2%}")]
+            if (balanced := cascade.get("sku_balanced_accuracy")) is not None
+            and (flat_balanced := flat.get("sku_balanced_accuracy")) is not None
+            else []
+        ),
         row("SKU top-5", f"{cascade['sku_top5']:.2%}", f"{flat['sku_top5']:.2%}"),
         row("model top-1", f"{cascade['model_top1']:.2%}", f"{flat['model_top1']:.2%}"),
         row(

@@ -99,6 +99,7 @@ def _train_into(
     from training.mixed_precision import float32_copy, policy, resolve
     from training.pipeline import ImageSource
     from training.report import write_report
+    from training.train_counts import TrainCounts
     from training.weights import load_reference
 
     precision = resolve(config.precision)
@@ -155,8 +156,14 @@ def _train_into(
         size=config.input_size,
         progress=events.phase("evaluating on the test split", len(parts.test)),
     )
+    train_counts = TrainCounts.of(parts.train, labels)  # the majority baseline's class sizes
     cascade = Cascade.from_keras(
-        stage1, stage2, labels, version=version, input_size=config.input_size
+        stage1,
+        stage2,
+        labels,
+        version=version,
+        input_size=config.input_size,
+        train_counts=train_counts,
     )
     metrics = evaluate(cascade, test_set)
     metrics["parameters"] = int(stage1.count_params() + stage2.count_params())
@@ -177,6 +184,7 @@ def _train_into(
     stage1.save(folder / "stage1.keras")
     stage2.save(folder / "stage2.keras")
     labels.save(folder / "labels.json")
+    train_counts.save(folder, labels)
     # The dataset path lets later checks (e.g. int8 accuracy) rebuild the same test split.
     recorded = {
         **config.to_dict(),
@@ -218,7 +226,7 @@ class _Stages:
         self.throughput: dict[str, dict[str, float]] = {}
 
     def fit(self, key: str, title: str, model: Any, target: str, reference: Any) -> None:
-        from training.fit import StopWhenNothingReadable, class_weights, fit_stage
+        from training.fit import StopWhenNothingReadable, balance_weights, fit_stage
         from training.pipeline import stream
 
         config, labels, parts = self.config, self.labels, self.parts
@@ -232,7 +240,7 @@ class _Stages:
             ]
         )
         classes = len(labels.models) if target == "model" else len(labels.skus)
-        weights = class_weights(targets, classes) if config.balance == "weights" else None
+        weights = balance_weights(targets, classes, config.balance)
 
         def data(samples: Any, training: bool) -> Any:
             return stream(
