@@ -9,13 +9,20 @@ import click
 
 from skuai.cli_base import fail, settings
 from skuai.console import console
+from training.config import BALANCE_MODES
 from training.config import PRECISIONS as TRAINING_PRECISIONS
 
 
 @click.command()
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option("--models", default=4, show_default=True)
-@click.option("--skus-per-model", default=3, show_default=True)
+@click.option(
+    "--skus-per-model",
+    default="3",
+    show_default=True,
+    callback=lambda ctx, param, value: _count_or_range(value),
+    help="SKUs of every model, or MIN-MAX for an uneven catalog (counts spread over the range).",
+)
 @click.option("--images-per-sku", default=30, show_default=True)
 @click.option("--size", default=64, show_default=True, help="Image side in pixels.")
 @click.option("--seed", default=0, show_default=True)
@@ -49,7 +56,7 @@ from training.config import PRECISIONS as TRAINING_PRECISIONS
 def synth(
     out: Path,
     models: int,
-    skus_per_model: int,
+    skus_per_model: int | tuple[int, int],
     images_per_sku: int,
     size: int,
     seed: int,
@@ -62,10 +69,11 @@ def synth(
     import os
 
     from skuai.console import make_progress
-    from training.synth import image_counts, synthesize
+    from training.synth import image_counts, sku_counts, synthesize
 
     try:
-        total = sum(image_counts(models * skus_per_model, images_per_sku, imbalance, seed))
+        skus = sum(sku_counts(models, skus_per_model, seed))
+        total = sum(image_counts(skus, images_per_sku, imbalance, seed))
     except ValueError:
         total = None  # synthesize names the bad argument below
     with make_progress(transient=True) as progress:  # erased: the summary line follows
@@ -87,6 +95,15 @@ def synth(
         f"wrote {total} images of {len(catalog.models)} models and "
         f"{len(catalog.skus)} SKUs to {out}"
     )
+
+
+def _count_or_range(value: str) -> int | tuple[int, int]:
+    """`N` or `MIN-MAX` (whole numbers); synthesize checks the bounds."""
+    low, dash, high = str(value).partition("-")
+    try:
+        return (int(low), int(high)) if dash else int(low)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not N or MIN-MAX") from None
 
 
 @click.command()
@@ -118,8 +135,8 @@ def synth(
     "--balance",
     default="weights",
     show_default=True,
-    type=click.Choice(["weights", "none"]),
-    help="Class imbalance handling: balanced class weights, or none.",
+    type=click.Choice(BALANCE_MODES),
+    help="Class weights: balanced (weights), tempered (sqrt: 1/sqrt(count)), or none.",
 )
 @click.option(
     "--compare-flat",
