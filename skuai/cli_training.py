@@ -48,6 +48,12 @@ from training.config import PRECISIONS as TRAINING_PRECISIONS
     help="Ratio of the largest to the smallest SKU's image count (1: balanced).",
 )
 @click.option(
+    "--scraped",
+    is_flag=True,
+    help="Make it look scraped: mixed formats, duplicate copies, a one-photo SKU, a truncated "
+    "download and a non-image file (OUT/scraped.json lists them).",
+)
+@click.option(
     "--workers",
     default=None,
     type=click.IntRange(1),
@@ -63,6 +69,7 @@ def synth(
     image_format: str,
     variation: str,
     imbalance: float,
+    scraped: bool,
     workers: int | None,
 ) -> None:
     """Write a synthetic sneaker catalog to OUT/<model>/<sku>/."""
@@ -95,6 +102,15 @@ def synth(
         f"wrote {total} images of {len(catalog.models)} models and "
         f"{len(catalog.skus)} SKUs to {out}"
     )
+    if scraped:
+        from training.scraped import roughen
+
+        mess = roughen(out, seed=seed)
+        console.print(
+            f"made it look scraped: {len(mess.copies)} copies, formats "
+            + ", ".join(f"{n} {fmt}" for fmt, n in sorted(mess.formats.items()))
+            + f"; one photo left in {mess.single_photo_sku}; see {out / 'scraped.json'}"
+        )
 
 
 def _count_or_range(value: str) -> int | tuple[int, int]:
