@@ -1,5 +1,6 @@
-"""`skuai synth --scraped`: a catalog that looks scraped, and the data check finds exactly the mess
-that was made (every copy grouped with its original; the truncated and non-image files as errors)."""
+"""`skuai synth --scraped`: a catalog that looks scraped, and the data check finds exactly the
+mess that was made (every copy grouped with its original; the truncated and non-image files as
+errors)."""
 
 from __future__ import annotations
 
