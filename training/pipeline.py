@@ -80,12 +80,14 @@ def stream(
         data = data.cache()
         if training:
             data = data.shuffle(shuffle, seed=config.seed, reshuffle_each_iteration=True)
-    data = data.map(_shape(target, class_weights), num_parallel_calls=AUTOTUNE)
+    data = data.map(_shape(target, class_weights), num_parallel_calls=AUTOTUNE, deterministic=True)
     data = data.batch(config.batch_size)
     if training and config.augment:
+        # One batch at a time: the random layers draw from seeded generators that hold state, so
+        # batch i gets the i-th draw only if batches are augmented in order (op determinism would
+        # serialise it anyway). Each call is a whole batch; prefetching still overlaps it.
         data = data.map(
-            augment_batch(config.seed, config.occlusion, degrade_photos=config.degrade_photos),
-            num_parallel_calls=AUTOTUNE,
+            augment_batch(config.seed, config.occlusion, degrade_photos=config.degrade_photos)
         )
     return data.prefetch(AUTOTUNE)
 

@@ -15,6 +15,7 @@ import numpy as np
 from shared.errors import DatasetError
 from training.config import TrainConfig
 from training.data_check import DataReport, check_dataset, files_to_check
+from training.determinism import deterministic_ops, seed_everything
 from training.labels import Labels
 from training.registry import Registry
 from training.split_record import checked_split, write_split
@@ -70,9 +71,10 @@ def train(
     version, folder = registry.new_version()
     try:
         write_split(folder, record)  # which file went where, with its hashes
-        metrics = _train_into(
-            folder, version, labels, parts, config, events, keras_verbose, data_dir
-        )
+        with deterministic_ops():  # with the seeds, the same run gives the same weights
+            metrics = _train_into(
+                folder, version, labels, parts, config, events, keras_verbose, data_dir
+            )
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)  # an incomplete version must not linger
         raise
@@ -142,6 +144,7 @@ def _train_into(
     stages = _Stages(folder, labels, parts, config, events, verbose, ImageSource(config.input_size))
     trained: dict[str, Any] = {}
     for key, title, target, start, build in runs:
+        seed_everything(config.seed)  # each model starts the same whatever trained before it
         with policy(precision):
             model = build()
             stages.fit(key, title, model, target, start)
