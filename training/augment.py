@@ -1,6 +1,7 @@
 """Photo-like variation applied on the fly to training batches: flips, rotation, crop/scale,
 shifts, contrast, brightness, occlusion (a random patch in front of the shoe), and the
-degradations of a phone photo (exposure, slight blur, white balance, JPEG compression)."""
+degradations of a phone photo (exposure, slight blur, white balance, JPEG compression), which
+training.pipeline applies to stage 1's batches only."""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ ROTATION = 15 / 360  # of a full turn, either way
 CONTRAST = 0.35
 EXPOSURE = 0.35  # multiplicative brightness within 1 +- this
 BLUR_RATE, BLUR_SIGMA = 0.5, 0.02  # share blurred; the strongest blur's sigma, share of the side
-# White balance: per-channel gains within 1 +- this. Kept small, since colour is what tells a
-# model's colourways apart (docs/training.md, "Robustness", has the evidence).
+# White balance: per-channel gains within 1 +- this. The degradations reach stage 1 only (its
+# grayscale input barely notices a cast): on stage 2 they cost colourways (docs/training.md,
+# "Robustness").
 COLOUR_CAST = 0.05
 JPEG_RATE, JPEG_QUALITY = 0.5, (15, 75)  # share re-encoded as JPEG; its quality range
 

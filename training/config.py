@@ -28,7 +28,7 @@ class TrainConfig:
     patience: int = 4
     augment: bool = True
     occlusion: float = 0.3  # share of training images given an occluding patch
-    degrade_photos: bool = True  # also blur, exposure, white balance and JPEG (training.augment)
+    degrade_photos: bool = True  # stage 1 also sees blur, exposure, colour casts, JPEG (augment)
     balance: str = "weights"  # weights: balanced class weights; none: plain frequencies
     compare_flat: bool = False  # also train a flat single-stage SKU classifier and compare
     precision: str = "auto"  # auto: mixed precision where the hardware computes 16-bit natively

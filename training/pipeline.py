@@ -86,9 +86,9 @@ def stream(
         # One batch at a time: the random layers draw from seeded generators that hold state, so
         # batch i gets the i-th draw only if batches are augmented in order (op determinism would
         # serialise it anyway). Each call is a whole batch; prefetching still overlaps it.
-        data = data.map(
-            augment_batch(config.seed, config.occlusion, degrade_photos=config.degrade_photos)
-        )
+        # Photo degradations for stage 1 only: they cost stage 2 colourways (docs/training.md)
+        degrade = config.degrade_photos and target == "model"
+        data = data.map(augment_batch(config.seed, config.occlusion, degrade_photos=degrade))
     return data.prefetch(AUTOTUNE)
 
 
