@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from shared.errors import ConfigError
-from training.dataset import scan, split
+from training.labels import Labels
 from training.registry import Registry
+from training.split_record import version_part
 
 MAX_DROP_POINTS = 0.5
 CALIBRATION_IMAGES = 64
@@ -43,10 +44,11 @@ def check_precision(registry: Registry, version: str, precision: str) -> dict[st
             f"the dataset of {version} ({data_dir or 'unknown'}) is not here: the {precision} "
             "accuracy check needs its test split"
         )
-    labels, samples = scan(data_dir)
-    parts = split(samples, seed=int(config["seed"]))
+    labels = Labels.load(folder / "labels.json")
+    seed = int(config["seed"])
     size = int(config["input_size"])
-    test = load_arrays(parts.test, labels, size=size)
+    # the version's own split (duplicate groups kept together), not a fresh one of the folder
+    test = load_arrays(version_part(folder, data_dir, "test", seed=seed), labels, size=size)
     if len(test.skus) == 0:
         raise ConfigError(
             f"the test split of {version} holds no readable images: the {precision} accuracy "
@@ -54,8 +56,9 @@ def check_precision(registry: Registry, version: str, precision: str) -> dict[st
         )
     began = time.perf_counter()
     if precision == "int8":
+        train = version_part(folder, data_dir, "train", seed=seed)
         calibration = load_arrays(
-            parts.train[:: max(1, len(parts.train) // CALIBRATION_IMAGES)], labels, size=size
+            train[:: max(1, len(train) // CALIBRATION_IMAGES)], labels, size=size
         )
         quantize_version(
             folder,

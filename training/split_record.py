@@ -11,7 +11,7 @@ from typing import Any
 
 from shared.errors import DatasetError
 from training.data_check import DataReport
-from training.dataset import Sample, Split, labels_of, split
+from training.dataset import Sample, Split, labels_of, scan, split
 from training.dedup import HASH_SIZE, NEAR_DISTANCE, close_pairs
 from training.labels import Labels
 
@@ -89,6 +89,16 @@ def recorded_samples(folder: Path, data_dir: Path, part: str) -> list[Sample]:
         for row in read_split(folder)["files"]
         if row["split"] == part
     ]
+
+
+def version_part(folder: Path, data_dir: Path, part: str, *, seed: int) -> list[Sample]:
+    """The samples of `part` as the version was trained: from its split.json, or, for versions
+    from before split.json, the plain per-SKU split of `data_dir` by the version's seed."""
+    if (folder / SPLIT_FILE).is_file():
+        return recorded_samples(folder, data_dir, part)
+    _, samples = scan(data_dir)
+    parts = split(samples, seed=seed)
+    return list({"train": parts.train, "val": parts.val, "test": parts.test}[part])
 
 
 def leaks(record: dict[str, Any], part: str = "test") -> list[tuple[str, str, int]]:
