@@ -23,6 +23,7 @@ BLUR_RATE, BLUR_SIGMA = 0.5, 0.02  # share blurred; the strongest blur's sigma, 
 # "Robustness").
 COLOUR_CAST = 0.05
 JPEG_RATE, JPEG_QUALITY = 0.5, (15, 75)  # share re-encoded as JPEG; its quality range
+DEGRADE_RATE = 0.5  # share of images degraded at all: the rest stay clean photos
 
 
 def augmenter(seed: int) -> keras.Sequential:
@@ -78,9 +79,11 @@ def occlude(
 
 def degrade(images: tf.Tensor, *, seed: int | None = None) -> tf.Tensor:
     """A phone's degradations on a batch of (N, H, W, 3) floats in 0-255, each image its own:
-    a slight blur on some, an exposure gain, a white-balance cast, JPEG artefacts on some."""
+    a slight blur on some, an exposure gain, a white-balance cast, JPEG artefacts on some; about
+    1 - `DEGRADE_RATE` of them are left alone."""
+    original = images
     n = tf.shape(images)[0]
-    draws = tf.random.uniform([n, 8], seed=seed)  # one op: see occlude
+    draws = tf.random.uniform([n, 9], seed=seed)  # one op: see occlude
 
     def column(i: int) -> tf.Tensor:  # (n, 1, 1, 1)
         return draws[:, i, None, None, None]
@@ -98,7 +101,8 @@ def degrade(images: tf.Tensor, *, seed: int | None = None) -> tf.Tensor:
         (images, quality),
         fn_output_signature=tf.float32,
     )
-    return tf.where(column(7) < JPEG_RATE, compressed, images)
+    images = tf.where(column(7) < JPEG_RATE, compressed, images)
+    return tf.where(column(8) < DEGRADE_RATE, images, original)
 
 
 def _jpeg(image: tf.Tensor, quality: tf.Tensor) -> tf.Tensor:
