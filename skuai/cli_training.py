@@ -9,7 +9,7 @@ import click
 
 from skuai.cli_base import fail, settings
 from skuai.console import console
-from training.config import BALANCE_MODES
+from training.config import BALANCE_MODES, TrainConfig
 from training.config import PRECISIONS as TRAINING_PRECISIONS
 
 
@@ -149,7 +149,7 @@ def _count_or_range(value: str) -> int | tuple[int, int]:
 )
 @click.option(
     "--balance",
-    default="weights",
+    default=TrainConfig.balance,
     show_default=True,
     type=click.Choice(BALANCE_MODES),
     help="Class weights: balanced (weights), tempered (sqrt: 1/sqrt(count)), or none.",

@@ -122,7 +122,7 @@ def test_an_uneven_catalog_beats_the_majority_baseline_and_keeps_stage_ones_mode
     end_to_end, baseline = metrics["end_to_end"], metrics["majority_baseline"]
     assert baseline["largest_classes_from"] == "training split"
     assert end_to_end["model_top1"] >= metrics["stage1"]["top1"]
-    # measured: SKU top-1 0.68 against 0.32 (19 test photos)
+    # measured: SKU top-1 0.63 against 0.32 (19 test photos)
     assert end_to_end["sku_top1"] > baseline["sku_top1"] + 0.15
     assert 0 < end_to_end["sku_balanced_accuracy"] <= 1
     counts = json.loads((folder / "train_counts.json").read_text())

@@ -29,7 +29,7 @@ class TrainConfig:
     augment: bool = True
     occlusion: float = 0.3  # share of training images given an occluding patch
     degrade_photos: bool = True  # stage 1 also sees blur, exposure, colour casts, JPEG (augment)
-    balance: str = "weights"  # weights: balanced class weights; none: plain frequencies
+    balance: str = "none"  # class weights (BALANCE_POWERS); docs/training.md, "Uneven catalogs"
     compare_flat: bool = False  # also train a flat single-stage SKU classifier and compare
     precision: str = "auto"  # auto: mixed precision where the hardware computes 16-bit natively
     seed: int = 0
