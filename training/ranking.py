@@ -74,10 +74,10 @@ def rank(
             joint = p_model[i, m] * p_sku_given_model[row]
             scored += [(float(joint[s]), m, s) for s in labels.membership[m]]
             row += 1
-        # Stable sorts: the first key wins, ties keep the proposals' (stage 1's) order.
-        scored.sort(key=lambda item: -item[0])
+        scored.sort(key=lambda item: -item[0])  # stable: ties keep stage 1's order
         if policy.combine == "model":
-            scored.sort(key=lambda item: item[1] != models[0])  # the top model's pairs first
+            # the top model's best pair is the answer; every other pair follows it by score
+            scored.sort(key=lambda item: item[1] != models[0])
             scored[1:] = sorted(scored[1:], key=lambda item: -item[0])
         best_score, best_model, best_sku = scored[0]
         results.append(
