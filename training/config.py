@@ -28,7 +28,9 @@ class TrainConfig:
     patience: int = 4
     augment: bool = True
     occlusion: float = 0.3  # share of training images given an occluding patch
-    degrade_photos: bool = True  # stage 1 also sees blur, exposure, colour casts, JPEG (augment)
+    # stage 1 also sees blur, exposure, colour casts, JPEG (training.augment); off by default: at
+    # demo scale it cost clean accuracy and gained none under corruption (docs/training.md)
+    degrade_photos: bool = False
     balance: str = "none"  # class weights (BALANCE_POWERS); docs/training.md, "Uneven catalogs"
     compare_flat: bool = False  # also train a flat single-stage SKU classifier and compare
     precision: str = "auto"  # auto: mixed precision where the hardware computes 16-bit natively
