@@ -1,7 +1,7 @@
 """Photo-like variation applied on the fly to training batches: flips, rotation, crop/scale,
 shifts, contrast, brightness, occlusion (a random patch in front of the shoe), and the
 degradations of a phone photo (exposure, slight blur, white balance, JPEG compression), which
-training.pipeline applies to stage 1's batches only."""
+training.pipeline applies to stage 1's batches only, and only with TrainConfig.degrade_photos."""
 
 from __future__ import annotations
 
