@@ -72,15 +72,16 @@ def stream(
     data = tf.data.Dataset.from_tensor_slices((paths, models, skus))
     cached = len(paths) * source.size * source.size * 3 <= CACHE_BYTES
     shuffle = min(len(paths), 50_000)
+    # in parallel, yet in order (and so a seeded run is repeatable); see _parallel_calls
+    ordered = _parallel_calls(augmented=training and config.augment)
     if training and not cached:  # streaming: shuffle the (cheap) paths before decoding
         data = data.shuffle(shuffle, seed=config.seed, reshuffle_each_iteration=True)
-    # deterministic: parallel decoding still, but the order (and so a seeded run) is repeatable.
-    data = data.map(_decoder(source), num_parallel_calls=AUTOTUNE, deterministic=True)
+    data = data.map(_decoder(source), **ordered)
     if cached:
         data = data.cache()
         if training:
             data = data.shuffle(shuffle, seed=config.seed, reshuffle_each_iteration=True)
-    data = data.map(_shape(target, class_weights), num_parallel_calls=AUTOTUNE, deterministic=True)
+    data = data.map(_shape(target, class_weights), **ordered)
     data = data.batch(config.batch_size)
     if training and config.augment:
         # One batch at a time: the random layers draw from seeded generators that hold state, so
@@ -90,6 +91,17 @@ def stream(
         degrade = config.degrade_photos and target == "model"
         data = data.map(augment_batch(config.seed, config.occlusion, degrade_photos=degrade))
     return data.prefetch(AUTOTUNE)
+
+
+def _parallel_calls(*, augmented: bool) -> dict[str, Any]:
+    """Map arguments: parallel and in order; serial for an augmented stream under op
+    determinism, which runs every map of a pipeline holding random state serially anyway (and
+    logs an error line on the terminal when it rewrites a parallel one)."""
+    from tensorflow.python.framework import config as tf_config
+
+    if augmented and tf_config.is_op_determinism_enabled():
+        return {}
+    return {"num_parallel_calls": AUTOTUNE, "deterministic": True}
 
 
 def _decoder(source: ImageSource) -> Any:
