@@ -29,7 +29,7 @@ class TrainConfig:
     augment: bool = True
     occlusion: float = 0.3  # share of training images given an occluding patch
     # stage 1 also sees blur, exposure, colour casts, JPEG (training.augment); off by default: at
-    # demo scale it cost clean accuracy and gained none under corruption (docs/training.md)
+    # demo scale its effect was within the seed-to-seed spread (docs/training.md, "Robustness")
     degrade_photos: bool = False
     balance: str = "none"  # class weights (BALANCE_POWERS); docs/training.md, "Uneven catalogs"
     compare_flat: bool = False  # also train a flat single-stage SKU classifier and compare
