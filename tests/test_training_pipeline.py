@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from shared.errors import ConfigError, DatasetError
 from training.config import TrainConfig
@@ -141,7 +142,7 @@ def pretrained_run(
     (sku_dirs[1] / "zz-truncated.png").write_bytes(good[: len(good) // 3])
     config = TrainConfig(**TINY_TRAIN, epochs=2, weights=str(weights_file), compare_flat=True)
     registry = Registry(tmp_path_factory.mktemp("registry"))
-    outcome = train(data, registry, config)
+    outcome = train(data, registry, config, force=True)  # the two files are left out
     return outcome.path, outcome.metrics
 
 
@@ -217,17 +218,25 @@ class _CountingEvents:
 
 
 def test_all_unreadable_training_images_is_a_clear_error(tmp_path: Path) -> None:
+    """Files that passed the data check but cannot be read by the time training decodes them
+    (replaced on disk in between) stop training after one epoch with a clear error."""
+    from training.data_check import check_dataset
     from training.train import train
 
-    for sku in ("m1/s1", "m2/s2"):
+    for j, sku in enumerate(("m1/s1", "m2/s2")):
         (tmp_path / "data" / sku).mkdir(parents=True)
         for i in range(5):
-            (tmp_path / "data" / sku / f"{i}.png").write_bytes(b"junk")
+            pixels = np.random.default_rng([j, i]).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "data" / sku / f"{i}.png")  # no copies
+    report = check_dataset(tmp_path / "data", input_size=32)
+    assert not report.errors()
+    for path in (tmp_path / "data").rglob("*.png"):
+        path.write_bytes(b"junk")
     config = TrainConfig(**{**TINY_TRAIN, "batch_size": 4}, epochs=5, width=0.0625, weights="none")
     registry = Registry(tmp_path / "registry")
     events = _CountingEvents()
     with pytest.raises(DatasetError, match="none of the 8 training images could be read"):
-        train(tmp_path / "data", registry, config, events=events)
+        train(tmp_path / "data", registry, config, events=events, check=report)
     assert registry.versions() == []  # the incomplete version was removed
     # Stopped after the first epoch (2 batches of 4), not after all five.
     (stage1,) = [n for name, n in events.advanced.items() if name.startswith("training stage 1")]
@@ -252,7 +261,10 @@ def test_model_without_skus_is_a_one_line_error(tmp_path: Path) -> None:
     (tmp_path / "data" / "lonely-model").mkdir(parents=True)
     out = _skuai("train", str(tmp_path / "data"), "--registry", str(tmp_path / "r"))
     assert out.returncode == 1
-    assert out.stderr.strip() == "error: model 'lonely-model' has no SKU folders"
+    lines = out.stderr.strip().splitlines()  # the data check's summary, then one error line
+    assert "error model 'lonely-model' has no SKU folders" in lines[1]
+    assert lines[-1].startswith(f"error: {tmp_path / 'data'} has 1 error")
+    assert "Traceback" not in out.stderr
 
 
 def test_evaluate_a_version_on_a_folder_it_never_saw(

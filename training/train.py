@@ -73,7 +73,15 @@ def train(
         write_split(folder, record)  # which file went where, with its hashes
         with deterministic_ops():  # with the seeds, the same run gives the same weights
             metrics = _train_into(
-                folder, version, labels, parts, config, events, keras_verbose, data_dir
+                folder,
+                version,
+                labels,
+                parts,
+                config,
+                events,
+                keras_verbose,
+                data_dir,
+                left_out=len(record["left_out"]),
             )
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)  # an incomplete version must not linger
@@ -93,6 +101,8 @@ def _train_into(
     events: TrainingEvents,
     verbose: int,
     data_dir: Path,
+    *,
+    left_out: int,
 ) -> dict[str, Any]:
     from training.architecture import build_flat, build_stage1, build_stage2
     from training.cascade import Cascade
@@ -172,7 +182,8 @@ def _train_into(
     metrics["parameters"] = int(stage1.count_params() + stage2.count_params())
     if flat is not None:
         metrics["flat"] = evaluate_flat(flat, test_set, labels, width=config.flat_width)
-    skipped = len(stages.source.unreadable | set(test_set.skipped))
+    # files the data check left out (--force), and any that failed to decode in training
+    skipped = left_out + len(stages.source.unreadable | set(test_set.skipped))
     metrics["skipped_images"] = skipped
     metrics["split"] = {"train": len(parts.train), "val": len(parts.val), "test": len(parts.test)}
     stages.timings["evaluate"] = time.perf_counter() - clock
