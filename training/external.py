@@ -57,9 +57,9 @@ def folder_samples(
     its own held-out split; clear errors for SKUs it does not know or for another folder."""
     import json
 
-    from training.dataset import scan, split
+    from training.dataset import scan
     from training.labels import Labels
-    from training.split_record import SPLIT_FILE, recorded_samples
+    from training.split_record import version_part
 
     folder = registry.path(version)
     known = Labels.load(folder / "labels.json")
@@ -79,9 +79,8 @@ def folder_samples(
             f"{version} was trained on {trained_on or 'an unrecorded folder'}, not {data_dir}: "
             "its test split is only defined there"
         )
-    if (folder / SPLIT_FILE).is_file():  # the split as trained, duplicate groups kept together
-        return recorded_samples(folder, data_dir, "test")
-    return list(split(samples, seed=int(config["seed"])).test)  # versions from before split.json
+    # the split as trained (duplicate groups kept together), or the plain one for older versions
+    return version_part(folder, data_dir, "test", seed=int(config["seed"]))
 
 
 def _knows(labels: Any, model: str, sku: str) -> bool:
