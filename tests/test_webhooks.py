@@ -247,6 +247,13 @@ def test_restarted_webhook_worker_still_delivers(
     sub = subscribe(["job.succeeded"])
     _submit(api_url, tiny_catalog)
     rx.wait_for(1)
+    # The receiver has answered 500 before the worker records the retry; kill the worker only once
+    # the retry is in Redis (killed earlier, the delivery's 120 s lease brings it back instead).
+    wait_until(
+        lambda: (_deliveries(api_url, sub["id"]) or [{}])[0].get("next_attempt_at") is not None,
+        10,
+        "the retry being scheduled",
+    )
     first.process.send_signal(signal.SIGKILL)  # dies while the retry waits in Redis
     first.process.wait()
     webhook_workers(schedule="4,4")
