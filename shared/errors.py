@@ -41,6 +41,13 @@ class Unauthorized(SkuaiError):
     http_status = 401
 
 
+class Forbidden(SkuaiError):
+    """The caller may not see this resource from where it calls."""
+
+    code = "forbidden"
+    http_status = 403
+
+
 class TooManyRequests(SkuaiError):
     """A rate limit or the queue limit: retry after `retry_after` seconds."""
 

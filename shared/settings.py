@@ -16,6 +16,7 @@ T = TypeVar("T")
 PREFIX = "SKUAI_"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
+MIN_TOKEN_LENGTH = 16  # a bearer secret short enough to guess is no secret
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class Settings:
     worker_max_memory_mb: int = defaults.WORKER_MAX_MEMORY_MB
     inference_precision: str = "auto"  # auto: fp16 on a GPU, fp32 on the CPU
     flower_basic_auth: str | None = None
+    metrics_token: str | None = None  # unset: /metrics answers loopback callers only
     log_level: str = defaults.LOG_LEVEL
     log_format: str = "text"
 
@@ -94,6 +96,7 @@ class Settings:
                 "WORKER_MAX_MEMORY_MB", _positive_int, defaults.WORKER_MAX_MEMORY_MB
             ),
             flower_basic_auth=reader.get("FLOWER_BASIC_AUTH", _basic_auth, None),
+            metrics_token=reader.get("METRICS_TOKEN", _token, None),
             log_level=reader.get("LOG_LEVEL", _log_level, defaults.LOG_LEVEL),
             log_format=reader.get("LOG_FORMAT", _log_format, "text"),
         )
@@ -129,6 +132,8 @@ class Settings:
             values["REGISTRY"] = str(self.registry)
         if self.flower_basic_auth:
             values["FLOWER_BASIC_AUTH"] = self.flower_basic_auth
+        if self.metrics_token:
+            values["METRICS_TOKEN"] = self.metrics_token
         return {PREFIX + key: value for key, value in values.items()}
 
 
@@ -215,6 +220,12 @@ def _basic_auth(raw: str) -> str:
     user, sep, password = raw.partition(":")
     if not sep or not user or not password:
         raise ValueError("expected user:password")
+    return raw
+
+
+def _token(raw: str) -> str:
+    if len(raw) < MIN_TOKEN_LENGTH or not all("!" <= c <= "~" for c in raw):
+        raise ValueError(f"expected at least {MIN_TOKEN_LENGTH} printable ASCII characters")
     return raw
 
 

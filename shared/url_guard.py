@@ -21,13 +21,47 @@ from shared.errors import BadRequest
 MAX_URL_LENGTH = 2048
 
 
+# IPv6 prefixes whose last 32 bits are an IPv4 address the packets end up at.
+_LAST_32_BITS_IPV4 = (
+    ipaddress.IPv6Network("::ffff:0:0/96"),  # IPv4-mapped
+    ipaddress.IPv6Network("::ffff:0:0:0/96"),  # IPv4-translated (SIIT)
+    ipaddress.IPv6Network("::/96"),  # IPv4-compatible (deprecated)
+    ipaddress.IPv6Network("64:ff9b::/96"),  # NAT64, well-known prefix
+)
+# Local-use NAT64 (RFC 8215): where its IPv4 sits depends on the operator's prefix length, so
+# it cannot be checked; it is never a public destination anyway.
+_LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")
+
+
 def address_allowed(address: str, allow_private: bool) -> bool:
     """True for a global unicast address, or for any address when private ones are allowed."""
     if allow_private:
         return True
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv4Address):
+        return _global(ip)
+    if ip in _LOCAL_NAT64:
+        return False
+    embedded = embedded_ipv4(ip)
+    if embedded is None:
+        return _global(ip)
+    # The IPv6 form is only a wrapper (::ffff:0:0/96 is not "global" itself): judge the target.
+    return _global(embedded) and (ip.ipv4_mapped is not None or _global(ip))
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one carries (mapped, translated, compatible, NAT64, 6to4,
+    Teredo's client), or None."""
+    if any(ip in network for network in _LAST_32_BITS_IPV4):
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip.teredo is not None:
+        return ip.teredo[1]
+    return None
+
+
+def _global(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
@@ -35,7 +69,10 @@ def check_url(url: Any, *, allow_private: bool, field: str = "url") -> str:
     """Validate a URL a client gave us; BadRequest naming `field` when it is not acceptable."""
     if not isinstance(url, str) or not url or len(url) > MAX_URL_LENGTH:
         raise BadRequest(f"{field} must be an http(s) URL of at most {MAX_URL_LENGTH} characters")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed "[" around an IPv6 host
+        raise BadRequest(f"{field} is not a valid URL") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise BadRequest(f"{field} must be an http:// or https:// URL with a host")
     if parts.username or parts.password:

@@ -1,12 +1,17 @@
 """Property-based fuzzing of the live API from its own OpenAPI description: whatever the inputs,
-no request gets a server error."""
+no request gets a server error; very deep or very large JSON gets a 4xx in the error shape."""
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pytest
 import redis
+import requests
 import schemathesis
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 
 from shared.api_keys import KeyStore
@@ -30,13 +35,70 @@ def test_no_server_errors(case: schemathesis.Case, api_url: str, settings_: Sett
     )
 
 
-_KEYS: dict[str, str] = {}
+def _json_bodies() -> dict[str, list[str]]:
+    """Every POST that takes a JSON body, with the top-level fields its schema names."""
+    found = {}
+    for path, operations in openapi_document()["paths"].items():
+        content = operations.get("post", {}).get("requestBody", {}).get("content", {})
+        if "application/json" in content:
+            found[path] = sorted(content["application/json"]["schema"].get("properties", {}))
+    return found
 
 
-def _fuzz_key(settings_: Settings) -> str:
-    # A tenant of its own, so the subscriptions it creates never see other tests' events.
-    if settings_.redis_url not in _KEYS:
-        _KEYS[settings_.redis_url] = KeyStore(redis.Redis.from_url(settings_.redis_url)).create(
-            "fuzz"
-        )
-    return _KEYS[settings_.redis_url]
+JSON_BODIES = _json_bodies()
+# Raw JSON text (a 100k-deep value cannot go through json.dumps), each a few hundred kB to 2 MB.
+HOSTILE_VALUES = {
+    "deep array": lambda n: "[" * n + "]" * n,
+    "deep object": lambda n: '{"a":' * n + "0" + "}" * n,
+    "long string": lambda n: json.dumps("A" * n * 10),
+    "wide object": lambda n: "{" + ",".join(f'"k{i}":{i}' for i in range(n)) + "}",
+    "long array": lambda n: "[" + ",".join(["0"] * n) + "]",
+}
+
+
+@st.composite
+def hostile_requests(draw: Any) -> tuple[str, str]:
+    """A JSON POST whose whole body, or one field of it, is very deep or very large."""
+    path = draw(st.sampled_from(sorted(JSON_BODIES)))
+    value = HOSTILE_VALUES[draw(st.sampled_from(sorted(HOSTILE_VALUES)))](
+        draw(st.sampled_from([33, 1_000, 100_000]))
+    )
+    field = draw(st.sampled_from([None, *JSON_BODIES[path]]))
+    return path, value if field is None else "{" + json.dumps(field) + ":" + value + "}"
+
+
+@given(request=hostile_requests())
+@settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+def test_deep_and_large_json_gets_a_4xx(
+    request: tuple[str, str], api_url: str, settings_: Settings
+) -> None:
+    path, body = request
+    response = requests.post(
+        api_url + path,
+        data=body,
+        headers={
+            "Authorization": f"Bearer {_fuzz_key(settings_, 'hostile')}",
+            "Content-Type": "application/json",
+        },
+        timeout=30,
+    )
+    # Its own key, so never 429: the refusal comes from reading the body.
+    assert 400 <= response.status_code < 500 and response.status_code != 429, (
+        path,
+        body[:80],
+        response.text[:200],
+    )
+    assert set(response.json()["error"]) == {"code", "message"}
+
+
+_KEYS: dict[tuple[str, str], str] = {}
+
+
+def _fuzz_key(settings_: Settings, purpose: str = "schema") -> str:
+    # A tenant of its own, so the subscriptions it creates never see other tests' events; a key
+    # per purpose, so each has its own rate-limit bucket.
+    if (settings_.redis_url, purpose) not in _KEYS:
+        _KEYS[settings_.redis_url, purpose] = KeyStore(
+            redis.Redis.from_url(settings_.redis_url)
+        ).create("fuzz")
+    return _KEYS[settings_.redis_url, purpose]

@@ -46,7 +46,13 @@ def test_values_are_parsed() -> None:
 
 
 def test_round_trip_through_the_environment() -> None:
-    settings = Settings.from_env({"SKUAI_MAX_QUEUED": "7", "SKUAI_ALLOW_PRIVATE_URLS": "yes"})
+    settings = Settings.from_env(
+        {
+            "SKUAI_MAX_QUEUED": "7",
+            "SKUAI_ALLOW_PRIVATE_URLS": "yes",
+            "SKUAI_METRICS_TOKEN": "scrape-token-0123456789",
+        }
+    )
     assert Settings.from_env(settings.env()) == settings
 
 
@@ -61,6 +67,8 @@ def test_round_trip_through_the_environment() -> None:
         ("SKUAI_WEBHOOK_RETRY_SCHEDULE", "5,soon", "comma-separated"),
         ("SKUAI_WEBHOOK_RETRY_SCHEDULE", "5,-1", "negative"),
         ("SKUAI_FLOWER_BASIC_AUTH", "nopassword", "user:password"),
+        ("SKUAI_METRICS_TOKEN", "short", "at least 16"),
+        ("SKUAI_METRICS_TOKEN", "sixteen chars with spaces", "printable ASCII"),
         ("SKUAI_LOG_LEVEL", "loud", "DEBUG"),
     ],
 )

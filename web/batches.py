@@ -144,7 +144,7 @@ def get_batch(batch_id: str) -> Response:
 def batch_results(batch_id: str) -> Response:
     """A page of jobs (`cursor`, `limit`), or the whole batch as CSV or NDJSON by `Accept`."""
     store = services().batches
-    store.get(batch_id, current_tenant())
+    batch = store.get(batch_id, current_tenant())
     wanted = request.accept_mimetypes.best_match(["application/json", CSV, NDJSON])
     if wanted == CSV:
         return Response(
@@ -154,7 +154,9 @@ def batch_results(batch_id: str) -> Response:
         )
     if wanted == NDJSON:
         return Response(ndjson_lines(store.iter_jobs(batch_id)), mimetype=NDJSON)
-    cursor = _int_arg("cursor", 0, 0, None)
+    # Bounded by the batch: a cursor past the end means nothing, and Redis refuses indexes
+    # beyond 64 bits.
+    cursor = _int_arg("cursor", 0, 0, batch.total)
     limit = _int_arg("limit", defaults.RESULTS_PAGE, 1, MAX_PAGE)
     jobs, following = store.page(batch_id, cursor, limit)
     return jsonify(

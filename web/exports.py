@@ -23,6 +23,15 @@ CSV_COLUMNS = (
     "error_code",
     "error_message",
 )
+# Spreadsheets run a cell that starts with one of these as a formula (OWASP, CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: object) -> object:
+    """A text cell a spreadsheet shows as text: a leading formula character gets a `'` first."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 def csv_lines(jobs: Iterable[Job]) -> Iterator[str]:
@@ -32,20 +41,20 @@ def csv_lines(jobs: Iterable[Job]) -> Iterator[str]:
     writer.writerow(CSV_COLUMNS)
     for job in jobs:
         result, error = job.result or {}, job.error or {}
-        writer.writerow(
-            [
-                job.ref or "",
-                job.id,
-                job.status,
-                result.get("model", {}).get("label", ""),
-                result.get("model", {}).get("confidence", ""),
-                result.get("sku", {}).get("label", ""),
-                result.get("sku", {}).get("confidence", ""),
-                job.model_version or "",
-                error.get("code", ""),
-                error.get("message", ""),
-            ]
-        )
+        # Every text cell, not just `ref`: labels and error messages can carry client text too.
+        row = [
+            job.ref or "",
+            job.id,
+            job.status,
+            result.get("model", {}).get("label", ""),
+            result.get("model", {}).get("confidence", ""),
+            result.get("sku", {}).get("label", ""),
+            result.get("sku", {}).get("confidence", ""),
+            job.model_version or "",
+            error.get("code", ""),
+            error.get("message", ""),
+        ]
+        writer.writerow([csv_cell(value) for value in row])
         yield buffer.getvalue()
         buffer.seek(0)
         buffer.truncate()

@@ -13,6 +13,9 @@ from werkzeug.datastructures import FileStorage
 from shared.errors import BadRequest, PayloadTooLarge
 
 MAX_METADATA_BYTES = 4096
+# No request of the API nests this deep; bounding it keeps the parser and every later
+# serialisation of stored metadata clear of Python's recursion limit.
+MAX_JSON_DEPTH = 32
 FORM_OVERHEAD = 64 * 1024  # multipart boundaries and small fields around one image
 
 
@@ -52,8 +55,12 @@ def parse_metadata(value: Any) -> dict[str, Any]:
             value = json.loads(value)
         except json.JSONDecodeError:
             raise BadRequest("metadata must be a JSON object") from None
+        except RecursionError:
+            raise _too_deep("metadata") from None
     if not isinstance(value, dict):
         raise BadRequest("metadata must be a JSON object")
+    if nests_deeper(value, MAX_JSON_DEPTH):
+        raise _too_deep("metadata")
     if len(json.dumps(value)) > MAX_METADATA_BYTES:
         raise BadRequest(f"metadata is over {MAX_METADATA_BYTES} bytes of JSON")
     return value
@@ -61,7 +68,29 @@ def parse_metadata(value: Any) -> dict[str, Any]:
 
 def json_body(request: Request) -> dict[str, Any]:
     """The request's JSON object, or a 400 that says what is wrong with it."""
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # not a ValueError, so `silent` lets it through
+        raise _too_deep("the body") from None
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
+    if nests_deeper(body, MAX_JSON_DEPTH):
+        raise _too_deep("the body")
     return body
+
+
+def nests_deeper(value: Any, limit: int) -> bool:
+    """True when a parsed JSON value has containers more than `limit` levels deep (no recursion)."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth == limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _too_deep(what: str) -> BadRequest:
+    return BadRequest(f"{what} nests JSON more than {MAX_JSON_DEPTH} levels deep")
