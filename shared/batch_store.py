@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -11,7 +12,7 @@ import redis
 
 from shared import keys, store_scripts
 from shared.batches import Batch
-from shared.errors import Conflict, NotFound
+from shared.errors import Conflict, JobCanceled, NotFound
 from shared.job_store import FINISHED_BATCH, JobStore
 from shared.jobs import FAILED, Job, utc_now
 from shared.redis_client import text
@@ -111,7 +112,8 @@ class BatchStore:
     def cancel(self, batch_id: str, tenant: str) -> tuple[Batch, bool]:
         """Cancel what has not run; returns the batch and whether it completed with this call."""
         self.get(batch_id, tenant)
-        outcome = int(self._cancel(args=self.jobs.script_args(batch_id)))
+        reason = json.dumps(JobCanceled("the batch was canceled").to_dict())
+        outcome = int(self._cancel(args=self.jobs.script_args(batch_id, reason)))
         return self.get(batch_id, tenant), outcome < 0
 
     def claim_idempotency_key(self, tenant: str, key: str, batch_id: str) -> str | None:

@@ -1,4 +1,7 @@
-"""One exception hierarchy for the whole service; the API maps it to the JSON error shape."""
+"""One exception hierarchy for the whole service; the API maps it to the JSON error shape, failed
+jobs store its `to_dict()`, and `retryable` decides whether a worker task retries (when, and for
+how long: worker/retry_policy.py). Every error web/, worker/, shared/ and training/ raise is one
+of these (tests/test_errors.py checks)."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ class SkuaiError(Exception):
 
     code = "internal_error"
     http_status = 500
-    retryable = False
+    retryable = False  # True: the condition passes by itself, so waiting and retrying helps
 
     def __init__(self, message: str, *, code: str | None = None) -> None:
         super().__init__(message)
@@ -25,6 +28,12 @@ class ConfigError(SkuaiError):
     """A setting or command-line value is invalid."""
 
     code = "config_error"
+
+
+class InvalidArgument(SkuaiError, ValueError):
+    """A value passed to a function is out of its range; a ValueError too, as callers expect."""
+
+    code = "invalid_argument"
 
 
 class BadRequest(SkuaiError):
@@ -104,10 +113,86 @@ class ServiceUnavailable(SkuaiError):
 
 
 class ModelNotFound(SkuaiError):
-    """No model version is active, or the named version is missing."""
+    """No model version is active yet: workers wait (retry) until one is activated."""
 
     code = "model_not_found"
     http_status = 503
+    retryable = True
+
+
+class VersionNotFound(ModelNotFound):
+    """A named model version does not exist; waiting will not bring it back."""
+
+    http_status = 404
+    retryable = False
+
+
+class FetchFailed(SkuaiError):
+    """An image URL could not be fetched; its job fails with this error."""
+
+    code = "fetch_failed"
+
+
+class ImageExpired(SkuaiError):
+    """An uploaded image expired before a worker took its job."""
+
+    code = "image_expired"
+
+
+class PoisonMessage(SkuaiError):
+    """An image stopped a worker too many times; its job is given up."""
+
+    code = "poison_message"
+
+
+class InferenceFailed(SkuaiError):
+    """The model raised on a chunk; its jobs fail (details only in the worker log)."""
+
+    code = "internal_error"
+
+
+class JobCanceled(SkuaiError):
+    """The job was canceled by its tenant."""
+
+    code = "canceled"
+    http_status = 409
+
+
+class ArchiveEntryRefused(SkuaiError):
+    """One entry of an uploaded archive is not read; its job fails, the rest go on."""
+
+    code = "archive_entry_refused"
+    http_status = 422
+
+
+class UnsafePath(ArchiveEntryRefused):
+    """The entry's path is absolute or escapes the archive."""
+
+    code = "unsafe_path"
+
+
+class NestedArchive(ArchiveEntryRefused):
+    """The entry is itself an archive; archives are opened one level deep."""
+
+    code = "nested_archive"
+
+
+class ZipBomb(ArchiveEntryRefused):
+    """The entry expands far more than real images do."""
+
+    code = "zip_bomb"
+
+
+class CorruptEntry(ArchiveEntryRefused):
+    """The entry cannot be extracted (or the archive ends inside it)."""
+
+    code = "corrupt_entry"
+
+
+class UnsupportedEntry(ArchiveEntryRefused):
+    """The entry is a link or a special file."""
+
+    code = "unsupported_entry"
 
 
 class DatasetError(SkuaiError):

@@ -10,7 +10,7 @@ from typing import Any
 import redis
 
 from shared import keys, store_scripts
-from shared.errors import Conflict, NotFound
+from shared.errors import Conflict, InvalidArgument, JobCanceled, NotFound
 from shared.jobs import CANCELED, FINAL_STATUSES, SUCCEEDED, Job, utc_now
 from shared.redis_client import text
 
@@ -141,7 +141,7 @@ class JobStore:
         error: dict[str, str] | None,
     ) -> list[str]:
         if status not in FINAL_STATUSES:
-            raise ValueError(f"{status!r} is not a final status")
+            raise InvalidArgument(f"{status!r} is not a final status")
         fields: list[str] = ["status", status]
         if model_version is not None:
             fields += ["model_version", model_version]
@@ -154,7 +154,7 @@ class JobStore:
     def cancel(self, job_id: str, tenant: str) -> Job:
         """Cancel a job that has not finished; a finished job is a conflict."""
         job = self.get(job_id, tenant)
-        reason = {"code": "canceled", "message": "the job was canceled"}
+        reason = JobCanceled("the job was canceled").to_dict()
         if job.is_final or not self.finish(job_id, CANCELED, error=reason):
             raise Conflict(f"job {job_id} already {self.get(job_id, tenant).status}")
         return self.get(job_id, tenant)

@@ -128,8 +128,9 @@ return maybe_complete(ARGV[4])
 """
 )
 
-# ARGV[4] batch id. Cancels every job still queued; running ones finish. Returns the number
-# canceled, negated minus one when the batch completed with this call (e.g. -1: none, done).
+# ARGV[4] batch id, ARGV[5] the canceled jobs' error (JSON). Cancels every job still queued;
+# running ones finish. Returns the number canceled, negated minus one when the batch completed
+# with this call (e.g. -1: none, done).
 CANCEL = (
     _PRELUDE
     + """
@@ -139,7 +140,7 @@ local status = redis.call('HGET', bkey, 'status')
 if status == 'completed' or status == 'canceled' then return 0 end
 redis.call('HSET', bkey, 'cancel_requested', '1')
 local canceled = 0
-local reason = cjson.encode({code = 'canceled', message = 'the batch was canceled'})
+local reason = ARGV[5]
 for _, id in ipairs(redis.call('LRANGE', bkey .. ':jobs', 0, -1)) do
   if redis.call('HGET', ns .. ':job:' .. id, 'status') == 'queued' then
     if settle(id, {'status', 'canceled', 'error', reason}) then canceled = canceled + 1 end

@@ -174,9 +174,10 @@ class WorkerProcess:
 
 
 def start_worker(
-    name: str, env: dict[str, str], settings: Settings, log: Path, version: str
+    name: str, env: dict[str, str], settings: Settings, log: Path, version: str | None
 ) -> WorkerProcess:
-    """Start an inference worker and wait until it has loaded `version`."""
+    """Start an inference worker and wait until it has loaded `version` (None: until it is up
+    with no model, as when none is active)."""
     process = _start(["worker", "--queues", "interactive,inference", "--name", name], env, log)
     workers = WorkerRegistry(redis.Redis.from_url(settings.redis_url))
 

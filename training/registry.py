@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shared.errors import ConfigError, ModelNotFound
+from shared.errors import ConfigError, ModelNotFound, VersionNotFound
 from training.labels import Labels
 
 ACTIVE_FILE = "ACTIVE"
@@ -69,7 +69,7 @@ class Registry:
         """The folder of an existing, complete version."""
         folder = self.root / version
         if not _VERSION.match(version) or not self._complete(folder):
-            raise ModelNotFound(f"no model version {version!r} in {self.root}")
+            raise VersionNotFound(f"no model version {version!r} in {self.root}")
         return folder
 
     def labels(self, version: str) -> Labels:

@@ -11,7 +11,16 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import IO
 
-from shared.errors import PayloadTooLarge, UnsupportedMediaType
+from shared.errors import (
+    CorruptEntry,
+    NestedArchive,
+    PayloadTooLarge,
+    SkuaiError,
+    UnsafePath,
+    UnsupportedEntry,
+    UnsupportedMediaType,
+    ZipBomb,
+)
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tgz", ".tar.gz", ".tar.bz2", ".tar.xz", ".gz", ".7z", ".rar")
 MAX_COMPRESSION_RATIO = 200  # real images barely compress; more than this is a bomb
@@ -36,8 +45,8 @@ class Entry:
     error: dict[str, str] | None = None
 
 
-def _refused(ref: str, code: str, message: str) -> Entry:
-    return Entry(ref, None, {"code": code, "message": message})
+def _refused(ref: str, error: SkuaiError) -> Entry:
+    return Entry(ref, None, error.to_dict())
 
 
 def iter_archive(stream: IO[bytes], limits: ArchiveLimits) -> Iterator[Entry]:
@@ -69,9 +78,9 @@ def unsafe_reason(name: str) -> str | None:
 def _check_name(name: str) -> Entry | None:
     reason = unsafe_reason(name)
     if reason is not None:
-        return _refused(name, "unsafe_path", f"{name!r} is {reason}; entry skipped")
+        return _refused(name, UnsafePath(f"{name!r} is {reason}; entry skipped"))
     if name.lower().endswith(ARCHIVE_SUFFIXES):
-        return _refused(name, "nested_archive", "archives inside archives are not opened")
+        return _refused(name, NestedArchive("archives inside archives are not opened"))
     return None
 
 
@@ -117,16 +126,16 @@ def _zip_entry(
     if (refused := _check_name(name)) is not None:
         return refused
     if info.file_size > limits.max_entry_bytes:
-        return _refused(name, "payload_too_large", f"over {limits.max_entry_bytes} bytes")
+        return _refused(name, PayloadTooLarge(f"over {limits.max_entry_bytes} bytes"))
     if info.compress_size and info.file_size / info.compress_size > MAX_COMPRESSION_RATIO:
-        return _refused(name, "zip_bomb", "compression ratio too high (zip bomb?)")
+        return _refused(name, ZipBomb("compression ratio too high (zip bomb?)"))
     try:
         with archive.open(info) as member:
             data = member.read(limits.max_entry_bytes + 1)  # never trust the declared size
     except (zipfile.BadZipFile, zlib.error, RuntimeError, OSError, NotImplementedError) as exc:
-        return _refused(name, "corrupt_entry", f"cannot be extracted: {exc}")
+        return _refused(name, CorruptEntry(f"cannot be extracted: {exc}"))
     if len(data) > limits.max_entry_bytes:
-        return _refused(name, "payload_too_large", f"over {limits.max_entry_bytes} bytes")
+        return _refused(name, PayloadTooLarge(f"over {limits.max_entry_bytes} bytes"))
     budget.spend(len(data))
     return Entry(name, data)
 
@@ -140,7 +149,7 @@ def _tar_entries(archive: tarfile.TarFile, limits: ArchiveLimits) -> Iterator[En
             budget.entry()
             yield _tar_entry(archive, member, limits, budget)
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
-        yield _refused("(rest of archive)", "corrupt_entry", f"the archive is truncated: {exc}")
+        yield _refused("(rest of archive)", CorruptEntry(f"the archive is truncated: {exc}"))
 
 
 def _tar_entry(
@@ -150,12 +159,12 @@ def _tar_entry(
     if (refused := _check_name(name)) is not None:
         return refused
     if not member.isfile():
-        return _refused(name, "unsupported_entry", "links and special files are not read")
+        return _refused(name, UnsupportedEntry("links and special files are not read"))
     if member.size > limits.max_entry_bytes:
-        return _refused(name, "payload_too_large", f"over {limits.max_entry_bytes} bytes")
+        return _refused(name, PayloadTooLarge(f"over {limits.max_entry_bytes} bytes"))
     handle = archive.extractfile(member)
     if handle is None:
-        return _refused(name, "unsupported_entry", "cannot be read")
+        return _refused(name, UnsupportedEntry("cannot be read"))
     data = handle.read(limits.max_entry_bytes + 1)
     budget.spend(len(data))
     return Entry(name, data)

@@ -17,10 +17,10 @@ RETRY_AFTER_UNAVAILABLE = "5"
 HTTP_CODES = {413: "payload_too_large", 415: "unsupported_media_type"}
 
 
-def error_response(status: int, code: str, message: str) -> Response:
-    """A JSON error body with its status."""
-    response = jsonify({"error": {"code": code, "message": message}})
-    response.status_code = status
+def error_response(error: SkuaiError, status: int | None = None) -> Response:
+    """The JSON error body of `error`, with its status (or `status`, for HTTP errors)."""
+    response = jsonify({"error": error.to_dict()})
+    response.status_code = status or error.http_status
     return response
 
 
@@ -29,7 +29,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(SkuaiError)
     def _service_error(exc: SkuaiError) -> Response:
-        response = error_response(exc.http_status, exc.code, exc.message)
+        response = error_response(exc)
         if isinstance(exc, TooManyRequests):
             response.headers["Retry-After"] = str(exc.retry_after)
         elif exc.retryable:
@@ -41,7 +41,8 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
         code = HTTP_CODES.get(exc.code or 500) or (exc.name or "error").lower().replace(" ", "_")
-        response = error_response(exc.code or 500, code, exc.description or exc.name)
+        error = SkuaiError(exc.description or exc.name, code=code)
+        response = error_response(error, exc.code or 500)
         if exc.code == 405 and exc.valid_methods:  # type: ignore[attr-defined]
             response.headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
         return response
@@ -56,4 +57,4 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
         log.exception("unhandled error")
-        return error_response(500, "internal_error", "an internal error occurred")
+        return error_response(SkuaiError("an internal error occurred"))

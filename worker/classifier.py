@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from shared.errors import SkuaiError
+from shared.errors import ImageExpired, InferenceFailed, InvalidImage, PoisonMessage, SkuaiError
 from shared.images import decode
 from shared.job_store import Finish, JobStore
 from shared.jobs import FAILED, SUCCEEDED, Job
@@ -35,12 +35,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 FETCH_THREADS = 8
 MAX_ATTEMPTS = 3
-EXPIRED = {"code": "image_expired", "message": "the image expired before a worker took it"}
-POISON = {
-    "code": "poison_message",
-    "message": f"processing this image stopped a worker {MAX_ATTEMPTS} times; giving up",
-}
-INTERNAL = {"code": "internal_error", "message": "the model failed on this chunk; see worker logs"}
 # Fault injection for the reliability tests only: the worker process dies (as on a decoder
 # crash) when it reaches an image with this ref. Never set in production.
 CRASH_ON_REF = os.environ.get("SKUAI_FAILPOINT_CRASH_ON_REF")
@@ -94,12 +88,14 @@ def classify_jobs(
             claims[job.id] - 1,
             extra={"job_id": job.id, "batch_id": job.batch_id},
         )
-        _record(outcome, job, store.finish(job.id, FAILED, error=POISON), ok=False)
+        poison = PoisonMessage(
+            f"processing this image stopped a worker {MAX_ATTEMPTS} times; giving up"
+        )
+        _record(outcome, job, store.finish(job.id, FAILED, error=poison.to_dict()), ok=False)
     jobs = [j for j in jobs if claims[j.id] <= MAX_ATTEMPTS]
     if jobs:
         _run_passes(jobs, _load(jobs, store, fetcher), store, cascade, settings, outcome, metrics)
-    for (status, kind), count in outcome.by_status_kind.items():
-        metrics.count("skuai_jobs_finished", count, status=status, kind=kind)
+    _count_finished(outcome, metrics)
     log.info(
         "chunk of %d: %d succeeded, %d failed, %d skipped",
         len(job_ids),
@@ -113,6 +109,24 @@ def classify_jobs(
         },
     )
     return outcome
+
+
+def fail_jobs(
+    job_ids: list[str], error: SkuaiError, *, store: JobStore, metrics: ClusterMetrics
+) -> ChunkOutcome:
+    """Fail a chunk's unfinished jobs with `error`, for a chunk that cannot run at all."""
+    outcome = ChunkOutcome()
+    for job in [j for j in store.find_many(job_ids) if j is not None]:
+        _record(outcome, job, store.finish(job.id, FAILED, error=error.to_dict()), ok=False)
+    outcome.skipped = len(job_ids) - outcome.failed
+    _count_finished(outcome, metrics)
+    log.error("chunk of %d failed: %s", len(job_ids), error.message, extra={"job_ids": job_ids})
+    return outcome
+
+
+def _count_finished(outcome: ChunkOutcome, metrics: ClusterMetrics) -> None:
+    for (status, kind), count in outcome.by_status_kind.items():
+        metrics.count("skuai_jobs_finished", count, status=status, kind=kind)
 
 
 @dataclass
@@ -169,8 +183,8 @@ def _decode(
         except SkuaiError as exc:  # InvalidImage, UnsupportedMediaType, FetchFailed...
             decoded.failures.append((job, exc.to_dict()))
         except MemoryError:
-            error = {"code": "invalid_image", "message": "the image needs too much memory"}
-            decoded.failures.append((job, error))
+            error = InvalidImage("the image needs too much memory")
+            decoded.failures.append((job, error.to_dict()))
     decoded.seconds = time.perf_counter() - began
     return decoded
 
@@ -187,8 +201,9 @@ def _predict(
         results, timings = cascade.predict_timed(np.stack(pixels))
     except Exception:  # a broken model must fail its jobs loudly, not leave them running
         log.exception("the cascade failed on a chunk of %d", len(ready))
+        error = InferenceFailed("the model failed on this chunk; see worker logs").to_dict()
         for job in ready:
-            _record(outcome, job, store.finish(job.id, FAILED, error=INTERNAL), ok=False)
+            _record(outcome, job, store.finish(job.id, FAILED, error=error), ok=False)
         return
     metrics.observe("skuai_inference_batch_size", len(ready))
     for stage, seconds in timings.items():
@@ -209,8 +224,9 @@ def _load(jobs: list[Job], store: JobStore, fetcher: ImageFetcher) -> list[bytes
                 return fetcher.fetch(job.source_url)
             except SkuaiError as exc:
                 return exc
-        data = uploaded[job.id]
-        return data if data is not None else SkuaiError(EXPIRED["message"], code=EXPIRED["code"])
+        if (data := uploaded[job.id]) is None:
+            return ImageExpired("the image expired before a worker took it")
+        return data
 
     if not any(job.source_url for job in jobs):
         return [one(job) for job in jobs]

@@ -5,17 +5,11 @@ from __future__ import annotations
 
 import requests
 
-from shared.errors import SkuaiError
+from shared.errors import FetchFailed
 from shared.url_guard import guarded_session
 
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 15.0
-
-
-class FetchFailed(SkuaiError):
-    """The image URL could not be fetched; the job fails with this error."""
-
-    code = "fetch_failed"
 
 
 class ImageFetcher:

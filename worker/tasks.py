@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 from celery import Task, shared_task
 
-from shared.errors import ModelNotFound
+from shared.errors import SkuaiError
 from shared.queues import (
     CLASSIFY,
     CLASSIFY_SINGLES,
@@ -19,7 +19,8 @@ from shared.queues import (
     enqueue_classify,
 )
 from worker import runtime
-from worker.classifier import ChunkOutcome, classify_jobs
+from worker.classifier import ChunkOutcome, classify_jobs, fail_jobs
+from worker.retry_policy import RetryPolicy
 
 if TYPE_CHECKING:
     from training.cascade import Cascade
@@ -27,7 +28,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-# Redis blips are retried with backoff; a worker that vanishes mid-task leaves its message
+# Redis blips are retried with backoff, without bound: redis-py's errors are the condition
+# ServiceUnavailable (retryable) names, and the jobs to fail live in Redis anyway. SkuaiErrors
+# follow worker/retry_policy.py. A worker that vanishes mid-task leaves its message
 # unacknowledged (acks_late), so another worker runs it again.
 RETRYING: dict[str, Any] = {
     "acks_late": True,
@@ -42,7 +45,7 @@ RETRYING: dict[str, Any] = {
 def classify(self: Task, job_ids: list[str], batch_id: str | None = None) -> dict[str, object]:
     """Classify a chunk of jobs and store each result."""
     rt = runtime.current()
-    cascade = _cascade_or_retry(self, rt, batch_id)
+    cascade = _cascade_or_error(self, rt, batch_id)
     queue = INFERENCE if batch_id is not None else INTERACTIVE
     return _run_chunk(self, rt, cascade, job_ids, batch_id, queue).to_dict()
 
@@ -54,7 +57,7 @@ def classify_singles(self: Task) -> dict[str, object]:
     Each single job sends one of these tasks; under a burst, the first tasks take many jobs and
     the later ones find the line empty, so many small requests cost about one batch."""
     rt = runtime.current()
-    cascade = _cascade_or_retry(self, rt, None)
+    cascade = _cascade_or_error(self, rt, None)
     job_ids = rt.singles.take(rt.settings.chunk_size)
     if 0 < len(job_ids) < rt.settings.chunk_size and rt.settings.batch_wait_ms:
         time.sleep(rt.settings.batch_wait_ms / 1000)  # a short, bounded wait for stragglers
@@ -72,32 +75,44 @@ def deliver_webhook(delivery_id: str) -> str:
     return runtime.current().delivery().attempt(delivery_id)
 
 
-def _cascade_or_retry(task: Task, rt: runtime.Runtime, batch_id: str | None) -> Cascade:
+def _cascade_or_error(
+    task: Task, rt: runtime.Runtime, batch_id: str | None
+) -> Cascade | SkuaiError:
+    """The chunk's cascade; or the task retries (a retryable error, e.g. no model activated
+    yet: the jobs wait); or the error the chunk's jobs fail with (a permanent one, or one that
+    outlasted the uploaded images it was waiting for)."""
     try:
         return rt.cascade(batch_id)
-    except ModelNotFound as exc:
-        # Jobs wait for a model to be activated rather than fail: nothing accepted is lost.
-        log.warning("%s; retrying in 15 s", exc.message)
-        raise task.retry(countdown=15, max_retries=None) from None
+    except SkuaiError as exc:
+        policy = RetryPolicy(give_up_after=rt.settings.image_ttl)
+        delay = policy.delay(exc, task.request.retries)
+        if delay is None:
+            return exc
+        log.warning("%s; retrying in %g s", exc.message, delay)
+        raise task.retry(countdown=delay, max_retries=None) from None
 
 
 def _run_chunk(
     task: Task,
     rt: runtime.Runtime,
-    cascade: Cascade,
+    cascade: Cascade | SkuaiError,
     job_ids: list[str],
     batch_id: str | None,
     queue: str,
 ) -> ChunkOutcome:
-    """classify_jobs, then its follow-ups: isolated re-runs, job and batch events."""
-    outcome = classify_jobs(
-        job_ids,
-        store=rt.store,
-        cascade=cascade,
-        settings=rt.settings,
-        fetcher=rt.fetcher,
-        metrics=rt.metrics,
-    )
+    """classify_jobs (or fail_jobs, without a cascade), then its follow-ups: isolated re-runs,
+    job and batch events."""
+    if isinstance(cascade, SkuaiError):
+        outcome = fail_jobs(job_ids, cascade, store=rt.store, metrics=rt.metrics)
+    else:
+        outcome = classify_jobs(
+            job_ids,
+            store=rt.store,
+            cascade=cascade,
+            settings=rt.settings,
+            fetcher=rt.fetcher,
+            metrics=rt.metrics,
+        )
     for job_id in outcome.isolate:  # interrupted before: one image per task from now on
         enqueue_classify(task.app, [job_id], queue=queue, batch_id=batch_id)
     emitter = rt.emitter(task.app)
