@@ -12,7 +12,7 @@ import redis
 
 from shared import keys, store_scripts
 from shared.batches import Batch
-from shared.errors import Conflict, JobCanceled, NotFound
+from shared.errors import Conflict, IdempotencyKeyReused, JobCanceled, NotFound
 from shared.job_store import FINISHED_BATCH, JobStore
 from shared.jobs import FAILED, Job, utc_now
 from shared.redis_client import text
@@ -45,9 +45,16 @@ class BatchStore:
             pipe.execute()
 
     def add(
-        self, batch: Batch, job: Job, data: bytes | None, error: dict[str, str] | None = None
+        self,
+        batch: Batch,
+        job: Job,
+        data: bytes | None,
+        error: dict[str, str] | None = None,
+        *,
+        reserved: bool = False,
     ) -> str:
-        """Add one image: TO_CLASSIFY, DUPLICATE (waits for its twin) or FINISHED (at once)."""
+        """Add one image: TO_CLASSIFY, DUPLICATE (waits for its twin) or FINISHED (at once);
+        `reserved`: its place among the images waiting is already counted (Admission.reserve)."""
         job.batch_id = batch.id
         if error is not None:
             job.status, job.error, job.finished_at = FAILED, error, utc_now()
@@ -60,16 +67,18 @@ class BatchStore:
                 self.conn.expire(digests, self.jobs.result_ttl)
             else:
                 job.duplicate_of = text(self.conn.hget(digests, digest) or b"")
-                self._insert(batch, job, None, counter=job.status)
+                self._insert(batch, job, None, counter=job.status, reserved=reserved)
                 if self._attach(args=self.jobs.script_args(job.id, job.duplicate_of)):
                     return FINISHED
                 return DUPLICATE
-        self._insert(batch, job, data, counter=job.status)
+        self._insert(batch, job, data, counter=job.status, reserved=reserved)
         return TO_CLASSIFY
 
-    def _insert(self, batch: Batch, job: Job, data: bytes | None, *, counter: str) -> None:
+    def _insert(
+        self, batch: Batch, job: Job, data: bytes | None, *, counter: str, reserved: bool = False
+    ) -> None:
         with self.conn.pipeline(transaction=True) as pipe:
-            self.jobs.create(job, data, pipe=pipe)
+            self.jobs.create(job, data, pipe=pipe, reserved=reserved)
             pipe.rpush(keys.batch_jobs(batch.id), job.id)
             pipe.expire(keys.batch_jobs(batch.id), self.jobs.result_ttl)
             pipe.hincrby(keys.batch(batch.id), "total", 1)
@@ -116,21 +125,36 @@ class BatchStore:
         outcome = int(self._cancel(args=self.jobs.script_args(batch_id, reason)))
         return self.get(batch_id, tenant), outcome < 0
 
-    def claim_idempotency_key(self, tenant: str, key: str, batch_id: str) -> str | None:
-        """Reserve `key` for `batch_id`; returns the batch id already bound to it, if any."""
-        name = keys.idempotency(tenant, hashlib.sha256(key.encode()).hexdigest())
-        if self.conn.set(name, f"pending:{batch_id}", nx=True, ex=IDEMPOTENCY_PENDING_TTL):
+    def claim_idempotency_key(
+        self, tenant: str, key: str, batch_id: str, fingerprint: str
+    ) -> str | None:
+        """Reserve `key` for `batch_id`; returns the batch id already bound to it, if any. The
+        key sent with another request (`fingerprint`) is refused rather than replayed."""
+        name = self._idempotency(tenant, key)
+        if self.conn.set(
+            name, f"pending:{batch_id} {fingerprint}", nx=True, ex=IDEMPOTENCY_PENDING_TTL
+        ):
             return None
-        existing = text(self.conn.get(name) or b"")
+        existing, _, first = text(self.conn.get(name) or b"").partition(" ")
+        if first and first != fingerprint:  # keys bound before fingerprints have none
+            raise IdempotencyKeyReused(
+                "this Idempotency-Key was used with a different request; "
+                "send a new key for new content"
+            )
         if existing.startswith("pending:"):
             raise Conflict("a request with this Idempotency-Key is still being processed")
         return existing or None
 
-    def confirm_idempotency_key(self, tenant: str, key: str, batch_id: str) -> None:
+    def confirm_idempotency_key(
+        self, tenant: str, key: str, batch_id: str, fingerprint: str
+    ) -> None:
         """Bind `key` to the created batch for as long as the batch is kept."""
-        name = keys.idempotency(tenant, hashlib.sha256(key.encode()).hexdigest())
-        self.conn.set(name, batch_id, ex=self.jobs.result_ttl)
+        name = self._idempotency(tenant, key)
+        self.conn.set(name, f"{batch_id} {fingerprint}", ex=self.jobs.result_ttl)
 
     def release_idempotency_key(self, tenant: str, key: str) -> None:
         """Forget a reservation whose request failed, so a retry can proceed."""
-        self.conn.delete(keys.idempotency(tenant, hashlib.sha256(key.encode()).hexdigest()))
+        self.conn.delete(self._idempotency(tenant, key))
+
+    def _idempotency(self, tenant: str, key: str) -> str:
+        return keys.idempotency(tenant, hashlib.sha256(key.encode()).hexdigest())

@@ -11,6 +11,7 @@ MAX_IMAGE_PIXELS = 40_000_000
 MAX_BATCH_IMAGES = 10_000
 MAX_REQUEST_BYTES = 2 * 1024**3  # one batch upload, all parts together
 MAX_ARCHIVE_BYTES = 4 * 1024**3  # what one uploaded archive may expand to
+MAX_ARCHIVE_SECONDS = 60.0  # unpacking one archive (bz2 unpacks ~20 MB/s on a busy core)
 MAX_QUEUED = 200_000
 WEBHOOK_RETRY_SCHEDULE = (5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0)
 VISIBILITY_TIMEOUT = 1800  # must exceed the longest chunk; see docs/reliability.md

@@ -83,6 +83,13 @@ class Conflict(SkuaiError):
     http_status = 409
 
 
+class IdempotencyKeyReused(SkuaiError):
+    """An Idempotency-Key sent again with a different request: replaying would lose the new one."""
+
+    code = "idempotency_key_reused"
+    http_status = 422
+
+
 class PayloadTooLarge(SkuaiError):
     """The request or one image is over its size limit."""
 

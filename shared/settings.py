@@ -33,6 +33,7 @@ class Settings:
     max_batch_images: int = defaults.MAX_BATCH_IMAGES
     max_request_bytes: int = defaults.MAX_REQUEST_BYTES
     max_archive_bytes: int = defaults.MAX_ARCHIVE_BYTES
+    max_archive_seconds: float = defaults.MAX_ARCHIVE_SECONDS
     max_queued: int = defaults.MAX_QUEUED
     rate_limit: float = defaults.RATE_LIMIT
     rate_burst: int = defaults.RATE_BURST
@@ -78,6 +79,9 @@ class Settings:
             max_archive_bytes=reader.get(
                 "MAX_ARCHIVE_BYTES", _positive_int, defaults.MAX_ARCHIVE_BYTES
             ),
+            max_archive_seconds=reader.get(
+                "MAX_ARCHIVE_SECONDS", _positive_float, defaults.MAX_ARCHIVE_SECONDS
+            ),
             max_queued=reader.get("MAX_QUEUED", _positive_int, defaults.MAX_QUEUED),
             rate_limit=reader.get("RATE_LIMIT", _positive_float, defaults.RATE_LIMIT),
             rate_burst=reader.get("RATE_BURST", _positive_int, defaults.RATE_BURST),
@@ -114,6 +118,7 @@ class Settings:
             "MAX_BATCH_IMAGES": str(self.max_batch_images),
             "MAX_REQUEST_BYTES": str(self.max_request_bytes),
             "MAX_ARCHIVE_BYTES": str(self.max_archive_bytes),
+            "MAX_ARCHIVE_SECONDS": f"{self.max_archive_seconds:g}",
             "MAX_QUEUED": str(self.max_queued),
             "RATE_LIMIT": f"{self.rate_limit:g}",
             "RATE_BURST": str(self.rate_burst),

@@ -207,20 +207,20 @@ def inference_worker(
 
 @dataclass
 class ApiServer:
-    """The API process started for the session."""
+    """An API process started by the tests."""
 
     url: str
     process: subprocess.Popen[bytes]
 
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it hangs."""
+        _stop(self.process)
 
-@pytest.fixture(scope="session")
-def api_server(
-    service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ApiServer]:
-    """A real API process (gunicorn) on a free port."""
+
+def start_api(env: dict[str, str], log: Path) -> ApiServer:
+    """A real API process (gunicorn, one worker) on a free port, once it answers /healthz."""
     port = free_port(0)
-    log = tmp_path_factory.mktemp("logs") / "api.log"
-    process = _start(["api", "--port", str(port), "--workers", "1"], service_env, log)
+    process = _start(["api", "--port", str(port), "--workers", "1"], env, log)
     url = f"http://127.0.0.1:{port}"
 
     def healthy() -> bool:
@@ -230,8 +230,17 @@ def api_server(
             return False
 
     wait_until(healthy, START_TIMEOUT, "the API answering /healthz", log)
-    yield ApiServer(url, process)
-    _stop(process)
+    return ApiServer(url, process)
+
+
+@pytest.fixture(scope="session")
+def api_server(
+    service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ApiServer]:
+    """The session's API process."""
+    server = start_api(service_env, tmp_path_factory.mktemp("logs") / "api.log")
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

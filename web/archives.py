@@ -1,12 +1,17 @@
 """Reading images out of an uploaded zip or tar, safely: entry-count and size limits, zip bombs,
-paths escaping the archive, links, nested archives — each a per-image error, never a crash."""
+paths escaping the archive, links, nested archives — each a per-image error, never a crash.
+Unpacking is charged to the archive's budget (web/archive_budget.py), skipped members included."""
 
 from __future__ import annotations
 
+import bz2
+import gzip
+import io
+import lzma
 import tarfile
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import IO
@@ -21,19 +26,29 @@ from shared.errors import (
     UnsupportedMediaType,
     ZipBomb,
 )
+from web.archive_budget import (
+    MAX_COMPRESSION_RATIO,
+    ArchiveBudget,
+    ArchiveLimits,
+    MeteredReader,
+    Readable,
+    UnpackClock,
+)
+
+__all__ = ["ArchiveLimits", "Entry", "UnpackClock", "iter_archive", "unsafe_reason"]
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tgz", ".tar.gz", ".tar.bz2", ".tar.xz", ".gz", ".7z", ".rar")
-MAX_COMPRESSION_RATIO = 200  # real images barely compress; more than this is a bomb
 SKIPPED_PREFIXES = ("__MACOSX/",)  # macOS resource forks: not user content
-
-
-@dataclass(frozen=True)
-class ArchiveLimits:
-    """How much an archive may hold."""
-
-    max_entries: int
-    max_entry_bytes: int
-    max_total_bytes: int
+ZIP_MEMBER_SIGNATURE = b"PK\x01\x02"  # starts each entry of a zip's central directory
+SCAN_BLOCK = 1024 * 1024
+# Tar compressions by their magic bytes; tarfile's own "r:*" would seek through a skipped member
+# inside the decompressor, where no byte of it can be counted.
+DECOMPRESSORS: tuple[tuple[bytes, Callable[[IO[bytes]], Readable]], ...] = (
+    (b"\x1f\x8b", lambda raw: gzip.GzipFile(fileobj=raw)),
+    (b"BZh", bz2.BZ2File),
+    (b"\xfd7zXZ\x00", lzma.LZMAFile),
+)
+CORRUPT = (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError)
 
 
 @dataclass(frozen=True)
@@ -49,20 +64,21 @@ def _refused(ref: str, error: SkuaiError) -> Entry:
     return Entry(ref, None, error.to_dict())
 
 
-def iter_archive(stream: IO[bytes], limits: ArchiveLimits) -> Iterator[Entry]:
-    """Every file of a zip or tar (any compression), in archive order."""
+def iter_archive(
+    stream: IO[bytes], limits: ArchiveLimits, clock: UnpackClock | None = None
+) -> Iterator[Entry]:
+    """Every file of a zip or tar (any compression), in archive order; 413 as soon as the
+    archive lists, expands or takes more than its limits allow. Pass one `clock` to all the
+    archives of a request to bound their time together."""
+    clock = clock if clock is not None else UnpackClock(limits.max_seconds)
+    budget = ArchiveBudget(limits, stream.seek(0, io.SEEK_END), clock)
     stream.seek(0)
     if zipfile.is_zipfile(stream):
         stream.seek(0)
-        yield from _zip_entries(stream, limits)
-        return
-    stream.seek(0)
-    try:
-        archive = tarfile.open(fileobj=stream, mode="r:*")  # noqa: SIM115 - closed below
-    except (tarfile.TarError, EOFError, OSError, zlib.error):
-        raise UnsupportedMediaType("the archive is not a readable zip or tar file") from None
-    with archive:
-        yield from _tar_entries(archive, limits)
+        yield from clock.timed(_zip_entries(stream, limits, budget))
+    else:
+        stream.seek(0)
+        yield from clock.timed(_tar_entries(stream, limits, budget))
 
 
 def unsafe_reason(name: str) -> str | None:
@@ -84,29 +100,12 @@ def _check_name(name: str) -> Entry | None:
     return None
 
 
-class _Budget:
-    """Counts entries and expanded bytes against the limits of the whole archive."""
-
-    def __init__(self, limits: ArchiveLimits) -> None:
-        self.limits = limits
-        self.entries = 0
-        self.bytes = 0
-
-    def entry(self) -> None:
-        self.entries += 1
-        if self.entries > self.limits.max_entries:
-            raise PayloadTooLarge(f"the archive has more than {self.limits.max_entries} entries")
-
-    def spend(self, size: int) -> None:
-        self.bytes += size
-        if self.bytes > self.limits.max_total_bytes:
-            raise PayloadTooLarge(
-                f"the archive expands to more than {self.limits.max_total_bytes} bytes"
-            )
-
-
-def _zip_entries(stream: IO[bytes], limits: ArchiveLimits) -> Iterator[Entry]:
-    budget = _Budget(limits)
+def _zip_entries(
+    stream: IO[bytes], limits: ArchiveLimits, budget: ArchiveBudget
+) -> Iterator[Entry]:
+    # zipfile parses the whole central directory on open: count its entries first.
+    _count_zip_members(stream, budget)
+    stream.seek(0)
     try:
         archive = zipfile.ZipFile(stream)
     except (zipfile.BadZipFile, OSError):
@@ -119,8 +118,18 @@ def _zip_entries(stream: IO[bytes], limits: ArchiveLimits) -> Iterator[Entry]:
             yield _zip_entry(archive, info, limits, budget)
 
 
+def _count_zip_members(stream: IO[bytes], budget: ArchiveBudget) -> None:
+    """Charge the zip's central directory entries, counted by their signature (a lying entry
+    count in the end record would not stop zipfile reading them all)."""
+    tail = b""
+    while block := stream.read(SCAN_BLOCK):
+        window = tail + block
+        budget.member(window.count(ZIP_MEMBER_SIGNATURE))
+        tail = window[-(len(ZIP_MEMBER_SIGNATURE) - 1) :]  # too short to hold a whole signature
+
+
 def _zip_entry(
-    archive: zipfile.ZipFile, info: zipfile.ZipInfo, limits: ArchiveLimits, budget: _Budget
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, limits: ArchiveLimits, budget: ArchiveBudget
 ) -> Entry:
     name = info.filename
     if (refused := _check_name(name)) is not None:
@@ -134,27 +143,41 @@ def _zip_entry(
             data = member.read(limits.max_entry_bytes + 1)  # never trust the declared size
     except (zipfile.BadZipFile, zlib.error, RuntimeError, OSError, NotImplementedError) as exc:
         return _refused(name, CorruptEntry(f"cannot be extracted: {exc}"))
+    budget.expand(len(data))
     if len(data) > limits.max_entry_bytes:
         return _refused(name, PayloadTooLarge(f"over {limits.max_entry_bytes} bytes"))
-    budget.spend(len(data))
     return Entry(name, data)
 
 
-def _tar_entries(archive: tarfile.TarFile, limits: ArchiveLimits) -> Iterator[Entry]:
-    budget = _Budget(limits)
+def _tar_entries(
+    stream: IO[bytes], limits: ArchiveLimits, budget: ArchiveBudget
+) -> Iterator[Entry]:
+    with _open_tar(stream, budget) as archive:
+        try:
+            for member in archive:
+                budget.member()
+                if member.isdir():
+                    continue
+                budget.entry()
+                yield _tar_entry(archive, member, limits)
+        except CORRUPT as exc:
+            yield _refused("(rest of archive)", CorruptEntry(f"the archive is truncated: {exc}"))
+
+
+def _open_tar(stream: IO[bytes], budget: ArchiveBudget) -> tarfile.TarFile:
+    """The tar, read front to back ("r|") through a MeteredReader: skipping a member inflates
+    it, so every skipped byte is counted and timed like a read one."""
+    magic = stream.read(8)
+    stream.seek(0)
+    inflate = next((open_ for prefix, open_ in DECOMPRESSORS if magic.startswith(prefix)), None)
+    raw: Readable = inflate(stream) if inflate is not None else stream
     try:
-        for member in archive:
-            if member.isdir():
-                continue
-            budget.entry()
-            yield _tar_entry(archive, member, limits, budget)
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
-        yield _refused("(rest of archive)", CorruptEntry(f"the archive is truncated: {exc}"))
+        return tarfile.open(fileobj=MeteredReader(raw, budget), mode="r|")
+    except CORRUPT:
+        raise UnsupportedMediaType("the archive is not a readable zip or tar file") from None
 
 
-def _tar_entry(
-    archive: tarfile.TarFile, member: tarfile.TarInfo, limits: ArchiveLimits, budget: _Budget
-) -> Entry:
+def _tar_entry(archive: tarfile.TarFile, member: tarfile.TarInfo, limits: ArchiveLimits) -> Entry:
     name = member.name
     if (refused := _check_name(name)) is not None:
         return refused
@@ -165,6 +188,4 @@ def _tar_entry(
     handle = archive.extractfile(member)
     if handle is None:
         return _refused(name, UnsupportedEntry("cannot be read"))
-    data = handle.read(limits.max_entry_bytes + 1)
-    budget.spend(len(data))
-    return Entry(name, data)
+    return Entry(name, handle.read(limits.max_entry_bytes + 1))

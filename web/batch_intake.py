@@ -1,7 +1,12 @@
 """BatchIntake: turns uploaded files, archive entries and URLs into the jobs of one batch, checks
-each image on its own (a bad one fails alone), and enqueues chunks as they fill up."""
+each image on its own (a bad one fails alone), reserves each waiting image's place under
+SKUAI_MAX_QUEUED, and enqueues chunks as they fill up."""
 
 from __future__ import annotations
+
+import logging
+
+import redis
 
 from shared.batch_store import FINISHED, TO_CLASSIFY, BatchStore
 from shared.batches import Batch
@@ -13,7 +18,7 @@ from shared.url_guard import check_url
 from web.archives import Entry
 from web.services import Services
 
-ROOM_CHECK_EVERY = 100  # images between two looks at the global queue limit
+log = logging.getLogger(__name__)
 
 
 class BatchIntake:
@@ -26,6 +31,35 @@ class BatchIntake:
         self.count = 0
         self.finished: list[str] = []  # jobs already final (their job events are due)
         self._chunk: list[str] = []
+        self._reserved = 0  # queue places taken by `expect` and not used yet
+
+    def expect(self, count: int) -> None:
+        """Reserve the places of `count` images at once (the files or URLs of a request), so that
+        a batch fits whole or is refused at once and concurrent batches cannot starve each other
+        of the last places; 413 at once when the batch is over SKUAI_MAX_BATCH_IMAGES."""
+        if count > self.svc.settings.max_batch_images:
+            raise PayloadTooLarge(
+                f"a batch holds at most {self.svc.settings.max_batch_images} images"
+            )
+        if count:
+            self.svc.admission.reserve(count)
+            self._reserved += count
+
+    def release_unused(self) -> None:
+        """Give back the places of expected images that failed at upload instead."""
+        if self._reserved:
+            self.svc.admission.release(self._reserved)
+            self._reserved = 0
+
+    def abandon(self) -> None:
+        """The upload was refused: give back the places no stored job holds (those that do come
+        back as the batch is canceled). Best effort: the request's own error is what counts."""
+        try:
+            self.release_unused()
+        except redis.RedisError as exc:
+            log.warning(
+                "could not give back queue places: %s", exc, extra={"batch_id": self.batch.id}
+            )
 
     def add_bytes(self, ref: str, data: bytes) -> None:
         """An uploaded image (a multipart file or an archive entry)."""
@@ -36,7 +70,7 @@ class BatchIntake:
         except (InvalidImage, UnsupportedMediaType) as exc:
             self._handle(job, self.store.add(self.batch, job, None, error=exc.to_dict()))
             return
-        self._handle(job, self.store.add(self.batch, job, data))
+        self._add_waiting(job, data)
 
     def add_entry(self, entry: Entry) -> None:
         """An archive entry, which may already carry its own error."""
@@ -58,16 +92,40 @@ class BatchIntake:
         self._count_one()
         job = self._job(ref)
         job.source_url = check_url(url, allow_private=self.svc.settings.allow_private_urls)
-        self._handle(job, self.store.add(self.batch, job, None))
+        self._add_waiting(job, None)
 
     def close(self) -> None:
         """Enqueue the last chunk, seal, and emit the events of what finished at upload."""
+        self.release_unused()
         self._flush()
         completed = self.store.seal(self.batch.id)
         events = self.svc.events
         events.job_events([j for j in self.svc.jobs.find_many(self.finished) if j is not None])
         if completed:  # everything failed at upload (or was a duplicate of such)
             events.batch_completed(self.store.get(self.batch.id, self.batch.tenant))
+
+    def _add_waiting(self, job: Job, data: bytes | None) -> None:
+        """A job that will wait for a worker: its place is reserved before it is stored, so
+        concurrent uploads never pass SKUAI_MAX_QUEUED (429 for the whole batch if full)."""
+        if self._reserved:
+            self._reserved -= 1
+        else:  # archive entries: how many there are is only known once read
+            self.svc.admission.reserve(1)
+        try:
+            outcome = self.store.add(self.batch, job, data, reserved=True)
+        except BaseException:
+            self._release_unstored(job)
+            raise
+        self._handle(job, outcome)
+
+    def _release_unstored(self, job: Job) -> None:
+        # A stored job gives its place back when it settles (the refused batch is canceled);
+        # only one that never reached Redis must give it back here.
+        try:
+            if self.svc.jobs.find(job.id) is None:
+                self.svc.admission.release(1)
+        except redis.RedisError as exc:
+            log.warning("could not give back a queue place: %s", exc, extra={"job_id": job.id})
 
     def _handle(self, job: Job, outcome: str) -> None:
         if outcome == TO_CLASSIFY:
@@ -80,8 +138,6 @@ class BatchIntake:
 
     def _count_one(self) -> None:
         self.count += 1
-        if self.count % ROOM_CHECK_EVERY == 1:
-            self.svc.admission.check_room(1)
         if self.count > self.svc.settings.max_batch_images:
             raise PayloadTooLarge(
                 f"a batch holds at most {self.svc.settings.max_batch_images} images"

@@ -11,9 +11,10 @@ from shared import defaults
 from shared.batches import Batch, new_batch_id
 from shared.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from shared.url_guard import check_url
-from web.archives import ArchiveLimits, iter_archive
+from web.archives import ArchiveLimits, UnpackClock, iter_archive
 from web.batch_intake import BatchIntake
 from web.exports import CSV, NDJSON, csv_lines, ndjson_lines
+from web.idempotency import idempotency_key, request_fingerprint
 from web.services import Services, services
 from web.tenancy import current_tenant
 from web.uploads import json_body, parse_metadata
@@ -26,8 +27,10 @@ MAX_PAGE = 1000
 
 @bp.post("")
 def create_batch() -> tuple[Response, int, dict[str, str]]:
-    """Accept many images; `Idempotency-Key` makes a retry return the same batch."""
+    """Accept many images; `Idempotency-Key` makes a retry return the same batch (and the key
+    reused with another request is 422)."""
     svc = services()
+    key = idempotency_key(request)  # before the body is read: a bad key costs nothing
     request.max_content_length = svc.settings.max_request_bytes
     request.max_form_parts = svc.settings.max_batch_images + FORM_FIELDS
     form = _read_form(svc)
@@ -38,9 +41,9 @@ def create_batch() -> tuple[Response, int, dict[str, str]]:
         metadata=form["metadata"],
         callback_url=form["callback_url"],
     )
-    key = request.headers.get("Idempotency-Key")
+    fingerprint = request_fingerprint(request, form["json"]) if key else ""
     if key:
-        existing = svc.batches.claim_idempotency_key(tenant, key[:255], batch.id)
+        existing = svc.batches.claim_idempotency_key(tenant, key, batch.id, fingerprint)
         if existing is not None:
             replay = svc.batches.get(existing, tenant)
             return (
@@ -54,7 +57,7 @@ def create_batch() -> tuple[Response, int, dict[str, str]]:
         _abandon(svc, batch, key)
         raise
     if key:
-        svc.batches.confirm_idempotency_key(tenant, key[:255], batch.id)
+        svc.batches.confirm_idempotency_key(tenant, key, batch.id, fingerprint)
     created = svc.batches.get(batch.id, tenant)
     log.info(
         "batch accepted: %d images", created.total, extra={"batch_id": batch.id, "tenant": tenant}
@@ -69,7 +72,7 @@ def _abandon(svc: Services, batch: Batch, key: str | None) -> None:
         if svc.batches.find(batch.id) is not None:
             svc.batches.cancel(batch.id, batch.tenant)
         if key:
-            svc.batches.release_idempotency_key(batch.tenant, key[:255])
+            svc.batches.release_idempotency_key(batch.tenant, key)
     except Exception as exc:  # logged, then the original error goes on
         log.warning("could not clean up a refused batch: %s", exc, extra={"batch_id": batch.id})
 
@@ -94,10 +97,14 @@ def _read_form(svc: Services) -> dict[str, Any]:
 def _intake(svc: Services, batch: Batch, form: dict[str, Any]) -> None:
     svc.batches.open(batch)
     intake = BatchIntake(svc, svc.batches, batch)
-    if form["json"] is not None:
-        _add_urls(intake, form["json"].get("images"))
-    else:
-        _add_files(svc, intake)
+    try:
+        if form["json"] is not None:
+            _add_urls(intake, form["json"].get("images"))
+        else:
+            _add_files(svc, intake)
+    except BaseException:
+        intake.abandon()
+        raise
     if intake.count == 0:
         raise BadRequest("the batch has no images: send 'images' files, an 'archive', or URLs")
     intake.close()
@@ -105,6 +112,7 @@ def _intake(svc: Services, batch: Batch, form: dict[str, Any]) -> None:
 
 def _add_files(svc: Services, intake: BatchIntake) -> None:
     limit = svc.settings.max_image_bytes
+    intake.expect(len(request.files.getlist("images")))
     for upload in request.files.getlist("images"):
         data = upload.stream.read(limit + 1)
         ref = upload.filename or f"image-{intake.count + 1}"
@@ -117,14 +125,16 @@ def _add_files(svc: Services, intake: BatchIntake) -> None:
         max_entry_bytes=limit,
         max_total_bytes=svc.settings.max_archive_bytes,
     )
+    clock = UnpackClock(svc.settings.max_archive_seconds)  # one for all the request's archives
     for archive in request.files.getlist("archive"):
-        for entry in iter_archive(archive.stream, limits):
+        for entry in iter_archive(archive.stream, limits, clock):
             intake.add_entry(entry)
 
 
 def _add_urls(intake: BatchIntake, images: Any) -> None:
     if not isinstance(images, list) or not images:
         raise BadRequest('\'images\' must be a non-empty list of {"url", "ref"} objects')
+    intake.expect(len(images))
     for i, item in enumerate(images):
         if not isinstance(item, dict) or "url" not in item:
             raise BadRequest(f"images[{i}] must be an object with a 'url'")

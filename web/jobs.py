@@ -52,7 +52,6 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
     if callback is not None:
         check_url(callback, allow_private=svc.settings.allow_private_urls, field="callback_url")
     sniff(data, max_pixels=svc.settings.max_image_pixels)
-    svc.admission.check_room(1)
     job = Job(
         id=new_job_id(),
         tenant=current_tenant(),
@@ -60,12 +59,14 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
         metadata=metadata,
         callback_url=callback,
     )
-    svc.jobs.create(job, data)
+    svc.admission.reserve(1)  # exact under concurrency: the job is stored as already counted
     try:
+        svc.jobs.create(job, data, reserved=True)
         svc.singles.push(job.id)
         enqueue_singles_task(svc.celery)
     except Exception:
         svc.jobs.delete(job.id)  # not accepted after all: leave nothing behind
+        svc.admission.release(1)
         raise
     log.info("job accepted", extra={"job_id": job.id, "tenant": job.tenant})
     return jsonify(job.to_public()), 202, {"Location": f"/v1/jobs/{job.id}"}

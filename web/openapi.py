@@ -23,7 +23,7 @@ def _error_responses(*statuses: int) -> dict[str, Any]:
         404: "Not found",
         413: "Too large",
         415: f"Unsupported type: an image not in {ACCEPTED_NAMES}, or another body or archive",
-        422: "Not a decodable image",
+        422: "Not a decodable image, or an Idempotency-Key reused with another request",
         503: "Redis unavailable",
     }
     statuses = (*statuses, 401, 429)
@@ -108,7 +108,7 @@ BATCH_PATHS: dict[str, Any] = {
             },
             "responses": {
                 "202": _response("Accepted; each image is a job of the batch", "Batch"),
-                **_error_responses(400, 409, 413, 415, 503),
+                **_error_responses(400, 409, 413, 415, 422, 503),
             },
         }
     },
