@@ -10,7 +10,7 @@ from typing import TypeVar
 from urllib.parse import urlparse
 
 from shared import defaults
-from shared.errors import ConfigError
+from shared.errors import ConfigError, InvalidArgument
 
 T = TypeVar("T")
 PREFIX = "SKUAI_"
@@ -171,11 +171,11 @@ def _number(
         try:
             value = kind(raw)
         except ValueError:
-            raise ValueError(f"expected {expected}") from None
+            raise InvalidArgument(f"expected {expected}") from None
         if above is not None and not value > above:  # type: ignore[operator]
-            raise ValueError(f"expected a number above {above:g}")
+            raise InvalidArgument(f"expected a number above {above:g}")
         if least is not None and not value >= least:  # type: ignore[operator]
-            raise ValueError(f"expected {least:g} or more")
+            raise InvalidArgument(f"expected {least:g} or more")
         return value
 
     return parse
@@ -191,7 +191,7 @@ def _bool(raw: str) -> bool:
         return True
     if raw.lower() in _FALSE:
         return False
-    raise ValueError("expected 1 or 0")
+    raise InvalidArgument("expected 1 or 0")
 
 
 def _path(raw: str) -> Path:
@@ -201,13 +201,13 @@ def _path(raw: str) -> Path:
 def _redis_url(raw: str) -> str:
     parsed = urlparse(raw)
     if parsed.scheme not in {"redis", "rediss", "unix"}:
-        raise ValueError("expected a redis://, rediss:// or unix:// URL")
+        raise InvalidArgument("expected a redis://, rediss:// or unix:// URL")
     if parsed.scheme != "unix" and not parsed.hostname:
-        raise ValueError("the URL has no host")
+        raise InvalidArgument("the URL has no host")
     try:
         parsed.port  # noqa: B018 - urllib raises ValueError on a bad port only when asked
     except ValueError:
-        raise ValueError("the port is not a number between 0 and 65535") from None
+        raise InvalidArgument("the port is not a number between 0 and 65535") from None
     return raw
 
 
@@ -215,39 +215,39 @@ def _schedule(raw: str) -> tuple[float, ...]:
     try:
         values = tuple(float(part) for part in raw.split(","))
     except ValueError:
-        raise ValueError("expected comma-separated seconds, e.g. 5,300,1800") from None
+        raise InvalidArgument("expected comma-separated seconds, e.g. 5,300,1800") from None
     if any(value < 0 for value in values):
-        raise ValueError("delays cannot be negative")
+        raise InvalidArgument("delays cannot be negative")
     return values
 
 
 def _basic_auth(raw: str) -> str:
     user, sep, password = raw.partition(":")
     if not sep or not user or not password:
-        raise ValueError("expected user:password")
+        raise InvalidArgument("expected user:password")
     return raw
 
 
 def _token(raw: str) -> str:
     if len(raw) < MIN_TOKEN_LENGTH or not all("!" <= c <= "~" for c in raw):
-        raise ValueError(f"expected at least {MIN_TOKEN_LENGTH} printable ASCII characters")
+        raise InvalidArgument(f"expected at least {MIN_TOKEN_LENGTH} printable ASCII characters")
     return raw
 
 
 def _precision(raw: str) -> str:
     if raw.lower() not in {"auto", "fp32", "fp16", "bf16", "int8"}:
-        raise ValueError("expected auto, fp32, fp16, bf16 or int8")
+        raise InvalidArgument("expected auto, fp32, fp16, bf16 or int8")
     return raw.lower()
 
 
 def _log_format(raw: str) -> str:
     if raw.lower() not in {"text", "json"}:
-        raise ValueError("expected text or json")
+        raise InvalidArgument("expected text or json")
     return raw.lower()
 
 
 def _log_level(raw: str) -> str:
     level = raw.upper()
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
-        raise ValueError("expected DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        raise InvalidArgument("expected DEBUG, INFO, WARNING, ERROR or CRITICAL")
     return level

@@ -11,6 +11,8 @@ from typing import Any
 import keras
 from keras import layers, ops
 
+from shared.errors import InvalidArgument
+
 # (filters, convolutions) per block: the 13 convolutions of VGG16.
 VGG16_BLOCKS = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
 # ImageNet channel means in BGR order, as Keras' VGG16 ("caffe" mode) expects.
@@ -73,7 +75,7 @@ def vgg16_trunk(
     """The 13 convolutions and 5 poolings of VGG16; layer names match Keras' VGG16 weights.
     `after_block(x, block)`, when given, transforms each block's pooled output."""
     if not 0 < width <= 1:
-        raise ValueError(f"width must be in (0, 1], got {width}")
+        raise InvalidArgument(f"width must be in (0, 1], got {width}")
     for block, (filters, convs) in enumerate(VGG16_BLOCKS, start=1):
         for conv in range(1, convs + 1):
             name = f"block{block}_conv{conv}"
@@ -214,4 +216,6 @@ def _head(x: Any, *, width: float, dropout: float) -> Any:
 
 def _check_input_size(input_size: int) -> None:
     if input_size < 32 or input_size % 32:
-        raise ValueError(f"input size must be a multiple of 32 and at least 32, got {input_size}")
+        raise InvalidArgument(
+            f"input size must be a multiple of 32 and at least 32, got {input_size}"
+        )

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from shared.errors import InvalidArgument
 from training.labels import Labels
 from training.ranking import RankingPolicy, propose_models, rank
 from training.runners import (
@@ -99,7 +100,7 @@ class Cascade:
             stage2 = keras.saving.load_model(folder / "stage2.keras", compile=False)
             model_fn, sku_fn = keras_runners(stage1, stage2, size)
         else:
-            raise ValueError(f"unknown precision {precision!r}; use fp32, fp16, bf16 or int8")
+            raise InvalidArgument(f"unknown precision {precision!r}; use fp32, fp16, bf16 or int8")
         return cls(
             model_fn,
             sku_fn,

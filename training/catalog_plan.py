@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from shared.errors import InvalidArgument
 from training.colourways import MAX_SKUS_PER_MODEL, Colourway, colourway_pool
 from training.sneaker_geometry import COLLARS, HEELS, LOGOS, SOLES, TOES, SneakerModel
 
@@ -97,10 +98,10 @@ def image_rng(
 def check_int(name: str, value: object, minimum: int, maximum: int | None = None) -> None:
     """Raise ValueError unless `value` is an integer (not a bool) within the bounds."""
     if not isinstance(value, int | np.integer) or isinstance(value, bool):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
+        raise InvalidArgument(f"{name} must be an integer, got {value!r}")
     if value < minimum or (maximum is not None and value > maximum):
         bounds = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
-        raise ValueError(f"{name} must be {bounds}, got {value}")
+        raise InvalidArgument(f"{name} must be {bounds}, got {value}")
 
 
 def _rng(seed: int, *path: int) -> np.random.Generator:
@@ -168,17 +169,17 @@ def _check_plan(models: int, skus_per_model: SkusPerModel, seed: int) -> tuple[i
     check_int("seed", seed, 0)
     if isinstance(skus_per_model, tuple):
         if len(skus_per_model) != 2:
-            raise ValueError(f"skus_per_model must be N or (MIN, MAX), got {skus_per_model!r}")
+            raise InvalidArgument(f"skus_per_model must be N or (MIN, MAX), got {skus_per_model!r}")
         low, high = skus_per_model
     else:
         low = high = skus_per_model
     for value in (low, high):
         check_int("skus_per_model", value, 1)
         if value > MAX_SKUS_PER_MODEL:
-            raise ValueError(
+            raise InvalidArgument(
                 f"skus_per_model must be at most {MAX_SKUS_PER_MODEL} (the number of "
                 f"distinguishable colourways), got {value}"
             )
     if low > high:
-        raise ValueError(f"skus_per_model: MIN must not exceed MAX, got {low}-{high}")
+        raise InvalidArgument(f"skus_per_model: MIN must not exceed MAX, got {low}-{high}")
     return low, high

@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from shared.errors import InvalidArgument
+
 # Class weights proportional to count ** -power: balanced (1), tempered (0.5), or none (0).
 BALANCE_POWERS = {"weights": 1.0, "sqrt": 0.5, "none": 0.0}
 BALANCE_MODES = tuple(BALANCE_POWERS)
@@ -38,31 +40,31 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.input_size < 32 or self.input_size % 32:
-            raise ValueError(
+            raise InvalidArgument(
                 f"--input-size must be a multiple of 32, at least 32 (got {self.input_size})"
             )
         if self.epochs < 1:
-            raise ValueError(f"--epochs must be at least 1 (got {self.epochs})")
+            raise InvalidArgument(f"--epochs must be at least 1 (got {self.epochs})")
         if self.batch_size < 1:
-            raise ValueError(f"--batch-size must be at least 1 (got {self.batch_size})")
+            raise InvalidArgument(f"--batch-size must be at least 1 (got {self.batch_size})")
         if not 0 < self.width <= 1:
-            raise ValueError(f"--width must be in (0, 1] (got {self.width})")
+            raise InvalidArgument(f"--width must be in (0, 1] (got {self.width})")
         if self.weights not in {"imagenet", "none"} and not Path(self.weights).is_file():
-            raise ValueError(
+            raise InvalidArgument(
                 f"--weights {self.weights}: no such file (use imagenet, none or a file path)"
             )
         if self.learning_rate <= 0 or self.fine_tune_learning_rate <= 0:
-            raise ValueError("learning rates must be above 0")
+            raise InvalidArgument("learning rates must be above 0")
         if self.patience < 1:
-            raise ValueError(f"--patience must be at least 1 (got {self.patience})")
+            raise InvalidArgument(f"--patience must be at least 1 (got {self.patience})")
         if not 0 <= self.occlusion <= 1:
-            raise ValueError(f"--occlusion must be in [0, 1] (got {self.occlusion})")
+            raise InvalidArgument(f"--occlusion must be in [0, 1] (got {self.occlusion})")
         if self.balance not in BALANCE_MODES:
-            raise ValueError(
+            raise InvalidArgument(
                 f"--balance must be one of {', '.join(BALANCE_MODES)} (got {self.balance!r})"
             )
         if self.precision not in PRECISIONS:
-            raise ValueError(
+            raise InvalidArgument(
                 f"--precision must be one of {', '.join(PRECISIONS)} (got {self.precision!r})"
             )
 

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
+from shared.errors import InvalidArgument
+
 JPEG_QUALITY = (20, 60)  # inclusive
 MAX_ROTATION = 15.0  # degrees, either way
 MAX_LIGHTING = 0.35  # brightness and contrast factors within 1 +- this
@@ -124,7 +126,7 @@ def draw(name: str, rng: np.random.Generator) -> Params:
         steps = [n for i, n in enumerate(others) if i in chosen] + ["jpeg"]
         return {"steps": [(step, SINGLE[step][0](rng)) for step in steps]}
     if name not in SINGLE:
-        raise ValueError(f"unknown corruption {name!r}; use one of {', '.join(CORRUPTIONS)}")
+        raise InvalidArgument(f"unknown corruption {name!r}; use one of {', '.join(CORRUPTIONS)}")
     return SINGLE[name][0](rng)
 
 
@@ -135,7 +137,7 @@ def apply(image: Image.Image, name: str, params: Params) -> Image.Image:
             image = apply(image, step, step_params)
         return image
     if name not in SINGLE:
-        raise ValueError(f"unknown corruption {name!r}; use one of {', '.join(CORRUPTIONS)}")
+        raise InvalidArgument(f"unknown corruption {name!r}; use one of {', '.join(CORRUPTIONS)}")
     return SINGLE[name][1](image.convert("RGB"), params)
 
 

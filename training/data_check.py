@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shared.errors import InvalidArgument
 from training.dataset import Listing, Sample, list_dataset
 from training.dedup import HASH_SIZE, NEAR_DISTANCE, near_groups
 from training.photo_facts import NOT_IMAGE, UNREADABLE, PhotoFacts, inspect_all
@@ -174,7 +175,7 @@ def check_dataset(
 ) -> DataReport:
     """Inspect every file under DATA/<model>/<sku>/ and group near-duplicates."""
     if input_size < 1 or min_per_sku < 0:
-        raise ValueError("--input-size must be at least 1 and --min-per-sku at least 0")
+        raise InvalidArgument("--input-size must be at least 1 and --min-per-sku at least 0")
     listing = list_dataset(data_dir)
     files = inspect_all(_every_file(listing), data_dir, progress=progress)
     usable = [f for f in files if f.usable]

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from shared.cpu import cpu_has_bf16
+from shared.errors import InvalidArgument
 from training.config import PRECISIONS
 
 POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
@@ -17,7 +18,7 @@ def resolve(precision: str) -> str:
     """`auto`: fp16 on a GPU (tensor cores), bf16 on a CPU with BF16 units (AVX-512 BF16 or
     AMX, where oneDNN runs convolutions in bfloat16), fp32 elsewhere. Others name themselves."""
     if precision not in PRECISIONS:
-        raise ValueError(f"unknown training precision {precision!r}")
+        raise InvalidArgument(f"unknown training precision {precision!r}")
     if precision != "auto":
         return precision
     import tensorflow as tf

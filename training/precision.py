@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from shared.errors import ConfigError
+from shared.errors import ConfigError, InvalidArgument
 from training.labels import Labels
 from training.registry import Registry
 from training.split_record import version_part
@@ -35,7 +35,7 @@ def check_precision(registry: Registry, version: str, precision: str) -> dict[st
     from training.quantize import quantize_version
 
     if precision not in REDUCED_PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(REDUCED_PRECISIONS)}")
+        raise InvalidArgument(f"precision must be one of {', '.join(REDUCED_PRECISIONS)}")
     folder = registry.path(version)
     config = json.loads((folder / "config.json").read_text())
     data_dir = Path(config["data_dir"]) if config.get("data_dir") else None

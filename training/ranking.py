@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from shared.errors import InvalidArgument
 from training.labels import Labels
 
 COMBINE_RULES = ("model", "joint")
@@ -35,11 +36,11 @@ class RankingPolicy:
 
     def __post_init__(self) -> None:
         if not 0 < self.sure <= 1:
-            raise ValueError("sure must be in (0, 1]")
+            raise InvalidArgument("sure must be in (0, 1]")
         if self.combine not in COMBINE_RULES:
-            raise ValueError(f"combine must be one of {', '.join(COMBINE_RULES)}")
+            raise InvalidArgument(f"combine must be one of {', '.join(COMBINE_RULES)}")
         if self.top_models < 1 or self.candidates < 1:
-            raise ValueError("top_models and candidates must be at least 1")
+            raise InvalidArgument("top_models and candidates must be at least 1")
 
 
 def propose_models(p_model: np.ndarray, policy: RankingPolicy) -> list[list[int]]:
@@ -63,7 +64,7 @@ def rank(
     labels: Labels,
     policy: RankingPolicy,
 ) -> list[dict[str, Any]]:
-    """Combine the stages into one result per image (the job `result` shape of SPEC section 5).
+    """Combine the stages into one result per image (a job's `result`, README.md#http-api).
 
     `p_sku_given_model` has one row per (image, proposed model) pair, in `proposals` order."""
     results = []

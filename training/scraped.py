@@ -15,6 +15,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from shared.errors import InvalidArgument
 from shared.image_formats import register_plugins
 
 # Pillow format, suffix, share of photos: roughly what a scrape of retail sites and phones holds.
@@ -46,12 +47,12 @@ class Mess:
 def roughen(root: Path, *, seed: int, copy_share: float = 0.1) -> Mess:
     """Rewrite every photo under `root/<model>/<sku>/` in place as described in the module doc."""
     if not 0 <= copy_share <= 1:
-        raise ValueError(f"the share of copies must be in [0, 1] (got {copy_share})")
+        raise InvalidArgument(f"the share of copies must be in [0, 1] (got {copy_share})")
     register_plugins()
     rng = random.Random(f"scraped:{seed}")
     sku_dirs = sorted(p for p in root.glob("*/*") if p.is_dir())
     if not sku_dirs:
-        raise ValueError(f"{root} has no DATA/<model>/<sku>/ folders to roughen")
+        raise InvalidArgument(f"{root} has no DATA/<model>/<sku>/ folders to roughen")
     formats: dict[str, int] = {}
     photos: list[Path] = []
     for sku_dir in sku_dirs:

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from shared.errors import DatasetError
+from shared.errors import DatasetError, InvalidArgument
 from training.data_check import DataReport
 from training.dataset import Sample, Split, labels_of, scan, split
 from training.dedup import HASH_SIZE, NEAR_DISTANCE, close_pairs
@@ -75,7 +75,7 @@ def write_split(folder: Path, record: dict[str, Any]) -> None:
 
 
 def read_split(folder: Path) -> dict[str, Any]:
-    """The split.json of a version folder."""
+    """What `write_split` recorded: which file went to which part, with its hashes."""
     data: dict[str, Any] = json.loads((folder / SPLIT_FILE).read_text())
     return data
 
@@ -83,7 +83,7 @@ def read_split(folder: Path) -> dict[str, Any]:
 def recorded_samples(folder: Path, data_dir: Path, part: str) -> list[Sample]:
     """The samples a version put in `part` (train, val or test), as files under `data_dir`."""
     if part not in PARTS:
-        raise ValueError(f"part must be one of {', '.join(PARTS)}")
+        raise InvalidArgument(f"part must be one of {', '.join(PARTS)}")
     return [
         Sample(data_dir / row["path"], row["model"], row["sku"])
         for row in read_split(folder)["files"]

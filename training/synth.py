@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from shared.errors import InvalidArgument
 from training.catalog_plan import (
     Catalog,
     Sku,
@@ -128,25 +129,27 @@ def _check_render(
     check_int("size", size, MIN_SIZE, MAX_SIZE)
     check_int("workers", workers, 1)
     if image_format not in IMAGE_FORMATS:
-        raise ValueError(
+        raise InvalidArgument(
             f"image_format must be one of {', '.join(IMAGE_FORMATS)}, got {image_format!r}"
         )
     if variation not in VARIATIONS:
-        raise ValueError(f"variation must be one of {', '.join(VARIATIONS)}, got {variation!r}")
+        raise InvalidArgument(
+            f"variation must be one of {', '.join(VARIATIONS)}, got {variation!r}"
+        )
     if not isinstance(imbalance, int | float) or not 1 <= imbalance <= MAX_IMBALANCE:
-        raise ValueError(f"imbalance must be between 1 and {MAX_IMBALANCE}, got {imbalance!r}")
+        raise InvalidArgument(f"imbalance must be between 1 and {MAX_IMBALANCE}, got {imbalance!r}")
 
 
 def _prepare_out(out: Path) -> None:
     """Refuse to write into anything but an empty folder or a catalog this module wrote."""
     if out.exists() and not out.is_dir():
-        raise ValueError(f"{out} exists and is not a folder")
+        raise InvalidArgument(f"{out} exists and is not a folder")
     if not out.exists() or not any(out.iterdir()):
         out.mkdir(parents=True, exist_ok=True)
         return
     previous = _read_document(out)
     if previous is None:
-        raise ValueError(
+        raise InvalidArgument(
             f"{out} is not empty and holds no previous synthetic catalog; "
             "choose an empty or new folder"
         )
@@ -243,7 +246,7 @@ def load_catalog(out: Path) -> Catalog:
     """Read back the catalog that `synthesize` described in OUT/catalog.json."""
     document = _read_document(Path(out))
     if document is None:
-        raise ValueError(f"{out} holds no synthetic catalog ({CATALOG_FILE})")
+        raise InvalidArgument(f"{out} holds no synthetic catalog ({CATALOG_FILE})")
     model_fields = {f.name for f in fields(SneakerModel)}
     models = tuple(
         SneakerModel(**{k: v for k, v in m.items() if k in model_fields})

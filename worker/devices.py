@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import os
 
+from shared.errors import InvalidArgument
+
 log = logging.getLogger(__name__)
 GPUS_ENV = "SKUAI_WORKER_GPUS"  # set by `skuai worker --gpus 0,1`: one pool process per GPU
 
@@ -14,7 +16,7 @@ def parse_gpus(raw: str) -> list[str]:
     """`--gpus 0,1,3`: device indices as CUDA names them."""
     gpus = [part.strip() for part in raw.split(",") if part.strip()]
     if not gpus or not all(g.isdigit() for g in gpus):
-        raise ValueError(f"--gpus must be comma-separated GPU indices, e.g. 0,1 (got {raw!r})")
+        raise InvalidArgument(f"--gpus must be comma-separated GPU indices, e.g. 0,1 (got {raw!r})")
     return gpus
 
 
