@@ -90,7 +90,7 @@ class BatchStore:
         return int(self._seal(args=self.jobs.script_args(batch_id))) == FINISHED_BATCH
 
     def find(self, batch_id: str) -> Batch | None:
-        """The batch, or None."""
+        """The batch whatever its tenant (`get` checks it), or None when there is none."""
         raw = self.conn.hgetall(keys.batch(batch_id))
         return Batch.from_hash(raw) if raw else None
 

@@ -36,7 +36,7 @@ class Batch:
     callback_url: str | None = None
 
     def to_public(self) -> dict[str, Any]:
-        """The batch as the API and webhooks show it (SPEC section 5)."""
+        """The batch as the API and webhooks show it (README.md#http-api)."""
         return {
             "id": self.id,
             "status": self.status,

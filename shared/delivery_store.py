@@ -98,7 +98,7 @@ class DeliveryStore:
             pipe.execute()
 
     def find(self, delivery_id: str) -> Delivery | None:
-        """The delivery, or None."""
+        """The delivery whatever its tenant (callers check it), or None when there is none."""
         raw = {text(k): text(v) for k, v in self.conn.hgetall(keys.delivery(delivery_id)).items()}
         if not raw:
             return None

@@ -54,7 +54,7 @@ class Job:
         return self.status in FINAL_STATUSES
 
     def to_public(self) -> dict[str, Any]:
-        """The job as the API and webhooks show it (SPEC section 5)."""
+        """The job as the API and webhooks show it (README.md#http-api)."""
         return {
             "id": self.id,
             "status": self.status,

@@ -92,7 +92,7 @@ class WebhookStore:
         return sub
 
     def find(self, webhook_id: str) -> Subscription | None:
-        """The subscription, or None."""
+        """The subscription whatever its tenant (`get` checks it), or None when there is none."""
         raw = {text(k): text(v) for k, v in self.conn.hgetall(keys.webhook(webhook_id)).items()}
         if not raw:
             return None

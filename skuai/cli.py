@@ -1,5 +1,5 @@
-"""The `skuai` command line (SPEC section 3). Heavy imports happen inside the commands that need
-them, so `skuai api` and `skuai --help` never load TensorFlow."""
+"""The `skuai` command line (README.md#command-line). Heavy imports happen inside the commands
+that need them, so `skuai api` and `skuai --help` never load TensorFlow."""
 
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ class Labels:
 
     @cached_property
     def model_index(self) -> dict[str, int]:
-        """Index of each model label."""
+        """Position of each model label in `models`: its class index in stage 1."""
         return {model: i for i, model in enumerate(self.models)}
 
     @cached_property

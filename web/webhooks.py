@@ -45,7 +45,7 @@ def get_webhook(webhook_id: str) -> Response:
 
 @bp.delete("/<webhook_id>")
 def delete_webhook(webhook_id: str) -> tuple[str, int]:
-    """Unsubscribe."""
+    """Unsubscribe; deliveries still pending for the subscription are skipped."""
     services().webhooks.delete(webhook_id, current_tenant())
     return "", 204
 
