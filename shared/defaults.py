@@ -22,6 +22,7 @@ FLOWER_PORT = 5555
 MAX_WAIT_SECONDS = 30
 RESULTS_PAGE = 100
 WEBHOOK_TIMEOUT = 10  # seconds for one delivery attempt
+WEBHOOK_ENDPOINT_CONCURRENCY = 2  # attempts in flight to one endpoint (1 while it fails)
 RATE_LIMIT = 50.0  # requests per second per API key, sustained
 RATE_BURST = 200  # requests per API key in a burst
 WORKER_MAX_MEMORY_MB = 8192  # a pool process above this is replaced after its current task

@@ -1,14 +1,15 @@
 """DeliveryStore: webhook deliveries and their attempts, and the schedule of (re)tries.
 
-Pending deliveries live in Redis, never in process memory: a sorted set holds when each is due.
-Handing a due delivery to a worker only *leases* it (its due time moves a little ahead), so one
-taken by a worker that dies is handed out again: delivery is at-least-once."""
+Pending deliveries live in Redis, never in process memory: a sorted set holds when each is due,
+and new ones wait in their endpoint's lane (shared/endpoint_lanes.py). Handing a due delivery to a
+worker only *leases* it (its due time moves a little ahead), so one taken by a worker that dies is
+handed out again: delivery is at-least-once."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,10 +27,30 @@ LEASE_SECONDS = 120.0  # longer than one attempt (request timeout included)
 LOG_LENGTH = 1000  # deliveries kept in a subscription's log
 DELIVERY_TTL = 30 * 24 * 3600
 
-_POP_DUE = """
+POP_DUE = """
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
 for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], ARGV[2], id) end
 return ids
+"""
+
+# KEYS: delivery, its subscription's log, lane waiting, lanes-waiting.
+# ARGV: ttl, log length ('' for none), lane ('' for none: settled already), id, place in the lane,
+# field/value pairs.
+# Creates the delivery unless it exists (a fan-out run twice adds nothing); 1 when created.
+_ADD = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 6))
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+if ARGV[2] ~= '' then
+  redis.call('LPUSH', KEYS[2], ARGV[4])
+  redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[2]) - 1)
+end
+if ARGV[3] ~= '' then
+  redis.call('ZADD', KEYS[3], ARGV[5], ARGV[4])
+  redis.call('EXPIRE', KEYS[3], ARGV[1])
+  redis.call('SADD', KEYS[4], ARGV[3])
+end
+return 1
 """
 
 
@@ -63,9 +84,10 @@ class Delivery:
         }
 
 
-def new_delivery_id() -> str:
-    """A Standard Webhooks message id."""
-    return "msg_" + uuid.uuid4().hex
+def delivery_id_for(event_id: str, subject: str, target: str) -> str:
+    """A Standard Webhooks message id, the same each time one event is fanned out to a target."""
+    digest = hashlib.sha256(f"{event_id}\n{subject}\n{target}".encode()).hexdigest()
+    return "msg_" + digest[:32]
 
 
 class DeliveryStore:
@@ -73,29 +95,33 @@ class DeliveryStore:
 
     def __init__(self, conn: redis.Redis) -> None:
         self.conn = conn
-        self._pop_due = conn.register_script(_POP_DUE)
+        self._pop_due = conn.register_script(POP_DUE)
+        self._add = conn.register_script(_ADD)
 
-    def create(self, delivery: Delivery) -> None:
-        """Store a delivery, leased to the task sent right after (retried if that is lost)."""
-        fields: dict[Any, Any] = {
-            "id": delivery.id,
-            "tenant": delivery.tenant,
-            "url": delivery.url,
-            "event_type": delivery.event_type,
-            "body": delivery.body,
-            "status": PENDING,
-            "attempts": 0,
-            "created_at": delivery.created_at,
-            "webhook_id": delivery.webhook_id or "",
-        }
-        with self.conn.pipeline(transaction=True) as pipe:
-            pipe.hset(keys.delivery(delivery.id), mapping=fields)
-            pipe.expire(keys.delivery(delivery.id), DELIVERY_TTL)
-            if delivery.webhook_id:
-                pipe.lpush(keys.webhook_deliveries(delivery.webhook_id), delivery.id)
-                pipe.ltrim(keys.webhook_deliveries(delivery.webhook_id), 0, LOG_LENGTH - 1)
-            pipe.zadd(keys.DELIVERIES_DUE, {delivery.id: time.time() + LEASE_SECONDS})
-            pipe.execute()
+    def add_many(self, deliveries: list[tuple[Delivery, str | None]]) -> int:
+        """Store (delivery, lane) pairs: pending ones wait in their lane, the others are logged
+        as they are. One that exists already is left alone; returns how many were new."""
+        now = time.time()
+        with self.conn.pipeline(transaction=False) as pipe:
+            for index, (delivery, lane) in enumerate(deliveries):
+                self._add(
+                    keys=[
+                        keys.delivery(delivery.id),
+                        keys.webhook_deliveries(delivery.webhook_id or ""),
+                        keys.lane_waiting(lane or ""),
+                        keys.LANES_WAITING,
+                    ],
+                    args=[
+                        DELIVERY_TTL,
+                        LOG_LENGTH if delivery.webhook_id else "",
+                        lane if lane and delivery.status == PENDING else "",
+                        delivery.id,
+                        now + index * 1e-6,  # arrival order, within one call too
+                        *_flat_fields(delivery),
+                    ],
+                    client=pipe,
+                )
+            return sum(int(created) for created in pipe.execute())
 
     def find(self, delivery_id: str) -> Delivery | None:
         """The delivery whatever its tenant (callers check it), or None when there is none."""
@@ -130,10 +156,13 @@ class DeliveryStore:
                 pipe.hset(keys.delivery(delivery_id), "last_error", attempt["error"])
             pipe.execute()
 
-    def settle(self, delivery_id: str, status: str) -> None:
-        """Delivered, failed or skipped: no more attempts."""
+    def settle(self, delivery_id: str, status: str, *, reason: str | None = None) -> None:
+        """Delivered, failed or skipped (saying why, if given): no more attempts."""
+        fields: dict[Any, Any] = {"status": status, "next_attempt_at": ""}
+        if reason:
+            fields["last_error"] = reason
         with self.conn.pipeline(transaction=True) as pipe:
-            pipe.hset(keys.delivery(delivery_id), mapping={"status": status, "next_attempt_at": ""})
+            pipe.hset(keys.delivery(delivery_id), mapping=fields)
             pipe.zrem(keys.DELIVERIES_DUE, delivery_id)
             pipe.execute()
 
@@ -160,3 +189,20 @@ class DeliveryStore:
         """The newest deliveries of a subscription."""
         ids = [text(i) for i in self.conn.lrange(keys.webhook_deliveries(webhook_id), 0, limit - 1)]
         return [d for d in (self.find(i) for i in ids) if d is not None]
+
+
+def _flat_fields(delivery: Delivery) -> list[str]:
+    """The delivery's hash as a flat field, value list (for a script)."""
+    fields = {
+        "id": delivery.id,
+        "tenant": delivery.tenant,
+        "url": delivery.url,
+        "event_type": delivery.event_type,
+        "body": delivery.body,
+        "status": delivery.status,
+        "attempts": "0",
+        "created_at": delivery.created_at,
+        "webhook_id": delivery.webhook_id or "",
+        "last_error": delivery.last_error or "",
+    }
+    return [item for pair in fields.items() for item in pair]

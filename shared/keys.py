@@ -81,6 +81,32 @@ def webhook_deliveries(webhook_id: str) -> str:
 DELIVERIES_DUE = f"{NAMESPACE}:deliveries:due"  # sorted set: delivery id -> when to (re)try
 
 
+def event(event_id: str) -> str:
+    """One recorded event (JSON) waiting to be fanned out into deliveries."""
+    return f"{NAMESPACE}:event:{event_id}"
+
+
+EVENTS_DUE = f"{NAMESPACE}:events:due"  # sorted set: event id -> when to (re)try its fan-out
+
+
+def lane(lane_id: str) -> str:
+    """Hash of one endpoint lane's health: `failing` and `blocked_until`."""
+    return f"{NAMESPACE}:lane:{lane_id}"
+
+
+def lane_slots(lane_id: str) -> str:
+    """Sorted set of the lane's attempts in flight: delivery id -> when its slot lapses."""
+    return f"{NAMESPACE}:lane:{lane_id}:slots"
+
+
+def lane_waiting(lane_id: str) -> str:
+    """Sorted set of the lane's deliveries waiting for a slot, oldest delivery first."""
+    return f"{NAMESPACE}:lane:{lane_id}:waiting"
+
+
+LANES_WAITING = f"{NAMESPACE}:lanes:waiting"  # set of lanes with deliveries waiting
+
+
 def api_key(key_digest: str) -> str:
     """Hash of one API key (stored by its SHA-256, never in clear)."""
     return f"{NAMESPACE}:apikey:{key_digest}"

@@ -21,6 +21,7 @@ MODEL_QUEUES = frozenset({INTERACTIVE, INFERENCE})
 CLASSIFY = "skuai.classify"
 CLASSIFY_SINGLES = "skuai.classify_singles"
 DELIVER = "skuai.deliver_webhook"
+FAN_OUT = "skuai.fan_out_event"
 
 
 POOL_PROCESS_START_TIMEOUT = 300.0  # seconds a new pool process may take to start
@@ -46,6 +47,7 @@ def make_celery(settings: Settings, *, include: tuple[str, ...] = ()) -> Celery:
             CLASSIFY: {"queue": INFERENCE},
             CLASSIFY_SINGLES: {"queue": INTERACTIVE},
             DELIVER: {"queue": WEBHOOKS},
+            FAN_OUT: {"queue": WEBHOOKS},
         },
         broker_transport_options={
             # Work held by a vanished worker is handed to another after this long.

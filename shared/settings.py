@@ -40,6 +40,7 @@ class Settings:
     allow_private_urls: bool = False
     webhook_retry_schedule: tuple[float, ...] = defaults.WEBHOOK_RETRY_SCHEDULE
     webhook_timeout: int = defaults.WEBHOOK_TIMEOUT
+    webhook_endpoint_concurrency: int = defaults.WEBHOOK_ENDPOINT_CONCURRENCY
     visibility_timeout: int = defaults.VISIBILITY_TIMEOUT
     chunk_size: int = defaults.CHUNK_SIZE
     batch_wait_ms: int = defaults.BATCH_WAIT_MS
@@ -90,6 +91,11 @@ class Settings:
                 "WEBHOOK_RETRY_SCHEDULE", _schedule, defaults.WEBHOOK_RETRY_SCHEDULE
             ),
             webhook_timeout=reader.get("WEBHOOK_TIMEOUT", _positive_int, defaults.WEBHOOK_TIMEOUT),
+            webhook_endpoint_concurrency=reader.get(
+                "WEBHOOK_ENDPOINT_CONCURRENCY",
+                _positive_int,
+                defaults.WEBHOOK_ENDPOINT_CONCURRENCY,
+            ),
             visibility_timeout=reader.get(
                 "VISIBILITY_TIMEOUT", _positive_int, defaults.VISIBILITY_TIMEOUT
             ),
@@ -125,6 +131,7 @@ class Settings:
             "ALLOW_PRIVATE_URLS": "1" if self.allow_private_urls else "0",
             "WEBHOOK_RETRY_SCHEDULE": ",".join(f"{s:g}" for s in self.webhook_retry_schedule),
             "WEBHOOK_TIMEOUT": str(self.webhook_timeout),
+            "WEBHOOK_ENDPOINT_CONCURRENCY": str(self.webhook_endpoint_concurrency),
             "VISIBILITY_TIMEOUT": str(self.visibility_timeout),
             "CHUNK_SIZE": str(self.chunk_size),
             "BATCH_WAIT_MS": str(self.batch_wait_ms),

@@ -20,6 +20,12 @@ from shared.redis_client import text
 EVENTS = ("job.succeeded", "job.failed", "batch.completed")
 ACTIVE = "active"
 DISABLED = "disabled"
+_ENABLE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'status', ARGV[1])
+redis.call('HDEL', KEYS[1], 'disabled_reason')
+return 1
+"""
 
 
 def new_secret() -> str:
@@ -70,6 +76,7 @@ class WebhookStore:
 
     def __init__(self, conn: redis.Redis) -> None:
         self.conn = conn
+        self._enable = conn.register_script(_ENABLE)
 
     def create(self, tenant: str, url: str, events: list[str]) -> Subscription:
         """A new active subscription with a fresh secret."""
@@ -121,8 +128,9 @@ class WebhookStore:
         return sorted(subs, key=lambda s: s.created_at)
 
     def subscribers(self, tenant: str, event: str) -> list[Subscription]:
-        """Active subscriptions of the tenant that want `event`."""
-        return [s for s in self.of_tenant(tenant) if s.status == ACTIVE and event in s.events]
+        """Subscriptions of the tenant that want `event`, disabled ones too (their log keeps what
+        they missed, to replay once re-enabled)."""
+        return [s for s in self.of_tenant(tenant) if event in s.events]
 
     def delete(self, webhook_id: str, tenant: str) -> None:
         """Remove a subscription (its pending deliveries are skipped)."""
@@ -138,6 +146,12 @@ class WebhookStore:
             self.conn.hset(
                 keys.webhook(webhook_id), mapping={"status": DISABLED, "disabled_reason": reason}
             )
+
+    def enable(self, webhook_id: str, tenant: str) -> Subscription:
+        """Deliver to this endpoint again (after a 410, or failing for the whole schedule)."""
+        self.get(webhook_id, tenant)
+        self._enable(keys=[keys.webhook(webhook_id)], args=[ACTIVE])  # unless deleted meanwhile
+        return self.get(webhook_id, tenant)
 
     def tenant_secret(self, tenant: str) -> str:
         """The tenant's secret for signing `callback_url` deliveries (created on first use)."""

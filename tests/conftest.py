@@ -21,6 +21,7 @@ from shared.settings import Settings
 from shared.workers import WorkerRegistry
 from skuai.redis_server import RedisServer
 from skuai.stack import free_port
+from tests.receiver import Receiver, receiver
 
 TENANT = "tests"
 # The tests' HTTP client; the session's `api_key` fixture puts its key in the headers.
@@ -285,6 +286,44 @@ def webhook_workers(
     yield start
     for worker in started:
         worker.stop()
+
+
+def bearer(api_key: str | None) -> dict[str, str]:
+    """Headers that send `api_key` instead of the test tenant's key (none: keep that one)."""
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+def deliveries_of(api_url: str, webhook_id: str, api_key: str | None = None) -> list[dict]:
+    """A subscription's delivery log through the API, newest first."""
+    response = http.get(
+        f"{api_url}/v1/webhooks/{webhook_id}/deliveries", headers=bearer(api_key), timeout=10
+    )
+    assert response.status_code == 200, response.text
+    return response.json()["items"]  # type: ignore[no-any-return]
+
+
+@pytest.fixture()
+def hook(api_url: str) -> Iterator[tuple[Receiver, Callable[..., dict]]]:
+    """A receiver, and a function subscribing it (or another `url`) for the test tenant, or the
+    tenant of `api_key`; subscriptions are removed afterwards."""
+    created: list[tuple[str, dict[str, str]]] = []
+    with receiver() as rx:
+
+        def subscribe(events: list[str], api_key: str | None = None, url: str = "") -> dict:
+            auth = bearer(api_key)
+            response = http.post(
+                f"{api_url}/v1/webhooks",
+                json={"url": url or rx.url, "events": events},
+                headers=auth,
+                timeout=10,
+            )
+            assert response.status_code == 201, response.text
+            created.append((response.json()["id"], auth))
+            return response.json()
+
+        yield rx, subscribe
+    for webhook_id, auth in created:
+        http.delete(f"{api_url}/v1/webhooks/{webhook_id}", headers=auth, timeout=10)
 
 
 @pytest.fixture()

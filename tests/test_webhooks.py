@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,30 +15,19 @@ import redis
 
 from shared.settings import Settings
 from shared.webhook_store import WebhookStore
-from tests.conftest import TENANT, WorkerProcess, authorized, http, sample_image, wait_until
-from tests.receiver import Receiver, receiver
+from tests.conftest import (
+    TENANT,
+    WorkerProcess,
+    authorized,
+    deliveries_of,
+    http,
+    sample_image,
+    wait_until,
+)
+from tests.receiver import receiver
 from web.app import create_app
 
 pytestmark = pytest.mark.usefixtures("inference_worker")
-
-
-@pytest.fixture()
-def hook(api_url: str) -> Iterator[tuple[Receiver, Callable[[list[str]], dict]]]:
-    """A receiver, and a function subscribing it; subscriptions are removed afterwards."""
-    created: list[str] = []
-    with receiver() as rx:
-
-        def subscribe(events: list[str]) -> dict:
-            response = http.post(
-                f"{api_url}/v1/webhooks", json={"url": rx.url, "events": events}, timeout=10
-            )
-            assert response.status_code == 201, response.text
-            created.append(response.json()["id"])
-            return response.json()
-
-        yield rx, subscribe
-    for webhook_id in created:
-        http.delete(f"{api_url}/v1/webhooks/{webhook_id}", timeout=10)
 
 
 def _submit(api_url: str, catalog: Path, **form: str) -> dict:
@@ -48,10 +37,6 @@ def _submit(api_url: str, catalog: Path, **form: str) -> dict:
     )
     assert response.status_code == 202, response.text
     return response.json()
-
-
-def _deliveries(api_url: str, webhook_id: str) -> list[dict]:
-    return http.get(f"{api_url}/v1/webhooks/{webhook_id}/deliveries", timeout=10).json()["items"]
 
 
 def test_subscriptions_and_the_secret_shown_once(api_url: str) -> None:
@@ -151,8 +136,8 @@ def test_failing_receiver_gets_the_same_webhook_id_until_it_recovers(
     got = rx.wait_for(4)
     assert len({r.headers["webhook-id"] for r in got}) == 1
     assert all(r.verify(sub["secret"])["type"] == "job.succeeded" for r in got)
-    wait_until(lambda: _deliveries(api_url, sub["id"])[0]["status"] == "delivered", 10, "log")
-    [delivery] = _deliveries(api_url, sub["id"])
+    wait_until(lambda: deliveries_of(api_url, sub["id"])[0]["status"] == "delivered", 10, "log")
+    [delivery] = deliveries_of(api_url, sub["id"])
     assert [a["status_code"] for a in delivery["attempts"]] == [500, 502, 503, 200]
     assert all(a["latency_ms"] >= 0 and a["at"] for a in delivery["attempts"])
 
@@ -214,7 +199,7 @@ def test_an_endpoint_failing_for_the_whole_schedule_is_disabled(
     )
     shown = http.get(f"{api_url}/v1/webhooks/{sub['id']}", timeout=5).json()
     assert "kept failing" in shown["disabled_reason"] and "HTTP 500" in shown["disabled_reason"]
-    assert _deliveries(api_url, sub["id"])[0]["status"] == "failed"
+    assert deliveries_of(api_url, sub["id"])[0]["status"] == "failed"
 
 
 def test_a_hanging_receiver_does_not_slow_inference(
@@ -250,7 +235,7 @@ def test_restarted_webhook_worker_still_delivers(
     # The receiver has answered 500 before the worker records the retry; kill the worker only once
     # the retry is in Redis (killed earlier, the delivery's 120 s lease brings it back instead).
     wait_until(
-        lambda: (_deliveries(api_url, sub["id"]) or [{}])[0].get("next_attempt_at") is not None,
+        lambda: (deliveries_of(api_url, sub["id"]) or [{}])[0].get("next_attempt_at") is not None,
         10,
         "the retry being scheduled",
     )
@@ -273,8 +258,8 @@ def test_replay_sends_the_same_delivery_again(
     sub = subscribe(["job.succeeded"])
     _submit(api_url, tiny_catalog)
     [original] = rx.wait_for(1)
-    wait_until(lambda: _deliveries(api_url, sub["id"])[0]["status"] == "delivered", 10, "log")
-    delivery_id = _deliveries(api_url, sub["id"])[0]["id"]
+    wait_until(lambda: deliveries_of(api_url, sub["id"])[0]["status"] == "delivered", 10, "log")
+    delivery_id = deliveries_of(api_url, sub["id"])[0]["id"]
     replay = http.post(
         f"{api_url}/v1/webhooks/{sub['id']}/deliveries/{delivery_id}/retry", timeout=10
     )

@@ -99,10 +99,10 @@ class BatchIntake:
         self.release_unused()
         self._flush()
         completed = self.store.seal(self.batch.id)
-        events = self.svc.events
-        events.job_events([j for j in self.svc.jobs.find_many(self.finished) if j is not None])
+        # One event each, whatever the tenant subscribed to: a webhook worker fans them out.
+        self.svc.events.jobs_finished(self.finished)
         if completed:  # everything failed at upload (or was a duplicate of such)
-            events.batch_completed(self.store.get(self.batch.id, self.batch.tenant))
+            self.svc.events.batch_completed(self.batch.id)
 
     def _add_waiting(self, job: Job, data: bytes | None) -> None:
         """A job that will wait for a worker: its place is reserved before it is stored, so

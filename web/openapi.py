@@ -329,6 +329,19 @@ WEBHOOK_PATHS: dict[str, Any] = {
             "responses": {"204": {"description": "Deleted"}, **_error_responses(404, 503)},
         },
     },
+    "/v1/webhooks/{webhook_id}/enable": {
+        "post": {
+            "summary": "Re-enable a disabled subscription (after a 410 Gone or an endpoint failing "
+            "for the whole retry schedule); the events it missed stay in its delivery log, "
+            "marked skipped, and can then be replayed",
+            "operationId": "enableWebhook",
+            "parameters": [_id_param("webhook_id")],
+            "responses": {
+                "200": _response("The subscription, active again", "Webhook"),
+                **_error_responses(404, 503),
+            },
+        }
+    },
     "/v1/webhooks/{webhook_id}/deliveries": {
         "get": {
             "summary": "The delivery log: every attempt with time, status code, latency, error",
@@ -342,10 +355,14 @@ WEBHOOK_PATHS: dict[str, Any] = {
     },
     "/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/retry": {
         "post": {
-            "summary": "Replay a delivery with the same webhook-id",
+            "summary": "Replay a delivery with the same webhook-id (409 while the subscription "
+            "is disabled: enable it first)",
             "operationId": "retryDelivery",
             "parameters": [_id_param("webhook_id"), _id_param("delivery_id")],
-            "responses": {"202": {"description": "Queued again"}, **_error_responses(404, 503)},
+            "responses": {
+                "202": {"description": "Queued again"},
+                **_error_responses(404, 409, 503),
+            },
         }
     },
 }

@@ -12,6 +12,8 @@ from shared.admission import Admission
 from shared.api_keys import KeyStore
 from shared.batch_store import BatchStore
 from shared.delivery_store import DeliveryStore
+from shared.endpoint_lanes import EndpointLanes
+from shared.event_store import EventStore
 from shared.events import EventEmitter
 from shared.job_store import JobStore
 from shared.queues import make_celery
@@ -35,6 +37,7 @@ class Services:
     webhooks: WebhookStore
     deliveries: DeliveryStore
     events: EventEmitter
+    lanes: EndpointLanes
     keys: KeyStore
     singles: SinglesQueue
     admission: Admission
@@ -55,7 +58,8 @@ class Services:
             celery=celery,
             webhooks=webhooks,
             deliveries=deliveries,
-            events=EventEmitter(celery, webhooks, deliveries),
+            events=EventEmitter(celery, EventStore(conn)),
+            lanes=EndpointLanes(conn, concurrency=settings.webhook_endpoint_concurrency),
             keys=KeyStore(conn),
             singles=SinglesQueue(conn, lease_seconds=settings.visibility_timeout),
             admission=Admission(

@@ -1,4 +1,4 @@
-"""`/v1/webhooks`: subscriptions, their delivery log, and replay."""
+"""`/v1/webhooks`: subscriptions, their delivery log, replay, and re-enabling."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import time
 from flask import Blueprint, Response, jsonify, request
 
 from shared.delivery_store import LEASE_SECONDS, PENDING
-from shared.errors import BadRequest, NotFound
+from shared.endpoint_lanes import lane_of
+from shared.errors import BadRequest, Conflict, NotFound
 from shared.url_guard import check_url
-from shared.webhook_store import parse_events
+from shared.webhook_store import ACTIVE, parse_events
 from web.services import services
 from web.tenancy import current_tenant
 from web.uploads import json_body
@@ -50,6 +51,16 @@ def delete_webhook(webhook_id: str) -> tuple[str, int]:
     return "", 204
 
 
+@bp.post("/<webhook_id>/enable")
+def enable_webhook(webhook_id: str) -> Response:
+    """Deliver to a disabled subscription again; what it missed can then be replayed."""
+    svc = services()
+    sub = svc.webhooks.enable(webhook_id, current_tenant())
+    # Its owner says the endpoint is fixed: forget the failures that paused its lane.
+    svc.lanes.reopen(lane_of(sub.tenant, sub.url))
+    return jsonify(sub.to_public())
+
+
 @bp.get("/<webhook_id>/deliveries")
 def list_deliveries(webhook_id: str) -> Response:
     """The delivery log: each delivery with every attempt (time, status code, latency, error)."""
@@ -65,10 +76,15 @@ def list_deliveries(webhook_id: str) -> Response:
 def retry_delivery(webhook_id: str, delivery_id: str) -> tuple[Response, int]:
     """Replay a delivery now, with the same webhook-id (receivers deduplicate on it)."""
     svc = services()
-    svc.webhooks.get(webhook_id, current_tenant())
+    sub = svc.webhooks.get(webhook_id, current_tenant())
     delivery = svc.deliveries.find(delivery_id)
     if delivery is None or delivery.webhook_id != webhook_id:
         raise NotFound(f"no delivery {delivery_id!r} for webhook {webhook_id!r}")
+    if sub.status != ACTIVE:
+        raise Conflict(
+            f"webhook {webhook_id!r} is disabled ({sub.disabled_reason}); "
+            f"enable it with POST /v1/webhooks/{webhook_id}/enable, then replay"
+        )
     # Leased like a new delivery: sent now, and handed out again if that send is lost.
     svc.deliveries.schedule(delivery_id, time.time() + LEASE_SECONDS, status=PENDING)
     svc.deliveries.reset_attempt_budget(delivery_id)

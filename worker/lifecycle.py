@@ -78,8 +78,8 @@ def _start_scheduler(sender: Any, **_: Any) -> None:
     """In a webhook worker's main process: start handing out due (re)tries."""
     global _scheduler
     if _consumes_webhooks:
-        deliveries = DeliveryStore(connect(Settings.from_env()))
-        _scheduler = DueDeliveries(sender.app, deliveries)
+        settings = Settings.from_env()
+        _scheduler = DueDeliveries(sender.app, DeliveryStore(connect(settings)), settings)
         _scheduler.start()
 
 

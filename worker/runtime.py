@@ -13,6 +13,8 @@ from celery import Celery
 
 from shared.batch_store import BatchStore
 from shared.delivery_store import DeliveryStore
+from shared.endpoint_lanes import EndpointLanes
+from shared.event_store import EventStore
 from shared.events import EventEmitter
 from shared.job_store import JobStore
 from shared.metrics import ClusterMetrics
@@ -24,6 +26,7 @@ from shared.webhook_store import WebhookStore
 from shared.workers import HEARTBEAT_TTL, WorkerRegistry
 from training.registry import Registry
 from worker.delivery import DeliveryPolicy, WebhookDelivery
+from worker.fan_out import FanOut
 from worker.fetch import ImageFetcher
 from worker.model_cache import ModelCache
 
@@ -51,6 +54,8 @@ class Runtime:
         self.singles = SinglesQueue(self.conn, lease_seconds=settings.visibility_timeout)
         self.webhooks = WebhookStore(self.conn)
         self.deliveries = DeliveryStore(self.conn)
+        self.events = EventStore(self.conn)
+        self.lanes = EndpointLanes(self.conn, concurrency=settings.webhook_endpoint_concurrency)
         self.fetcher = ImageFetcher(
             max_bytes=settings.max_image_bytes, allow_private=settings.allow_private_urls
         )
@@ -60,10 +65,22 @@ class Runtime:
         self._delivery: WebhookDelivery | None = None
 
     def emitter(self, app: Celery) -> EventEmitter:
-        """Turns finished jobs and batches into webhook deliveries."""
-        return EventEmitter(app, self.webhooks, self.deliveries)
+        """Records job and batch events for the webhook workers to fan out."""
+        return EventEmitter(app, self.events)
 
-    def delivery(self) -> WebhookDelivery:
+    def fan_out(self, app: Celery) -> FanOut:
+        """Turns a recorded event into webhook deliveries."""
+        return FanOut(
+            self.events,
+            self.store,
+            self.batches,
+            self.webhooks,
+            self.deliveries,
+            self.lanes,
+            self.emitter(app).send,
+        )
+
+    def delivery(self, app: Celery) -> WebhookDelivery:
         """Makes webhook delivery attempts (guarded HTTP, the configured schedule)."""
         if self._delivery is None:
             policy = DeliveryPolicy(
@@ -72,7 +89,13 @@ class Runtime:
             )
             session = guarded_session(allow_private=self.settings.allow_private_urls)
             self._delivery = WebhookDelivery(
-                self.deliveries, self.webhooks, session, policy, self.metrics
+                self.deliveries,
+                self.webhooks,
+                self.lanes,
+                session,
+                policy,
+                self.metrics,
+                self.emitter(app).send,
             )
         return self._delivery
 

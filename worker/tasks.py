@@ -14,6 +14,7 @@ from shared.queues import (
     CLASSIFY,
     CLASSIFY_SINGLES,
     DELIVER,
+    FAN_OUT,
     INFERENCE,
     INTERACTIVE,
     enqueue_classify,
@@ -69,10 +70,16 @@ def classify_singles(self: Task) -> dict[str, object]:
     return {"taken": len(job_ids), **outcome.to_dict()}
 
 
-@shared_task(name=DELIVER, **RETRYING)
-def deliver_webhook(delivery_id: str) -> str:
+@shared_task(name=DELIVER, bind=True, **RETRYING)
+def deliver_webhook(self: Task, delivery_id: str) -> str:
     """One attempt of one webhook delivery; later attempts are scheduled, not retried here."""
-    return runtime.current().delivery().attempt(delivery_id)
+    return runtime.current().delivery(self.app).attempt(delivery_id)
+
+
+@shared_task(name=FAN_OUT, bind=True, **RETRYING)
+def fan_out_event(self: Task, event_id: str) -> int:
+    """Turn one recorded event into its webhook deliveries."""
+    return runtime.current().fan_out(self.app).run(event_id)
 
 
 def _cascade_or_error(
@@ -116,9 +123,8 @@ def _run_chunk(
     for job_id in outcome.isolate:  # interrupted before: one image per task from now on
         enqueue_classify(task.app, [job_id], queue=queue, batch_id=batch_id)
     emitter = rt.emitter(task.app)
-    emitter.job_events([j for j in rt.store.find_many(outcome.finished_jobs) if j is not None])
+    emitter.jobs_finished(outcome.finished_jobs)
     for completed in outcome.completed_batches:
         log.info("batch completed", extra={"batch_id": completed})
-        if (batch := rt.batches.find(completed)) is not None:
-            emitter.batch_completed(batch)
+        emitter.batch_completed(completed)
     return outcome

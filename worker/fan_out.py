@@ -1,0 +1,135 @@
+"""FanOut: on a webhook worker, turns one recorded event into its deliveries — one per
+subscription that wants it and one per callback URL — and starts the lanes they wait in.
+
+Delivery ids derive from the event, so a fan-out that runs twice (its worker died, its lease
+lapsed) finds the deliveries of the first run and adds nothing. A subscription that is disabled
+gets its deliveries logged as skipped: once re-enabled, they can be replayed."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from shared.batch_store import BatchStore
+from shared.delivery_store import SKIPPED, Delivery, DeliveryStore, delivery_id_for
+from shared.endpoint_lanes import EndpointLanes, lane_of
+from shared.event_store import BATCH, JOBS, Event, EventStore
+from shared.job_store import JobStore
+from shared.jobs import FAILED, SUCCEEDED
+from shared.webhook_store import ACTIVE, Subscription, WebhookStore
+
+log = logging.getLogger(__name__)
+JOB_EVENTS = {SUCCEEDED: "job.succeeded", FAILED: "job.failed"}
+CHUNK = 500  # jobs read, and deliveries written, per round trip
+CALLBACK = "callback"
+
+
+@dataclass(frozen=True)
+class Occurrence:
+    """One job's or batch's event, with what its deliveries carry."""
+
+    tenant: str
+    event_type: str
+    subject: str
+    data: dict[str, Any]
+    callback_url: str | None
+
+
+class FanOut:
+    """Creates an event's deliveries and hands the first of each lane to `send`."""
+
+    def __init__(
+        self,
+        events: EventStore,
+        jobs: JobStore,
+        batches: BatchStore,
+        webhooks: WebhookStore,
+        deliveries: DeliveryStore,
+        lanes: EndpointLanes,
+        send: Callable[[str], None],
+    ) -> None:
+        self.events = events
+        self.jobs = jobs
+        self.batches = batches
+        self.webhooks = webhooks
+        self.deliveries = deliveries
+        self.lanes = lanes
+        self.send = send
+
+    def run(self, event_id: str) -> int:
+        """Fan the event out (if not done yet); returns how many deliveries are new."""
+        event = self.events.find(event_id)
+        if event is None:
+            return 0
+        subscriptions: dict[tuple[str, str], list[Subscription]] = {}
+        created = 0
+        for start in range(0, len(event.ids), CHUNK):
+            pairs: list[tuple[Delivery, str | None]] = []
+            for occurrence in self._occurrences(event, event.ids[start : start + CHUNK]):
+                key = (occurrence.tenant, occurrence.event_type)
+                if key not in subscriptions:
+                    subscriptions[key] = self.webhooks.subscribers(*key)
+                pairs += _deliveries(event, occurrence, subscriptions[key])
+            created += self.deliveries.add_many(pairs)
+            for lane in {lane for _, lane in pairs if lane}:
+                for delivery_id in self.lanes.admit(lane):
+                    self.send(delivery_id)
+        self.events.done(event_id)
+        return created
+
+    def _occurrences(self, event: Event, ids: list[str]) -> Iterator[Occurrence]:
+        if event.kind == JOBS:
+            for job_id, job in zip(ids, self.jobs.find_many(ids), strict=True):
+                if job is None:
+                    log.warning("job %s expired before its event was sent", job_id)
+                elif (event_type := JOB_EVENTS.get(job.status)) is not None:
+                    yield Occurrence(
+                        job.tenant, event_type, job.id, job.to_public(), job.callback_url
+                    )
+        elif event.kind == BATCH:
+            for batch_id in ids:
+                if (batch := self.batches.find(batch_id)) is not None:
+                    yield Occurrence(
+                        batch.tenant,
+                        "batch.completed",
+                        batch.id,
+                        batch.to_public(),
+                        batch.callback_url,
+                    )
+
+
+def _deliveries(
+    event: Event, occurrence: Occurrence, subscriptions: list[Subscription]
+) -> list[tuple[Delivery, str | None]]:
+    """(delivery, lane) for each subscription and the callback URL; lane None: not to send."""
+    body = json.dumps(
+        {"type": occurrence.event_type, "timestamp": event.timestamp, "data": occurrence.data}
+    )
+    tenant = occurrence.tenant
+
+    def delivery(target: str, url: str, webhook_id: str | None) -> Delivery:
+        return Delivery(
+            id=delivery_id_for(event.id, occurrence.subject, target),
+            tenant=tenant,
+            url=url,
+            event_type=occurrence.event_type,
+            body=body,
+            webhook_id=webhook_id,
+        )
+
+    pairs: list[tuple[Delivery, str | None]] = []
+    for sub in subscriptions:
+        made = delivery(sub.id, sub.url, sub.id)
+        if sub.status == ACTIVE:
+            pairs.append((made, lane_of(tenant, sub.url)))
+        else:
+            made.status = SKIPPED
+            made.last_error = f"not sent: the webhook was disabled ({sub.disabled_reason})"
+            pairs.append((made, None))
+    if occurrence.callback_url:
+        url = occurrence.callback_url
+        pairs.append((delivery(CALLBACK, url, None), lane_of(tenant, url)))
+    return pairs
