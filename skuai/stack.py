@@ -66,9 +66,11 @@ class Stack:
                     f"inference{i + 1}",
                 ],
             )
+        # Four processes: a newly hanging endpoint may hold two attempts for one timeout
+        # (SKUAI_WEBHOOK_ENDPOINT_CONCURRENCY) and the others still deliver to everyone else.
         self._spawn(
             "webhook-worker",
-            ["worker", "--queues", WEBHOOKS, "--concurrency", "2", "--name", "webhooks"],
+            ["worker", "--queues", WEBHOOKS, "--concurrency", "4", "--name", "webhooks"],
         )
         self._spawn("flower", ["flower", "--port", str(self.flower_port)])
 
