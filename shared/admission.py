@@ -1,10 +1,11 @@
 """Admission control: a token bucket per API key, and the global limit on images waiting for a
-worker (SKUAI_MAX_QUEUED), reserved image by image so that it holds exactly under concurrent
-uploads. Both answer 429 with a Retry-After."""
+worker (SKUAI_MAX_QUEUED), whose places uploads reserve before they store jobs so that it holds
+exactly under concurrent uploads. Both answer 429 with a Retry-After."""
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import redis
 
@@ -27,22 +28,34 @@ redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 1)
 return tostring(wait)
 """
 
-# Take `n` places among the images waiting, all or none: KEYS[1] the pending counter (the same
-# counter a job's settling decrements), ARGV[1] n, ARGV[2] the limit. Returns the new count, or
-# -1 when the places are not there.
+RESERVATION_TTL = 600  # seconds a reservation outlives the last image its upload stored
+
+# Reserve `n` places for `holder`, all or none: the images waiting (KEYS[1], the counter a job's
+# settling decrements) plus every live reservation (KEYS[2] holder -> places, KEYS[3] holder ->
+# when it lapses) may not pass the limit. ARGV: holder, n, limit, now, ttl. Returns the places
+# taken in all, or -1 when they are not there.
 _RESERVE = """
-local n, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
-local pending = tonumber(redis.call('GET', KEYS[1]) or '0')
-if pending + n > limit then return -1 end
-return redis.call('INCRBY', KEYS[1], n)
+local holder, n, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local now, ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
+local lapsed = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now)
+for _, gone in ipairs(lapsed) do redis.call('HDEL', KEYS[2], gone) end
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+local taken = tonumber(redis.call('GET', KEYS[1]) or '0')
+for _, places in ipairs(redis.call('HVALS', KEYS[2])) do
+  taken = taken + math.max(0, tonumber(places))
+end
+if taken + n > limit then return -1 end
+redis.call('HINCRBY', KEYS[2], holder, n)
+redis.call('ZADD', KEYS[3], now + ttl, holder)
+return taken + n
 """
 
-# Give back `n` places that were reserved and never became a waiting job.
-_RELEASE = """
-local left = redis.call('DECRBY', KEYS[1], tonumber(ARGV[1]))
-if left < 0 then redis.call('SET', KEYS[1], 0) return 0 end
-return left
-"""
+
+def use_reserved(pipe: Any, holder: str) -> None:
+    """In the transaction that stores a job (which counts it as waiting): one of `holder`'s
+    places is used, and the reservation lives on while its upload goes on storing."""
+    pipe.hincrby(keys.QUEUE_RESERVATIONS, holder, -1)
+    pipe.zadd(keys.QUEUE_RESERVATIONS_DUE, {holder: time.time() + RESERVATION_TTL})
 
 
 class Admission:
@@ -55,7 +68,6 @@ class Admission:
         self.max_queued = max_queued
         self._take = conn.register_script(_TAKE_TOKEN)
         self._reserve = conn.register_script(_RESERVE)
-        self._release = conn.register_script(_RELEASE)
 
     def take_token(self, key_digest: str) -> None:
         """One request of this key; 429 when its bucket is empty."""
@@ -75,16 +87,25 @@ class Admission:
         """Images accepted and not finished yet."""
         return int(self.conn.get(keys.PENDING_IMAGES) or 0)
 
-    def reserve(self, count: int = 1) -> None:
-        """Count `count` more images as waiting, or 429 when that would pass SKUAI_MAX_QUEUED.
-        The caller stores them as jobs without counting them again, or `release`s them."""
-        if int(self._reserve(keys=[keys.PENDING_IMAGES], args=[count, self.max_queued])) < 0:
+    def reserve(self, count: int, holder: str, ttl: float = RESERVATION_TTL) -> None:
+        """Reserve `count` places for `holder` (an upload), or 429 when the images waiting and
+        the places already reserved leave no room under SKUAI_MAX_QUEUED. Each job stored with
+        `use_reserved` uses one; `release` gives back the rest; an upload whose process died
+        gives them back by itself `ttl` s after it stored its last image."""
+        reply = self._reserve(
+            keys=[keys.PENDING_IMAGES, keys.QUEUE_RESERVATIONS, keys.QUEUE_RESERVATIONS_DUE],
+            args=[holder, count, self.max_queued, time.time(), ttl],
+        )
+        if int(reply) < 0:
             raise TooManyRequests(
                 f"the service has {self.max_queued} images waiting; retry later",
                 retry_after=QUEUE_FULL_RETRY_AFTER,
                 code="queue_full",
             )
 
-    def release(self, count: int = 1) -> None:
-        """Give back places reserved for images that were not stored after all."""
-        self._release(keys=[keys.PENDING_IMAGES], args=[count])
+    def release(self, holder: str) -> None:
+        """Give back what is left of `holder`'s reservation (its upload is over)."""
+        with self.conn.pipeline(transaction=True) as pipe:
+            pipe.hdel(keys.QUEUE_RESERVATIONS, holder)
+            pipe.zrem(keys.QUEUE_RESERVATIONS_DUE, holder)
+            pipe.execute()

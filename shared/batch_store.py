@@ -11,6 +11,7 @@ from typing import Any
 import redis
 
 from shared import keys, store_scripts
+from shared.admission import use_reserved
 from shared.batches import Batch
 from shared.errors import Conflict, IdempotencyKeyReused, JobCanceled, NotFound
 from shared.job_store import FINISHED_BATCH, JobStore
@@ -54,7 +55,7 @@ class BatchStore:
         reserved: bool = False,
     ) -> str:
         """Add one image: TO_CLASSIFY, DUPLICATE (waits for its twin) or FINISHED (at once);
-        `reserved`: its place among the images waiting is already counted (Admission.reserve)."""
+        `reserved`: it takes one of the places the batch reserved (Admission.reserve)."""
         job.batch_id = batch.id
         if error is not None:
             job.status, job.error, job.finished_at = FAILED, error, utc_now()
@@ -78,7 +79,9 @@ class BatchStore:
         self, batch: Batch, job: Job, data: bytes | None, *, counter: str, reserved: bool = False
     ) -> None:
         with self.conn.pipeline(transaction=True) as pipe:
-            self.jobs.create(job, data, pipe=pipe, reserved=reserved)
+            self.jobs.create(job, data, pipe=pipe)
+            if reserved:
+                use_reserved(pipe, batch.id)
             pipe.rpush(keys.batch_jobs(batch.id), job.id)
             pipe.expire(keys.batch_jobs(batch.id), self.jobs.result_ttl)
             pipe.hincrby(keys.batch(batch.id), "total", 1)

@@ -50,18 +50,15 @@ class JobStore:
         """The common leading arguments of every store script, then `args`."""
         return [keys.NAMESPACE, str(self.result_ttl), utc_now(), *args]
 
-    def create(
-        self, job: Job, image: bytes | None, pipe: Any = None, *, reserved: bool = False
-    ) -> None:
-        """Store a new job and its image (in the caller's pipeline, or in a transaction);
-        `reserved`: Admission.reserve already counted it among the images waiting."""
+    def create(self, job: Job, image: bytes | None, pipe: Any = None) -> None:
+        """Store a new job and its image (in the caller's pipeline, or in a transaction)."""
         target = pipe if pipe is not None else self.conn.pipeline(transaction=True)
         fields: dict[Any, Any] = job.to_hash()
         target.hset(keys.job(job.id), mapping=fields)
         target.expire(keys.job(job.id), self.result_ttl)
         if image is not None:
             target.set(keys.image(job.id), image, ex=self.image_ttl)
-        if not job.is_final and not reserved:
+        if not job.is_final:
             target.incr(keys.PENDING_IMAGES)  # decremented when the job settles
         if pipe is None:
             target.execute()

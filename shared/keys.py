@@ -124,4 +124,8 @@ def rate_bucket(key_digest: str) -> str:
 
 TENANTS = f"{NAMESPACE}:tenants"  # set of tenant names
 PENDING_IMAGES = f"{NAMESPACE}:pending"  # jobs accepted and not final yet (backpressure)
+# Queue places reserved by uploads in progress (shared/admission.py): holder -> places not yet
+# stored as jobs, and holder -> when the reservation lapses (an upload whose process died).
+QUEUE_RESERVATIONS = f"{NAMESPACE}:reservations"
+QUEUE_RESERVATIONS_DUE = f"{NAMESPACE}:reservations:due"
 OPEN_BATCHES = f"{NAMESPACE}:batches:open"  # batches not completed yet (for the sweeper)

@@ -23,8 +23,9 @@ import redis
 import requests
 
 from shared import defaults, keys
+from shared.admission import Admission
 from shared.api_keys import KeyStore
-from shared.errors import PayloadTooLarge
+from shared.errors import PayloadTooLarge, TooManyRequests
 from shared.settings import Settings
 from tests.conftest import ApiServer, redis_db, start_api
 from web.archives import ArchiveLimits, UnpackClock, iter_archive
@@ -88,6 +89,14 @@ def test_tar_bomb_is_cut_off_within_seconds(compress: Callable[[bytes], bytes]) 
 def test_skipped_members_count_toward_the_archive_bytes(skipped: bytes) -> None:
     with pytest.raises(PayloadTooLarge, match="expands to more than 2097152 bytes"):
         _codes(_tar(skipped, _member("ok.png", b"png")), SMALL)
+
+
+def test_oversized_extended_header_is_refused_before_it_is_read() -> None:
+    # tarfile would read the whole pax header into memory before parsing it
+    pax = tarfile.TarInfo("././@PaxHeader")
+    pax.type, pax.size = tarfile.XHDTYPE, 64 * MiB
+    with pytest.raises(PayloadTooLarge, match="extended header of 67108864 bytes"):
+        _codes(_tar(pax.tobuf(format=tarfile.USTAR_FORMAT)), DEFAULT_LIMITS)
 
 
 def test_unpacking_time_is_bounded_across_the_archives_of_a_request() -> None:
@@ -260,6 +269,7 @@ def test_queue_limit_is_exact_under_concurrent_batches(limited: tuple, tiny_cata
     assert int(refused.headers["Retry-After"]) > 0
     assert peak <= MAX_QUEUED, peak
     assert int(conn.get(keys.PENDING_IMAGES) or 0) == 40  # refused batches gave theirs back
+    assert conn.hlen(keys.QUEUE_RESERVATIONS) == 0  # and the accepted one its unused ones
 
 
 def test_queue_limit_is_exact_under_concurrent_archives(limited: tuple, tiny_catalog: Path) -> None:
@@ -276,3 +286,17 @@ def test_queue_limit_is_exact_under_concurrent_archives(limited: tuple, tiny_cat
     assert 429 in statuses and set(statuses) <= {202, 429}, statuses
     assert peak <= MAX_QUEUED and accepted <= MAX_QUEUED, (peak, accepted)
     assert int(conn.get(keys.PENDING_IMAGES) or 0) == accepted
+    assert conn.hlen(keys.QUEUE_RESERVATIONS) == 0
+
+
+def test_an_upload_whose_process_died_gives_its_places_back(settings: Settings) -> None:
+    conn = redis.Redis.from_url(redis_db(settings, 11))
+    conn.set(keys.PENDING_IMAGES, 0)
+    admission = Admission(conn, rate=1.0, burst=1, max_queued=MAX_QUEUED)
+    admission.reserve(MAX_QUEUED, "bat_died", ttl=0.3)  # and its API process is killed here
+    with pytest.raises(TooManyRequests):
+        admission.reserve(1, "bat_next")
+    time.sleep(0.4)
+    admission.reserve(MAX_QUEUED, "bat_next")
+    admission.release("bat_next")
+    assert conn.hlen(keys.QUEUE_RESERVATIONS) == 0 and conn.zcard(keys.QUEUE_RESERVATIONS_DUE) == 0

@@ -49,6 +49,30 @@ DECOMPRESSORS: tuple[tuple[bytes, Callable[[IO[bytes]], Readable]], ...] = (
     (b"\xfd7zXZ\x00", lzma.LZMAFile),
 )
 CORRUPT = (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError)
+# tarfile reads a pax or GNU long-name header whole into memory; real ones are a few hundred bytes.
+EXTENDED_HEADERS = (
+    tarfile.XHDTYPE,
+    tarfile.XGLTYPE,
+    tarfile.SOLARIS_XHDTYPE,
+    tarfile.GNUTYPE_LONGNAME,
+    tarfile.GNUTYPE_LONGLINK,
+)
+MAX_EXTENDED_HEADER = 1024 * 1024
+
+
+class _BoundedTarInfo(tarfile.TarInfo):
+    """A tar header that refuses an extended header too large to read into memory."""
+
+    @classmethod
+    def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> _BoundedTarInfo:
+        """The header in `buf` (every header of the archive passes here)."""
+        info = super().frombuf(buf, encoding, errors)
+        if info.type in EXTENDED_HEADERS and info.size > MAX_EXTENDED_HEADER:
+            raise PayloadTooLarge(
+                f"the archive has an extended header of {info.size} bytes; "
+                f"at most {MAX_EXTENDED_HEADER} are read"
+            )
+        return info
 
 
 @dataclass(frozen=True)
@@ -172,7 +196,7 @@ def _open_tar(stream: IO[bytes], budget: ArchiveBudget) -> tarfile.TarFile:
     inflate = next((open_ for prefix, open_ in DECOMPRESSORS if magic.startswith(prefix)), None)
     raw: Readable = inflate(stream) if inflate is not None else stream
     try:
-        return tarfile.open(fileobj=MeteredReader(raw, budget), mode="r|")
+        return tarfile.open(fileobj=MeteredReader(raw, budget), mode="r|", tarinfo=_BoundedTarInfo)
     except CORRUPT:
         raise UnsupportedMediaType("the archive is not a readable zip or tar file") from None
 

@@ -1,6 +1,6 @@
 """BatchIntake: turns uploaded files, archive entries and URLs into the jobs of one batch, checks
-each image on its own (a bad one fails alone), reserves each waiting image's place under
-SKUAI_MAX_QUEUED, and enqueues chunks as they fill up."""
+each image on its own (a bad one fails alone), reserves the places of the images that will wait
+under SKUAI_MAX_QUEUED, and enqueues chunks as they fill up."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ class BatchIntake:
         self.count = 0
         self.finished: list[str] = []  # jobs already final (their job events are due)
         self._chunk: list[str] = []
-        self._reserved = 0  # queue places taken by `expect` and not used yet
+        self._places = 0  # queue places reserved for the batch and not taken by a job yet
 
     def expect(self, count: int) -> None:
         """Reserve the places of `count` images at once (the files or URLs of a request), so that
@@ -42,18 +42,18 @@ class BatchIntake:
                 f"a batch holds at most {self.svc.settings.max_batch_images} images"
             )
         if count:
-            self.svc.admission.reserve(count)
-            self._reserved += count
+            self.svc.admission.reserve(count, self.batch.id)
+            self._places += count
 
     def release_unused(self) -> None:
-        """Give back the places of expected images that failed at upload instead."""
-        if self._reserved:
-            self.svc.admission.release(self._reserved)
-            self._reserved = 0
+        """Give back the places no stored job took (images that failed at upload instead)."""
+        self.svc.admission.release(self.batch.id)
+        self._places = 0
 
     def abandon(self) -> None:
-        """The upload was refused: give back the places no stored job holds (those that do come
-        back as the batch is canceled). Best effort: the request's own error is what counts."""
+        """The upload was refused: give back the places no stored job took (those that did come
+        back as the batch is canceled). Best effort: the request's own error is what counts, and
+        unreleased places lapse by themselves (shared/admission.py)."""
         try:
             self.release_unused()
         except redis.RedisError as exc:
@@ -105,27 +105,14 @@ class BatchIntake:
             self.svc.events.batch_completed(self.batch.id)
 
     def _add_waiting(self, job: Job, data: bytes | None) -> None:
-        """A job that will wait for a worker: its place is reserved before it is stored, so
-        concurrent uploads never pass SKUAI_MAX_QUEUED (429 for the whole batch if full)."""
-        if self._reserved:
-            self._reserved -= 1
+        """A job that will wait for a worker takes a place the batch reserved, in the transaction
+        that stores it: concurrent uploads never pass SKUAI_MAX_QUEUED (429 for the whole batch
+        when it is full)."""
+        if self._places:
+            self._places -= 1
         else:  # archive entries: how many there are is only known once read
-            self.svc.admission.reserve(1)
-        try:
-            outcome = self.store.add(self.batch, job, data, reserved=True)
-        except BaseException:
-            self._release_unstored(job)
-            raise
-        self._handle(job, outcome)
-
-    def _release_unstored(self, job: Job) -> None:
-        # A stored job gives its place back when it settles (the refused batch is canceled);
-        # only one that never reached Redis must give it back here.
-        try:
-            if self.svc.jobs.find(job.id) is None:
-                self.svc.admission.release(1)
-        except redis.RedisError as exc:
-            log.warning("could not give back a queue place: %s", exc, extra={"job_id": job.id})
+            self.svc.admission.reserve(1, self.batch.id)
+        self._handle(job, self.store.add(self.batch, job, data, reserved=True))
 
     def _handle(self, job: Job, outcome: str) -> None:
         if outcome == TO_CLASSIFY:

@@ -59,15 +59,17 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
         metadata=metadata,
         callback_url=callback,
     )
-    svc.admission.reserve(1)  # exact under concurrency: the job is stored as already counted
+    # Exact under concurrency: the place is reserved, then held by the stored job instead.
+    svc.admission.reserve(1, job.id)
     try:
-        svc.jobs.create(job, data, reserved=True)
+        svc.jobs.create(job, data)
         svc.singles.push(job.id)
         enqueue_singles_task(svc.celery)
     except Exception:
         svc.jobs.delete(job.id)  # not accepted after all: leave nothing behind
-        svc.admission.release(1)
         raise
+    finally:
+        svc.admission.release(job.id)
     log.info("job accepted", extra={"job_id": job.id, "tenant": job.tenant})
     return jsonify(job.to_public()), 202, {"Location": f"/v1/jobs/{job.id}"}
 
