@@ -22,6 +22,7 @@ from training.split_record import checked_split, write_split
 
 if TYPE_CHECKING:
     from training.pipeline import ImageSource
+    from training.train_counts import TrainCounts
 
 
 class TrainingEvents(Protocol):
@@ -104,28 +105,38 @@ def _train_into(
     *,
     left_out: int,
 ) -> dict[str, Any]:
-    from training.architecture import build_flat, build_stage1, build_stage2
-    from training.cascade import Cascade
-    from training.evaluate import evaluate, evaluate_flat
-    from training.loading import load_arrays
-    from training.mixed_precision import float32_copy, policy, resolve
+    """Fit every model of the run, evaluate the cascade on the test split, write the version."""
+    from training.mixed_precision import resolve
     from training.pipeline import ImageSource
-    from training.report import write_report
-    from training.train_counts import TrainCounts
     from training.weights import load_reference
 
     precision = resolve(config.precision)
     reference = (
         load_reference(config.weights, input_size=config.input_size) if config.pretrained else None
     )
+    runs = _planned_runs(labels, config, reference)
+    stages = _Stages(folder, labels, parts, config, events, verbose, ImageSource(config.input_size))
+    trained = _fit_runs(stages, runs, precision)
+    metrics, train_counts = _evaluate_version(stages, trained, version, precision, left_out)
+    _write_version(stages, trained, version, precision, metrics, train_counts, data_dir)
+    return metrics
+
+
+# (key, progress title, target, starting trunk, builder) of one model a run trains
+_Run = tuple[str, str, str, Any, Callable[[], Any]]
+
+
+def _planned_runs(labels: Labels, config: TrainConfig, reference: Any) -> list[_Run]:
+    """The two cascade stages, and the flat comparison when asked for."""
+    from training.architecture import build_flat, build_stage1, build_stage2
+
     shape: dict[str, Any] = {
         "input_size": config.input_size,
         "width": config.width,
         "batch_norm": config.resolved_batch_norm,
     }
     n_models, n_skus = len(labels.models), len(labels.skus)
-    # (key, progress title, target, starting trunk, builder) of each model this run trains
-    runs: list[tuple[str, str, str, Any, Callable[[], Any]]] = [
+    runs: list[_Run] = [
         (
             "stage 1",
             f"training stage 1 (grayscale -> {n_models} models)",
@@ -151,23 +162,42 @@ def _train_into(
                 lambda: build_flat(n_skus, **{**shape, "width": config.flat_width}),
             )
         )
-    stages = _Stages(folder, labels, parts, config, events, verbose, ImageSource(config.input_size))
+    return runs
+
+
+def _fit_runs(stages: _Stages, runs: list[_Run], precision: str) -> dict[str, Any]:
+    """Each model fitted in `precision`, returned by key as a float32 copy."""
+    from training.mixed_precision import float32_copy, policy
+
     trained: dict[str, Any] = {}
     for key, title, target, start, build in runs:
-        seed_everything(config.seed)  # each model starts the same whatever trained before it
+        seed_everything(stages.config.seed)  # each model starts the same whatever trained before
         with policy(precision):
             model = build()
             stages.fit(key, title, model, target, start)
         # evaluated, saved and served in float32: 16-bit compute was for training speed only
         trained[key] = float32_copy(model, build)
-    stage1, stage2, flat = trained["stage 1"], trained["stage 2"], trained.get("flat")
+    return trained
 
+
+def _evaluate_version(
+    stages: _Stages, trained: dict[str, Any], version: str, precision: str, left_out: int
+) -> tuple[dict[str, Any], TrainCounts]:
+    """The version's metrics on the test split (with timings and throughput), and the training
+    class sizes the majority baseline uses."""
+    from training.cascade import Cascade
+    from training.evaluate import evaluate, evaluate_flat
+    from training.loading import load_arrays
+    from training.train_counts import TrainCounts
+
+    config, labels, parts = stages.config, stages.labels, stages.parts
+    stage1, stage2, flat = trained["stage 1"], trained["stage 2"], trained.get("flat")
     clock = time.perf_counter()
     test_set = load_arrays(
         parts.test,
         labels,
         size=config.input_size,
-        progress=events.phase("evaluating on the test split", len(parts.test)),
+        progress=stages.events.phase("evaluating on the test split", len(parts.test)),
     )
     train_counts = TrainCounts.of(parts.train, labels)  # the majority baseline's class sizes
     cascade = Cascade.from_keras(
@@ -193,10 +223,25 @@ def _train_into(
         "precision": precision,
         "peak_rss_mib": _peak_rss_mib(),
     }
+    return metrics, train_counts
 
-    events.phase("writing the version")
-    stage1.save(folder / "stage1.keras")
-    stage2.save(folder / "stage2.keras")
+
+def _write_version(
+    stages: _Stages,
+    trained: dict[str, Any],
+    version: str,
+    precision: str,
+    metrics: dict[str, Any],
+    train_counts: TrainCounts,
+    data_dir: Path,
+) -> None:
+    """The version's files; metrics.json last, as the registry takes it for completion."""
+    from training.report import write_report
+
+    folder, labels, config = stages.folder, stages.labels, stages.config
+    stages.events.phase("writing the version")
+    trained["stage 1"].save(folder / "stage1.keras")
+    trained["stage 2"].save(folder / "stage2.keras")
     labels.save(folder / "labels.json")
     train_counts.save(folder, labels)
     # The dataset path lets later checks (e.g. int8 accuracy) rebuild the same test split.
@@ -213,12 +258,11 @@ def _train_into(
         labels=labels,
         config=config.to_dict(),
         timings=stages.timings,
-        skipped=skipped,
+        skipped=metrics["skipped_images"],
     )
     shutil.rmtree(folder / "checkpoints", ignore_errors=True)
     # metrics.json last: the registry treats a version as complete only once it exists.
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    return metrics
 
 
 class _Stages:
