@@ -50,4 +50,5 @@ EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=10s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=3)"]
 
-CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--workers", "2", "--threads", "8", "--timeout", "60", "web.wsgi:app"]
+# The same command as compose's `web` service: gunicorn with gevent workers (skuai/serve.py).
+CMD ["skuai", "api", "--host", "0.0.0.0", "--port", "8000", "--workers", "2"]

@@ -11,6 +11,7 @@ MAX_IMAGE_PIXELS = 40_000_000
 MAX_BATCH_IMAGES = 10_000
 MAX_REQUEST_BYTES = 2 * 1024**3  # one batch upload, all parts together
 MAX_ARCHIVE_BYTES = 4 * 1024**3  # what one uploaded archive may expand to
+MAX_JSON_BYTES = 2 * 1024**2  # a JSON body without an image: 10,000 URLs of 200 bytes
 MAX_ARCHIVE_SECONDS = 60.0  # unpacking one archive (bz2 unpacks ~20 MB/s on a busy core)
 MAX_QUEUED = 200_000
 WEBHOOK_RETRY_SCHEDULE = (5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0)
@@ -20,6 +21,9 @@ LOG_LEVEL = "INFO"
 API_PORT = 8000
 FLOWER_PORT = 5555
 MAX_WAIT_SECONDS = 30
+MAX_WAITS_PER_KEY = 32  # long polls (`?wait=`) one API key may hold open at once
+CLIENT_TIMEOUT = 10  # seconds for a request's headers, between body reads, and idle keep-alive
+API_CONNECTIONS = 1000  # connections one API worker process serves at once
 RESULTS_PAGE = 100
 WEBHOOK_TIMEOUT = 10  # seconds for one delivery attempt
 WEBHOOK_ENDPOINT_CONCURRENCY = 2  # attempts in flight to one endpoint (1 while it fails)

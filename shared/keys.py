@@ -122,6 +122,11 @@ def rate_bucket(key_digest: str) -> str:
     return f"{NAMESPACE}:rate:{key_digest}"
 
 
+def long_polls(key_digest: str) -> str:
+    """Sorted set of one API key's long polls in progress: slot -> when it lapses."""
+    return f"{NAMESPACE}:waits:{key_digest}"
+
+
 TENANTS = f"{NAMESPACE}:tenants"  # set of tenant names
 PENDING_IMAGES = f"{NAMESPACE}:pending"  # jobs accepted and not final yet (backpressure)
 # Queue places reserved by uploads in progress (shared/admission.py): holder -> places not yet

@@ -33,10 +33,13 @@ class Settings:
     max_batch_images: int = defaults.MAX_BATCH_IMAGES
     max_request_bytes: int = defaults.MAX_REQUEST_BYTES
     max_archive_bytes: int = defaults.MAX_ARCHIVE_BYTES
+    max_json_bytes: int = defaults.MAX_JSON_BYTES
     max_archive_seconds: float = defaults.MAX_ARCHIVE_SECONDS
     max_queued: int = defaults.MAX_QUEUED
     rate_limit: float = defaults.RATE_LIMIT
     rate_burst: int = defaults.RATE_BURST
+    max_waits_per_key: int = defaults.MAX_WAITS_PER_KEY
+    client_timeout: int = defaults.CLIENT_TIMEOUT
     allow_private_urls: bool = False
     webhook_retry_schedule: tuple[float, ...] = defaults.WEBHOOK_RETRY_SCHEDULE
     webhook_timeout: int = defaults.WEBHOOK_TIMEOUT
@@ -83,9 +86,14 @@ class Settings:
             max_archive_seconds=reader.get(
                 "MAX_ARCHIVE_SECONDS", _positive_float, defaults.MAX_ARCHIVE_SECONDS
             ),
+            max_json_bytes=reader.get("MAX_JSON_BYTES", _positive_int, defaults.MAX_JSON_BYTES),
             max_queued=reader.get("MAX_QUEUED", _positive_int, defaults.MAX_QUEUED),
             rate_limit=reader.get("RATE_LIMIT", _positive_float, defaults.RATE_LIMIT),
             rate_burst=reader.get("RATE_BURST", _positive_int, defaults.RATE_BURST),
+            max_waits_per_key=reader.get(
+                "MAX_WAITS_PER_KEY", _positive_int, defaults.MAX_WAITS_PER_KEY
+            ),
+            client_timeout=reader.get("CLIENT_TIMEOUT", _positive_int, defaults.CLIENT_TIMEOUT),
             allow_private_urls=reader.get("ALLOW_PRIVATE_URLS", _bool, False),
             webhook_retry_schedule=reader.get(
                 "WEBHOOK_RETRY_SCHEDULE", _schedule, defaults.WEBHOOK_RETRY_SCHEDULE
@@ -125,9 +133,12 @@ class Settings:
             "MAX_REQUEST_BYTES": str(self.max_request_bytes),
             "MAX_ARCHIVE_BYTES": str(self.max_archive_bytes),
             "MAX_ARCHIVE_SECONDS": f"{self.max_archive_seconds:g}",
+            "MAX_JSON_BYTES": str(self.max_json_bytes),
             "MAX_QUEUED": str(self.max_queued),
             "RATE_LIMIT": f"{self.rate_limit:g}",
             "RATE_BURST": str(self.rate_burst),
+            "MAX_WAITS_PER_KEY": str(self.max_waits_per_key),
+            "CLIENT_TIMEOUT": str(self.client_timeout),
             "ALLOW_PRIVATE_URLS": "1" if self.allow_private_urls else "0",
             "WEBHOOK_RETRY_SCHEDULE": ",".join(f"{s:g}" for s in self.webhook_retry_schedule),
             "WEBHOOK_TIMEOUT": str(self.webhook_timeout),

@@ -9,14 +9,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from shared.queues import ALL_QUEUES
+from shared import defaults
 from shared.settings import Settings
 
 
-def run_api(
-    settings: Settings, *, host: str, port: int, workers: int = 2, threads: int = 16
-) -> None:
-    """Serve the Flask app with gunicorn's threaded workers (long-polls hold a thread each)."""
+def run_api(settings: Settings, *, host: str, port: int, workers: int = 2) -> None:
+    """Serve the Flask app with gunicorn's gevent workers (skuai.api_worker): a slow client or a
+    long poll holds a greenlet, not a thread, so neither can starve the others."""
     from gunicorn.app.base import BaseApplication
 
     # Metrics of all gunicorn workers are summed through files in this folder; it must be set
@@ -26,7 +25,6 @@ def run_api(
     from prometheus_client import multiprocess
 
     from shared.logs import configure_logging
-    from web.app import create_app
 
     configure_logging(settings.log_level, settings.log_format)
 
@@ -38,17 +36,27 @@ def run_api(
             for key, value in {
                 "bind": f"{host}:{port}",
                 "workers": workers,
-                "threads": threads,
-                "worker_class": "gthread",
+                "worker_class": "skuai.api_worker.ApiWorker",
+                "worker_connections": defaults.API_CONNECTIONS,
+                # The deadline for a request's headers, each body read and response write, and
+                # an idle keep-alive connection (skuai.api_worker).
+                "keepalive": settings.client_timeout,
                 "timeout": 60,
-                "graceful_timeout": 10,
+                # Lets the longest long poll finish on shutdown.
+                "graceful_timeout": defaults.MAX_WAIT_SECONDS + 5,
                 "accesslog": "-",
+                # Unused, and two API processes on one host would share its default path.
+                "control_socket_disable": True,
                 "child_exit": child_exit,
                 "loglevel": settings.log_level.lower(),
             }.items():
                 self.cfg.set(key, value)
 
         def load(self) -> Any:
+            # Imported in the worker, after gevent has patched the standard library, so that
+            # Redis, Celery and Flask are built on the patched sockets and locks.
+            from web.app import create_app
+
             return create_app(settings)
 
     try:
@@ -59,6 +67,10 @@ def run_api(
 
 def parse_queues(raw: str) -> list[str]:
     """`--queues a,b`: known queue names only."""
+    # Imported here: Celery must not be loaded in the API's gunicorn master, before gevent
+    # patches the standard library in its workers.
+    from shared.queues import ALL_QUEUES
+
     queues = [q.strip() for q in raw.split(",") if q.strip()]
     unknown = sorted(set(queues) - set(ALL_QUEUES))
     if not queues or unknown:

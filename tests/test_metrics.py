@@ -105,7 +105,9 @@ def test_request_counts_add_up_over_gunicorn_workers(
 
 
 def _up(url: str) -> bool:
+    # Refused until gunicorn binds; after that a request waits for a worker to boot rather than
+    # giving up first and being served (and counted) anyway.
     try:
-        return requests.get(f"{url}/healthz", timeout=1).status_code == 200
+        return requests.get(f"{url}/healthz", timeout=30).status_code == 200
     except requests.RequestException:
         return False

@@ -6,6 +6,7 @@ from flask import Flask
 
 from shared.settings import Settings
 from web.errors import register_error_handlers
+from web.request_body import limit_bodies
 from web.services import Services
 from web.tenancy import authenticate
 
@@ -19,6 +20,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["skuai"] = Services.create(settings)
     register_error_handlers(app)
+    limit_bodies(app, settings.max_json_bytes)
     metrics.instrument(app)
     app.before_request(authenticate)
     app.register_blueprint(health.bp)

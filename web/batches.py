@@ -31,7 +31,11 @@ def create_batch() -> tuple[Response, int, dict[str, str]]:
     reused with another request is 422)."""
     svc = services()
     key = idempotency_key(request)  # before the body is read: a bad key costs nothing
-    request.max_content_length = svc.settings.max_request_bytes
+    # Files and archives may be large; a JSON list of URLs is not (a chunked body is cut off too).
+    uploads = request.mimetype == "multipart/form-data"
+    request.max_content_length = (
+        svc.settings.max_request_bytes if uploads else svc.settings.max_json_bytes
+    )
     request.max_form_parts = svc.settings.max_batch_images + FORM_FIELDS
     form = _read_form(svc)
     tenant = current_tenant()

@@ -10,10 +10,11 @@ from shared import defaults
 from shared.errors import BadRequest, UnsupportedMediaType
 from shared.images import sniff
 from shared.jobs import Job, new_job_id
+from shared.long_polls import LongPolls
 from shared.queues import enqueue_singles_task
 from shared.url_guard import check_url
 from web.services import services
-from web.tenancy import current_tenant
+from web.tenancy import current_key_digest, current_tenant
 from web.uploads import (
     FORM_OVERHEAD,
     check_request_size,
@@ -32,7 +33,9 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
     """Accept one image (multipart `image` or JSON `image_base64`) and queue it."""
     svc = services()
     limit = svc.settings.max_image_bytes
-    check_request_size(request, (limit * 4) // 3 + FORM_OVERHEAD)
+    # One image, as a file or as base64 in JSON; a chunked body is cut off at this while read.
+    request.max_content_length = allowed = (limit * 4) // 3 + FORM_OVERHEAD
+    check_request_size(request, allowed)
     if request.mimetype == "multipart/form-data":
         upload = request.files.get("image")
         if upload is None:
@@ -77,8 +80,14 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
 @bp.get("/<job_id>")
 def get_job(job_id: str) -> Response:
     """The job; `?wait=S` holds the request up to S seconds until the job is final."""
-    wait = _wait_seconds(request.args.get("wait"))
-    job = services().jobs.wait(job_id, current_tenant(), wait)
+    svc, wait = services(), _wait_seconds(request.args.get("wait"))
+    job = svc.jobs.get(job_id, current_tenant())
+    if job.is_final or wait <= 0:
+        return jsonify(job.to_public())
+    # A wait costs the API little (a greenlet), but each holds a Redis connection: capped per key.
+    long_polls = LongPolls(svc.conn, per_key=svc.settings.max_waits_per_key)
+    with long_polls.slot(current_key_digest(), wait):
+        job = svc.jobs.wait(job_id, current_tenant(), wait)
     return jsonify(job.to_public())
 
 

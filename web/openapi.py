@@ -18,9 +18,10 @@ def _error_responses(*statuses: int) -> dict[str, Any]:
     reasons = {
         401: "Missing or bad API key",
         409: "Conflict",
-        429: "Rate or queue limit; see Retry-After",
+        429: "Rate, queue or long-poll (`?wait=`) limit; see Retry-After",
         400: "Bad request",
         404: "Not found",
+        408: "The client stopped sending the body for SKUAI_CLIENT_TIMEOUT seconds",
         413: "Too large",
         415: f"Unsupported type: an image not in {ACCEPTED_NAMES}, or another body or archive",
         422: "Not a decodable image, or an Idempotency-Key reused with another request",
@@ -108,7 +109,7 @@ BATCH_PATHS: dict[str, Any] = {
             },
             "responses": {
                 "202": _response("Accepted; each image is a job of the batch", "Batch"),
-                **_error_responses(400, 409, 413, 415, 422, 503),
+                **_error_responses(400, 408, 409, 413, 415, 422, 503),
             },
         }
     },
@@ -209,7 +210,7 @@ PATHS: dict[str, Any] = {
                     **_job_response("Queued; `Location` points at the job"),
                     "headers": {"Location": {"schema": {"type": "string"}}},
                 },
-                **_error_responses(400, 413, 415, 422, 503),
+                **_error_responses(400, 408, 413, 415, 422, 503),
             },
         }
     },
@@ -300,7 +301,7 @@ WEBHOOK_PATHS: dict[str, Any] = {
             },
             "responses": {
                 "201": _response("The subscription, with its secret", "Webhook"),
-                **_error_responses(400, 503),
+                **_error_responses(400, 408, 413, 503),
             },
         },
         "get": {

@@ -24,9 +24,15 @@ def authenticate() -> None:
     if tenant is None:
         raise Unauthorized("the API key is unknown or revoked")
     g.tenant = tenant
-    svc.admission.take_token(digest(key.strip()))
+    g.key_digest = digest(key.strip())
+    svc.admission.take_token(g.key_digest)
 
 
 def current_tenant() -> str:
     """The tenant of the current request (set by `authenticate`)."""
     return str(g.tenant)
+
+
+def current_key_digest() -> str:
+    """The digest of the current request's API key (set by `authenticate`)."""
+    return str(g.key_digest)
