@@ -13,17 +13,25 @@ import redis
 from shared import keys, store_scripts
 from shared.admission import use_reserved
 from shared.batches import Batch
-from shared.errors import Conflict, IdempotencyKeyReused, JobCanceled, NotFound
+from shared.errors import (
+    Conflict,
+    IdempotencyKeyReused,
+    JobCanceled,
+    NotFound,
+    ServiceUnavailable,
+)
 from shared.job_store import FINISHED_BATCH, JobStore
 from shared.jobs import FAILED, Job, utc_now
 from shared.redis_client import text
 
-IDEMPOTENCY_PENDING_TTL = 600  # a crashed upload frees its key after this long
+IDEMPOTENCY_PENDING_TTL = 600  # a crashed upload frees its key after this long at the latest
+ABANDONED_TTL = 3600  # seconds a rolled-back upload's records stay (nobody was told its id)
 PAGE = 500
 # add() outcomes
 TO_CLASSIFY = "to_classify"
 DUPLICATE = "duplicate"  # same bytes as an earlier image of the batch: shares its result
 FINISHED = "finished"  # failed at upload, or a duplicate whose twin was already done
+SEAL_ABANDONED = 0  # store_scripts.SEAL: the sweeper rolled the upload back first
 
 
 class BatchStore:
@@ -35,14 +43,17 @@ class BatchStore:
         self._attach = conn.register_script(store_scripts.ATTACH_DUPLICATE)
         self._seal = conn.register_script(store_scripts.SEAL)
         self._cancel = conn.register_script(store_scripts.CANCEL)
+        self._abandon = conn.register_script(store_scripts.ABANDON)
 
     def open(self, batch: Batch) -> None:
-        """Create an empty, unsealed batch (it cannot complete until `seal`)."""
-        fields: dict[Any, Any] = {**batch.to_hash(), "touched": int(time.time())}
+        """Create an empty, unsealed batch (it cannot complete until `seal`, and is rolled back
+        when its upload stores no image for SKUAI_UPLOAD_TIMEOUT: see `abandon`)."""
+        now = int(time.time())
+        fields: dict[Any, Any] = {**batch.to_hash(), "touched": now}
         with self.conn.pipeline(transaction=True) as pipe:
             pipe.hset(keys.batch(batch.id), mapping=fields)
             pipe.expire(keys.batch(batch.id), self.jobs.result_ttl)
-            pipe.sadd(keys.OPEN_BATCHES, batch.id)
+            pipe.zadd(keys.UNSEALED_BATCHES, {batch.id: now})
             pipe.execute()
 
     def add(
@@ -86,11 +97,35 @@ class BatchStore:
             pipe.expire(keys.batch_jobs(batch.id), self.jobs.result_ttl)
             pipe.hincrby(keys.batch(batch.id), "total", 1)
             pipe.hincrby(keys.batch(batch.id), counter, 1)
+            pipe.zadd(keys.UNSEALED_BATCHES, {batch.id: int(time.time())})  # the upload lives
             pipe.execute()
 
     def seal(self, batch_id: str) -> bool:
-        """No more images will come; True when the batch completed right away."""
-        return int(self._seal(args=self.jobs.script_args(batch_id))) == FINISHED_BATCH
+        """No more images will come; True when the batch completed right away. 503 when the
+        upload stalled so long that the sweeper rolled it back meanwhile."""
+        outcome = int(self._seal(args=self.jobs.script_args(batch_id)))
+        if outcome == SEAL_ABANDONED:
+            raise ServiceUnavailable(
+                "the upload stalled for longer than SKUAI_UPLOAD_TIMEOUT and was rolled back; "
+                "send it again"
+            )
+        return outcome == FINISHED_BATCH
+
+    def abandon(self, batch_id: str) -> int:
+        """Roll back an upload that will never be sealed (refused, or its API process died):
+        jobs not started are canceled, the batch ends `canceled`, its Idempotency-Key is freed.
+        Returns the jobs canceled, or -1 when the batch was sealed after all or is gone."""
+        reason = JobCanceled("the upload of this batch did not finish; none of it was accepted")
+        args = [keys.NAMESPACE, str(ABANDONED_TTL), utc_now(), batch_id]
+        return int(self._abandon(args=[*args, json.dumps(reason.to_dict())]))
+
+    def stale_uploads(self, older_than: float, limit: int) -> list[str]:
+        """Up to `limit` unsealed batches whose upload stored nothing since `older_than`
+        (epoch seconds), oldest first."""
+        ids: list[Any] = self.conn.zrangebyscore(
+            keys.UNSEALED_BATCHES, "-inf", older_than, 0, limit
+        )
+        return [text(i) for i in ids]
 
     def find(self, batch_id: str) -> Batch | None:
         """The batch whatever its tenant (`get` checks it), or None when there is none."""
@@ -137,6 +172,8 @@ class BatchStore:
         if self.conn.set(
             name, f"pending:{batch_id} {fingerprint}", nx=True, ex=IDEMPOTENCY_PENDING_TTL
         ):
+            # so that rolling the upload back frees the key (`abandon`)
+            self.conn.set(keys.batch_idempotency(batch_id), name, ex=IDEMPOTENCY_PENDING_TTL)
             return None
         existing, _, first = text(self.conn.get(name) or b"").partition(" ")
         if first and first != fingerprint:  # keys bound before fingerprints have none

@@ -36,6 +36,18 @@ class Finish:
         return self.code == FINISHED_BATCH
 
 
+@dataclass(frozen=True)
+class Claim:
+    """What claiming a job found (store_scripts.CLAIM): false when the job must be skipped."""
+
+    count: int  # every claim so far, this one included; 0: finished or gone
+    interrupted: bool = False  # an earlier holder vanished without finishing it
+    crashes: int = 0  # ...of which held it alone: the interruptions it may have caused itself
+
+    def __bool__(self) -> bool:
+        return self.count > 0
+
+
 class JobStore:
     """Reads and writes jobs; the Redis connection is passed in."""
 
@@ -44,6 +56,7 @@ class JobStore:
         self.result_ttl = result_ttl
         self.image_ttl = image_ttl
         self._claim = conn.register_script(store_scripts.CLAIM)
+        self._hand_over = conn.register_script(store_scripts.HAND_OVER)
         self._finish = conn.register_script(store_scripts.FINISH)
 
     def script_args(self, *args: str) -> list[str]:
@@ -98,16 +111,28 @@ class JobStore:
         values: list[Any] = self.conn.mget([keys.image(j) for j in job_ids])
         return [bytes(v) if v is not None else None for v in values]
 
-    def claim(self, job_id: str) -> int:
+    def claim(self, job_id: str, holder: str = "-:0") -> int:
         """Mark the job running; returns its claim count (0: finished or gone, skip it)."""
-        return int(self._claim(args=self.script_args(job_id)))
+        return self.claim_many([job_id], holder)[job_id].count
 
-    def claim_many(self, job_ids: list[str]) -> dict[str, int]:
-        """`claim` for a whole chunk in one round trip (each claim still atomic)."""
+    def claim_many(self, job_ids: list[str], holder: str) -> dict[str, Claim]:
+        """Claim a chunk's jobs for `holder` ('<task id>:<retries>') in one round trip (each
+        claim atomic); a chunk of one holds its job alone."""
+        alone = "1" if len(job_ids) == 1 else "0"
         with self.conn.pipeline(transaction=False) as pipe:
             for job_id in job_ids:
-                self._claim(args=self.script_args(job_id), client=pipe)
-            return {j: int(c) for j, c in zip(job_ids, pipe.execute(), strict=True)}
+                self._claim(args=self.script_args(job_id, holder, alone), client=pipe)
+            replies = pipe.execute()
+        return {
+            j: Claim(int(count), bool(interrupted), int(crashes))
+            for j, (count, interrupted, crashes) in zip(job_ids, replies, strict=True)
+        }
+
+    def hand_over(self, job_ids: list[str]) -> None:
+        """A chunk gives up its running jobs to be claimed one by one, without that next claim
+        counting as an interruption."""
+        if job_ids:
+            self._hand_over(args=self.script_args(*job_ids))
 
     def finish(
         self,

@@ -25,7 +25,7 @@ def worker(name: str) -> str:
     return f"{NAMESPACE}:worker:{name}"
 
 
-WORKER_PATTERN = f"{NAMESPACE}:worker:*"
+WORKERS = f"{NAMESPACE}:workers"  # sorted set: worker name -> when its heartbeat lapses
 
 
 def batch(batch_id: str) -> str:
@@ -36,6 +36,11 @@ def batch(batch_id: str) -> str:
 def batch_jobs(batch_id: str) -> str:
     """List of the batch's job ids in upload order (the results cursor is an index into it)."""
     return f"{NAMESPACE}:batch:{batch_id}:jobs"
+
+
+def batch_idempotency(batch_id: str) -> str:
+    """The Idempotency-Key record an unsealed batch's upload reserved (freed if it is abandoned)."""
+    return f"{NAMESPACE}:batch:{batch_id}:idempotency"
 
 
 def batch_digests(batch_id: str) -> str:
@@ -133,4 +138,10 @@ PENDING_IMAGES = f"{NAMESPACE}:pending"  # jobs accepted and not final yet (back
 # stored as jobs, and holder -> when the reservation lapses (an upload whose process died).
 QUEUE_RESERVATIONS = f"{NAMESPACE}:reservations"
 QUEUE_RESERVATIONS_DUE = f"{NAMESPACE}:reservations:due"
-OPEN_BATCHES = f"{NAMESPACE}:batches:open"  # batches not completed yet (for the sweeper)
+# Sorted sets for the sweeper, so that each pass reads only the oldest few (worker/sweeper.py):
+# batches still uploading -> when their upload last stored an image; sealed batches not
+# completed yet -> when they last made progress.
+UNSEALED_BATCHES = f"{NAMESPACE}:batches:unsealed"
+RUNNING_BATCHES = f"{NAMESPACE}:batches:running"
+# The set that held both before, drained into them by the sweeper a page at a time.
+OPEN_BATCHES = f"{NAMESPACE}:batches:open"

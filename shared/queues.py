@@ -25,6 +25,7 @@ FAN_OUT = "skuai.fan_out_event"
 
 
 POOL_PROCESS_START_TIMEOUT = 300.0  # seconds a new pool process may take to start
+BRPOP_SECONDS = 1  # how long a worker's BRPOP waits for a message (Kombu's brpop_timeout)
 
 
 def make_celery(settings: Settings, *, include: tuple[str, ...] = ()) -> Celery:
@@ -54,8 +55,10 @@ def make_celery(settings: Settings, *, include: tuple[str, ...] = ()) -> Celery:
             "visibility_timeout": settings.visibility_timeout,
             # Look for such work on every poll, not every tenth (Kombu's default).
             "unacked_restore_throttle": 1,
-            "socket_timeout": 10,
-            "socket_connect_timeout": 5,
+            # Workers (the apps that include task modules) wait in BRPOP up to BRPOP_SECONDS by
+            # design; the API only publishes, which waits SKUAI_REDIS_TIMEOUT at most.
+            "socket_timeout": settings.redis_timeout + (BRPOP_SECONDS if include else 0),
+            "socket_connect_timeout": settings.redis_timeout,
         },
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,  # workers wait for Redis to come back

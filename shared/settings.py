@@ -45,6 +45,8 @@ class Settings:
     webhook_timeout: int = defaults.WEBHOOK_TIMEOUT
     webhook_endpoint_concurrency: int = defaults.WEBHOOK_ENDPOINT_CONCURRENCY
     visibility_timeout: int = defaults.VISIBILITY_TIMEOUT
+    redis_timeout: float = defaults.REDIS_TIMEOUT
+    upload_timeout: int = defaults.UPLOAD_TIMEOUT
     chunk_size: int = defaults.CHUNK_SIZE
     batch_wait_ms: int = defaults.BATCH_WAIT_MS
     worker_max_memory_mb: int = defaults.WORKER_MAX_MEMORY_MB
@@ -107,6 +109,8 @@ class Settings:
             visibility_timeout=reader.get(
                 "VISIBILITY_TIMEOUT", _positive_int, defaults.VISIBILITY_TIMEOUT
             ),
+            redis_timeout=reader.get("REDIS_TIMEOUT", _positive_float, defaults.REDIS_TIMEOUT),
+            upload_timeout=reader.get("UPLOAD_TIMEOUT", _positive_int, defaults.UPLOAD_TIMEOUT),
             chunk_size=reader.get("CHUNK_SIZE", _positive_int, defaults.CHUNK_SIZE),
             batch_wait_ms=reader.get("BATCH_WAIT_MS", _non_negative_int, defaults.BATCH_WAIT_MS),
             inference_precision=reader.get("INFERENCE_PRECISION", _precision, "auto"),
@@ -144,6 +148,8 @@ class Settings:
             "WEBHOOK_TIMEOUT": str(self.webhook_timeout),
             "WEBHOOK_ENDPOINT_CONCURRENCY": str(self.webhook_endpoint_concurrency),
             "VISIBILITY_TIMEOUT": str(self.visibility_timeout),
+            "REDIS_TIMEOUT": f"{self.redis_timeout:g}",
+            "UPLOAD_TIMEOUT": str(self.upload_timeout),
             "CHUNK_SIZE": str(self.chunk_size),
             "BATCH_WAIT_MS": str(self.batch_wait_ms),
             "WORKER_MAX_MEMORY_MB": str(self.worker_max_memory_mb),

@@ -19,7 +19,9 @@ local function move_count(batch, old, new)
   redis.call('HINCRBY', bkey, old, -1)
   redis.call('HINCRBY', bkey, new, 1)
   -- progress time, so that a batch whose work went missing can be noticed (worker/sweeper.py)
-  redis.call('HSET', bkey, 'touched', redis.call('TIME')[1])
+  local t = redis.call('TIME')[1]
+  redis.call('HSET', bkey, 'touched', t)
+  redis.call('ZADD', ns .. ':batches:running', 'XX', t, batch)
 end
 
 -- Finish one job (fields: flat list of name, value; must include 'status').
@@ -45,23 +47,39 @@ local function maybe_complete(batch)
   if b[1] ~= '1' or b[4] == 'completed' or b[4] == 'canceled' then return 1 end
   if tonumber(b[2] or '0') + tonumber(b[3] or '0') > 0 then return 1 end
   redis.call('HSET', bkey, 'status', b[5] == '1' and 'canceled' or 'completed', 'finished_at', now)
-  redis.call('SREM', ns .. ':batches:open', batch)
+  redis.call('ZREM', ns .. ':batches:running', batch)
   redis.call('EXPIRE', bkey, ttl)
   redis.call('EXPIRE', ns .. ':batch:' .. batch .. ':jobs', ttl)
   return 2
 end
 """
 
-# ARGV[4] job id. Returns how many times the job has been claimed (1 the first time; more when
-# its worker vanished and the chunk was redelivered), or 0 when it must be skipped.
+# ARGV[4] job id, ARGV[5] the claiming task ('<task id>:<retries>'), ARGV[6] '1' when that task
+# holds this job alone. Returns {claims, interrupted, crashes}: claims counts every claim (0: the
+# job is final or gone, skip it); interrupted is 1 when an earlier holder never finished it —
+# except this same task's own retry (after a Redis error) and a chunk that handed it over to run
+# alone; crashes counts the interrupted holders that held the job alone, the only ones whose
+# interruption may be this image's fault (worker/classifier.py gives up on it after a few).
 CLAIM = (
     _PRELUDE
     + """
 local jkey = ns .. ':job:' .. ARGV[4]
 local status = redis.call('HGET', jkey, 'status')
-if status ~= 'queued' and status ~= 'running' then return 0 end
+if status ~= 'queued' and status ~= 'running' then return {0, 0, 0} end
 local attempts = redis.call('HINCRBY', jkey, 'attempts', 1)
-if status == 'running' then return attempts end  -- redelivered: run it again
+local held = redis.call('HGET', jkey, 'held_by')
+redis.call('HSET', jkey, 'held_by', ARGV[5] .. ':' .. ARGV[6])
+local function crashes() return tonumber(redis.call('HGET', jkey, 'crashes') or '0') end
+if status == 'running' then
+  if held == '' then return {attempts, 0, crashes()} end  -- handed over by a splitting chunk
+  local task, try = string.match(ARGV[5], '^(.*):(%d+)$')
+  local htask, htry, alone = string.match(held or '', '^(.*):(%d+):([01])$')
+  if htask and htask == task and tonumber(htry) < tonumber(try) then
+    return {attempts, 0, crashes()}  -- this task's own retry, after a Redis error
+  end
+  if alone == '1' then redis.call('HINCRBY', jkey, 'crashes', 1) end
+  return {attempts, 1, crashes()}  -- redelivered: its holder vanished; run it again
+end
 redis.call('HSET', jkey, 'status', 'running')
 local batch = redis.call('HGET', jkey, 'batch_id')
 if batch then
@@ -71,7 +89,21 @@ if batch then
     redis.call('HSET', bkey, 'status', 'running')
   end
 end
-return attempts
+return {attempts, 0, crashes()}
+"""
+)
+
+# ARGV[4..] job ids a chunk hands over to run one by one: their next claim is not an interruption.
+HAND_OVER = (
+    _PRELUDE
+    + """
+for i = 4, #ARGV do
+  local jkey = ns .. ':job:' .. ARGV[i]
+  if redis.call('HGET', jkey, 'status') == 'running' then
+    redis.call('HSET', jkey, 'held_by', '')
+  end
+end
+return #ARGV - 3
 """
 )
 
@@ -119,12 +151,19 @@ return 0
 """
 )
 
-# ARGV[4] batch id. Marks the batch complete for uploads; returns 2 if it completed right away.
+# ARGV[4] batch id. Marks the batch complete for uploads; returns 2 if it completed right away,
+# 1 if not, 0 if the sweeper rolled the upload back already (it stalled: see ABANDON).
 SEAL = (
     _PRELUDE
     + """
-redis.call('HSET', ns .. ':batch:' .. ARGV[4], 'sealed', '1')
-return maybe_complete(ARGV[4])
+local batch = ARGV[4]
+local bkey = ns .. ':batch:' .. batch
+if redis.call('HGET', bkey, 'abandoned') == '1' then return 0 end
+redis.call('HSET', bkey, 'sealed', '1')
+redis.call('ZREM', ns .. ':batches:unsealed', batch)
+local done = maybe_complete(batch)
+if done ~= 2 then redis.call('ZADD', ns .. ':batches:running', redis.call('TIME')[1], batch) end
+return done
 """
 )
 
@@ -147,6 +186,46 @@ for _, id in ipairs(redis.call('LRANGE', bkey .. ':jobs', 0, -1)) do
   end
 end
 if maybe_complete(batch) == 2 then return -canceled - 1 end
+return canceled
+"""
+)
+
+# ARGV[4] batch id, ARGV[5] the canceled jobs' error (JSON). Rolls back an upload that will never
+# be sealed (refused, or its API process died): every job not started is canceled, running ones
+# finish, the batch ends `canceled` once they have, and the Idempotency-Key its request reserved
+# is freed unless a retry holds it already. ARGV[2] (the TTL) is short: nobody was told the batch
+# id. Returns the number of jobs canceled, or -1 when the batch was sealed or is gone.
+ABANDON = (
+    _PRELUDE
+    + """
+local batch = ARGV[4]
+local bkey = ns .. ':batch:' .. batch
+redis.call('ZREM', ns .. ':batches:unsealed', batch)
+local b = redis.call('HMGET', bkey, 'status', 'sealed', 'abandoned')
+if not b[1] or is_final(b[1]) or b[1] == 'completed' then return -1 end
+if b[2] == '1' and b[3] ~= '1' then return -1 end
+redis.call('HSET', bkey, 'abandoned', '1', 'cancel_requested', '1', 'sealed', '1')
+local canceled = 0
+for _, id in ipairs(redis.call('LRANGE', bkey .. ':jobs', 0, -1)) do
+  local status = redis.call('HGET', ns .. ':job:' .. id, 'status')
+  if status == 'queued' then
+    if settle(id, {'status', 'canceled', 'error', ARGV[5]}) then canceled = canceled + 1 end
+  elseif is_final(status) then
+    redis.call('EXPIRE', ns .. ':job:' .. id, ttl)
+  end
+end
+local ikey = redis.call('GET', bkey .. ':idempotency')
+if ikey then
+  local held = redis.call('GET', ikey) or ''
+  local mine = 'pending:' .. batch
+  if string.sub(held, 1, #mine) == mine then redis.call('DEL', ikey) end
+  redis.call('DEL', bkey .. ':idempotency')
+end
+redis.call('EXPIRE', bkey .. ':jobs', ttl)
+redis.call('EXPIRE', bkey .. ':digests', ttl)
+if maybe_complete(batch) ~= 2 then  -- jobs still running: they finish, then it completes
+  redis.call('ZADD', ns .. ':batches:running', redis.call('TIME')[1], batch)
+end
 return canceled
 """
 )

@@ -22,17 +22,27 @@ class WorkerRegistry:
 
     def announce(self, name: str, info: dict[str, Any], ttl: int = HEARTBEAT_TTL) -> None:
         """Record (or refresh) that worker `name` is up with `info` (model version, pid...)."""
-        payload = {**info, "name": name, "seen_at": time.time()}
-        self.conn.set(keys.worker(name), json.dumps(payload), ex=ttl)
+        now = time.time()
+        payload = {**info, "name": name, "seen_at": now}
+        with self.conn.pipeline(transaction=True) as pipe:
+            pipe.set(keys.worker(name), json.dumps(payload), ex=ttl)
+            pipe.zadd(keys.WORKERS, {name: now + ttl})
+            pipe.zremrangebyscore(keys.WORKERS, "-inf", now)  # those that stopped beating
+            pipe.execute()
 
     def withdraw(self, name: str) -> None:
         """Remove a worker's heartbeat when it shuts down cleanly."""
-        self.conn.delete(keys.worker(name))
+        with self.conn.pipeline(transaction=True) as pipe:
+            pipe.delete(keys.worker(name))
+            pipe.zrem(keys.WORKERS, name)
+            pipe.execute()
 
     def online(self) -> list[dict[str, Any]]:
-        """Every worker whose heartbeat has not expired."""
-        names = list(self.conn.scan_iter(match=keys.WORKER_PATTERN, count=100))
+        """Every worker whose heartbeat has not expired (two round trips, whatever else Redis
+        holds: readiness must not scan the keyspace)."""
+        found: list[Any] = self.conn.zrangebyscore(keys.WORKERS, time.time(), "+inf")
+        names = [n.decode() for n in found]
         if not names:
             return []
-        values = self.conn.mget(names)
+        values = self.conn.mget([keys.worker(n) for n in names])
         return [json.loads(value) for value in values if value is not None]

@@ -133,3 +133,19 @@ def test_single_job_cancel(stores: tuple[JobStore, BatchStore]) -> None:
     assert jobs.cancel(job.id, "t").status == CANCELED
     with pytest.raises(Conflict):
         jobs.cancel(job.id, "t")
+
+
+def test_only_runs_of_an_image_alone_count_against_it(stores: tuple[JobStore, BatchStore]) -> None:
+    jobs, batches = stores
+    _, members = _batch(batches, [b"a", b"b"])
+    ids = [job.id for job in members]
+    jobs.claim_many(ids, "chunk:0")
+    again = jobs.claim_many(ids, "chunk:0")  # its worker died: the same message comes back
+    assert all(claim.interrupted and claim.crashes == 0 for claim in again.values())
+    jobs.hand_over(ids)  # ...and splits into chunks of one
+    [alone] = jobs.claim_many(ids[:1], "single:0").values()
+    assert not alone.interrupted and alone.crashes == 0
+    [retried] = jobs.claim_many(ids[:1], "single:1").values()  # its own retry after a Redis error
+    assert not retried.interrupted and retried.crashes == 0
+    [crashed] = jobs.claim_many(ids[:1], "single:1").values()  # it died running the image alone
+    assert crashed.interrupted and crashed.crashes == 1 and crashed.count == 5

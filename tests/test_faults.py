@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import signal
+import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -158,17 +159,21 @@ def test_poison_image_fails_alone_without_looping(
     tiny_catalog: Path,
     tmp_path: Path,
 ) -> None:
+    """poison.png kills every worker that reaches it; healthy.png sits behind it in the same
+    chunk and is interrupted once more when it runs alone (as a deploy or an OOM kill would):
+    only the first fails, as poison_message, and nothing loops."""
     iso = _isolated(
         settings,
         service_env,
         redis_db(settings, 6),
-        SKUAI_FAILPOINT_CRASH_ON_REF="poison.png",
+        SKUAI_FAILPOINT_CRASH_ON_REF="poison.png,healthy.png:1",
     )
     log = tmp_path / "worker.log"
     worker = start_worker("crashy", iso.env, iso.settings, log, trained)
     try:
         images = _distinct_images(tiny_catalog, 6)
         images[2] = ("poison.png", images[2][1])
+        images[3] = ("healthy.png", images[3][1])
         batch_id = _submit(iso.client, images)
         batch = _wait(iso.client, batch_id, lambda b: b["status"] == "completed", 180)
     finally:
@@ -178,8 +183,50 @@ def test_poison_image_fails_alone_without_looping(
     assert items["poison.png"]["error"]["code"] == "poison_message"
     assert all(i["status"] == "succeeded" for ref, i in items.items() if ref != "poison.png")
     assert batch["counts"]["succeeded"] == 5 and batch["counts"]["failed"] == 1
-    # Crashed with its chunk, then alone; the next claim gives up instead of crashing again.
-    assert log.read_text().count("exited with 'exitcode 70'") == 2
+    # The chunk crashed once; then poison.png alone twice (the next claim gives up instead of
+    # crashing again) and healthy.png alone once.
+    assert log.read_text().count("exited with 'exitcode 70'") == 4
+
+
+def test_frozen_redis_answers_503_within_about_a_second(
+    settings: Settings, tiny_catalog: Path, tmp_path: Path
+) -> None:
+    """Redis stops answering but keeps its connections open (SIGSTOP, as a stalled disk or a
+    paused VM would): the API answers 503 within about SKUAI_REDIS_TIMEOUT (1 s), long polls
+    included, and recovers by itself once Redis answers again."""
+    server = RedisServer.start(port=free_port(0), data_dir=tmp_path / "redis")
+    client, _ = isolated_app(replace(settings, redis_url=server.url))
+    image = {"image": (io.BytesIO(_distinct_images(tiny_catalog, 1)[0][1]), "a.png")}
+    job = client.post("/v1/jobs", data=image, content_type="multipart/form-data").json
+    polling = client.application.test_client()
+    polling.environ_base.update(client.environ_base)
+    poll: dict = {}
+
+    def long_poll() -> None:
+        began = time.monotonic()
+        poll["response"] = polling.get(f"/v1/jobs/{job['id']}?wait=20")
+        poll["seconds"] = time.monotonic() - began
+
+    waiter = threading.Thread(target=long_poll)
+    waiter.start()
+    time.sleep(0.5)  # the long poll is waiting on pub/sub
+    os.kill(server.process.pid, signal.SIGSTOP)
+    try:
+        answers = {}
+        for path in ("/readyz", f"/v1/jobs/{job['id']}", "/v1/batches/bat_none"):
+            began = time.monotonic()
+            answers[path] = (client.get(path), time.monotonic() - began)
+        waiter.join(10)
+    finally:
+        os.kill(server.process.pid, signal.SIGCONT)
+    try:
+        for path, (response, seconds) in answers.items():
+            assert response.status_code == 503 and seconds < 2.0, (path, seconds)
+        assert answers["/readyz"][0].json["checks"]["redis"] == "no answer within 1 s"
+        assert poll["response"].status_code == 503 and poll["seconds"] < 5.0, poll
+        assert client.get(f"/v1/jobs/{job['id']}").status_code == 200  # no restart needed
+    finally:
+        server.stop()
 
 
 def test_lost_messages_are_sent_again(

@@ -73,8 +73,7 @@ def _abandon(svc: Services, batch: Batch, key: str | None) -> None:
     """A refused upload leaves nothing to process and frees its Idempotency-Key. Best effort:
     the request's own error (which may be Redis being down) is what the client must see."""
     try:
-        if svc.batches.find(batch.id) is not None:
-            svc.batches.cancel(batch.id, batch.tenant)
+        svc.batches.abandon(batch.id)  # the sweeper does it if Redis cannot be reached now
         if key:
             svc.batches.release_idempotency_key(batch.tenant, key)
     except Exception as exc:  # logged, then the original error goes on

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import redis
 from flask import Blueprint, Response, jsonify
 
 from web.services import services
@@ -20,12 +21,16 @@ def readyz() -> tuple[Response, int]:
     """Ready when Redis answers and at least one inference worker has a model loaded."""
     svc = services()
     checks: dict[str, object] = {}
-    try:
+    live: list[dict[str, object]] = []
+    try:  # each command waits at most SKUAI_REDIS_TIMEOUT: a frozen Redis is a quick 503
         svc.conn.ping()
         checks["redis"] = "ok"
         live = [w for w in svc.workers.online() if w.get("model_version")]
         checks["inference_workers"] = len(live)
         checks["model_versions"] = sorted({str(w["model_version"]) for w in live})
+    except redis.TimeoutError:
+        checks["redis"] = f"no answer within {svc.settings.redis_timeout:g} s"
+        live = []
     except Exception as exc:  # readiness reports failures rather than raising them
         checks["redis"] = f"unreachable: {exc.__class__.__name__}"
         live = []

@@ -6,8 +6,10 @@ thread decodes the next (Pillow releases the GIL), so after the first pass the m
 wait for decoding.
 
 A chunk whose worker vanished comes back (acks_late); its images are then split into chunks of
-one, so that an image that kills workers can only take itself down, and after MAX_ATTEMPTS it
-fails as a poison message instead of looping."""
+one, so that an image that kills workers can only take itself down. Only runs of an image alone
+count against it: after MAX_CRASHES of them stopped their worker it fails as a poison message
+instead of looping, while a healthy image caught in interrupted chunks (or in one interruption
+of its own run, e.g. a deploy) still gets its result."""
 
 from __future__ import annotations
 
@@ -34,9 +36,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 FETCH_THREADS = 8
-MAX_ATTEMPTS = 3
+MAX_CRASHES = 2  # runs of an image alone that stopped their worker before it is given up
 # Fault injection for the reliability tests only: the worker process dies (as on a decoder
-# crash) when it reaches an image with this ref. Never set in production.
+# crash) when it starts a chunk holding an image with one of these refs ("ref" every time,
+# "ref:N" the first N times, counted in Redis). Never set in production.
 CRASH_ON_REF = os.environ.get("SKUAI_FAILPOINT_CRASH_ON_REF")
 
 
@@ -71,28 +74,34 @@ def classify_jobs(
     settings: Settings,
     fetcher: ImageFetcher,
     metrics: ClusterMetrics,
+    holder: str,
 ) -> ChunkOutcome:
-    """Run one chunk; safe to run twice (finished jobs are skipped, results written once)."""
+    """Run one chunk for the task `holder` ('<task id>:<retries>'); safe to run twice
+    (finished jobs are skipped, results written once)."""
     outcome = ChunkOutcome()
-    claims = store.claim_many(job_ids)
-    claimed = [job_id for job_id, count in claims.items() if count]
+    claims = store.claim_many(job_ids, holder)
+    claimed = [job_id for job_id, claim in claims.items() if claim]
     outcome.skipped = len(job_ids) - len(claimed)
-    if len(claimed) > 1 and any(count > 1 for count in claims.values()):
-        outcome.isolate = claimed  # interrupted before: one image per chunk from now on
+    if len(job_ids) > 1 and any(claims[job_id].interrupted for job_id in claimed):
+        # One image per chunk from now on: a crash then names its image.
+        store.hand_over(claimed)
+        outcome.isolate = claimed
         log.warning("chunk of %d was interrupted before; splitting it", len(job_ids))
         return outcome
     jobs = [job for job in store.find_many(claimed) if job is not None]
-    for job in [j for j in jobs if claims[j.id] > MAX_ATTEMPTS]:
+    for job in [j for j in jobs if claims[j.id].crashes >= MAX_CRASHES]:
         log.error(
-            "poison message after %d attempts",
-            claims[job.id] - 1,
+            "poison message: stopped a worker %d times alone",
+            claims[job.id].crashes,
             extra={"job_id": job.id, "batch_id": job.batch_id},
         )
         poison = PoisonMessage(
-            f"processing this image stopped a worker {MAX_ATTEMPTS} times; giving up"
+            f"processing this image alone stopped a worker {MAX_CRASHES} times; giving up"
         )
         _record(outcome, job, store.finish(job.id, FAILED, error=poison.to_dict()), ok=False)
-    jobs = [j for j in jobs if claims[j.id] <= MAX_ATTEMPTS]
+    jobs = [j for j in jobs if claims[j.id].crashes < MAX_CRASHES]
+    if CRASH_ON_REF:
+        _crash_failpoint(jobs, store, CRASH_ON_REF)
     if jobs:
         _run_passes(jobs, _load(jobs, store, fetcher), store, cascade, settings, outcome, metrics)
     _count_finished(outcome, metrics)
@@ -122,6 +131,15 @@ def fail_jobs(
     _count_finished(outcome, metrics)
     log.error("chunk of %d failed: %s", len(job_ids), error.message, extra={"job_ids": job_ids})
     return outcome
+
+
+def _crash_failpoint(jobs: list[Job], store: JobStore, spec: str) -> None:
+    """Exit as a crashing decoder would, for SKUAI_FAILPOINT_CRASH_ON_REF (tests only)."""
+    limits = dict(part.partition(":")[::2] for part in spec.split(","))
+    for job in [j for j in jobs if j.ref in limits]:
+        times = limits[str(job.ref)]
+        if not times or int(store.conn.incr(f"skuai:failpoint:{job.id}")) <= int(times):
+            os._exit(70)
 
 
 def _count_finished(outcome: ChunkOutcome, metrics: ClusterMetrics) -> None:
@@ -173,8 +191,6 @@ def _decode(
     began = time.perf_counter()
     decoded = _Decoded()
     for job, raw in zip(jobs, data, strict=True):
-        if CRASH_ON_REF is not None and job.ref == CRASH_ON_REF:
-            os._exit(70)
         try:
             if isinstance(raw, SkuaiError):
                 raise raw

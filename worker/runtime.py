@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 HEARTBEAT_INTERVAL = HEARTBEAT_TTL / 3
+SWEEP_INTERVAL = HEARTBEAT_INTERVAL  # one pass per this many seconds across the cluster
 
 
 class Runtime:
@@ -104,10 +105,12 @@ class Runtime:
         return self.models.for_chunk(batch_id)
 
     def start_heartbeat(self, serves_model: bool) -> None:
-        """Announce this process every few seconds until `stop()`."""
+        """Announce this process every few seconds until `stop()`; inference workers also sweep,
+        on a thread of their own so that a sweep never delays a heartbeat (and readiness)."""
         self._serves_model = serves_model
-        thread = threading.Thread(target=self._beat, name="skuai-heartbeat", daemon=True)
-        thread.start()
+        threading.Thread(target=self._beat, name="skuai-heartbeat", daemon=True).start()
+        if serves_model:
+            threading.Thread(target=self._sweep, name="skuai-sweeper", daemon=True).start()
 
     def _beat(self) -> None:
         while not self._stopped.is_set():
@@ -122,27 +125,34 @@ class Runtime:
                         "loaded_versions": loaded,
                     },
                 )
-                if self._serves_model:
-                    self._recover_missing_work()
             except Exception as exc:  # side channel: Redis may be down; keep beating
                 log.warning("heartbeat failed: %s", exc)
             self._stopped.wait(HEARTBEAT_INTERVAL)
 
-    def _recover_missing_work(self) -> None:
-        """Single jobs leased by a worker that vanished go back in line, with a task each; work
-        whose message went missing is sent again."""
+    def _sweep(self) -> None:
+        """Single jobs leased by a worker that vanished go back in line, with a task each;
+        abandoned uploads are rolled back; work whose message went missing is sent again."""
         from shared.queues import enqueue_singles_task
         from worker.celery_app import app
         from worker.sweeper import Sweeper
 
-        for _ in range(self.singles.reclaim()):
-            enqueue_singles_task(app)
-        Sweeper(
+        sweeper = Sweeper(
             self.conn,
             app,
+            self.batches,
             stale_after=2.0 * self.settings.visibility_timeout,
+            upload_timeout=self.settings.upload_timeout,
             chunk_size=self.settings.chunk_size,
-        ).sweep()
+            every=SWEEP_INTERVAL,
+        )
+        while not self._stopped.is_set():
+            try:
+                for _ in range(self.singles.reclaim()):
+                    enqueue_singles_task(app)
+                sweeper.sweep()
+            except Exception as exc:  # side channel: Redis may be down; try again next time
+                log.warning("sweep failed: %s", exc)
+            self._stopped.wait(SWEEP_INTERVAL)
 
     def stop(self) -> None:
         """Stop the heartbeat and withdraw this process from the live list."""

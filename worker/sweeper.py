@@ -1,65 +1,123 @@
-"""Sweeper: finds accepted work whose message went missing and sends it again.
+"""Sweeper: finishes what nobody else will — uploads whose API process died, and accepted work
+whose message went missing.
+
+An upload that stores no image for SKUAI_UPLOAD_TIMEOUT will never be sealed (its API process
+died, or the request was refused and the cleanup could not reach Redis): it is rolled back
+(`BatchStore.abandon`), so its jobs not started are canceled, its counters and the queue limit
+come back exact, and a retry with its Idempotency-Key goes through.
 
 Kombu's Redis transport takes a message off its queue and then records it as unacknowledged in a
 second step; if Redis goes away between the two, the message is gone although our jobs are not.
-So batches that made no progress for a while, with nothing left in the queue, get their unfinished
-jobs sent again (claims make that safe: finished jobs are skipped), and single jobs waiting with
-no task in the queue get one."""
+So sealed batches that made no progress for a while, with nothing left in the queue, get their
+unfinished jobs sent again (claims make that safe: finished jobs are skipped).
+
+Each pass does bounded work, whatever the backlog: both kinds of batch sit in sorted sets by the
+time of their last progress, and a pass reads only the oldest BATCHES_PER_PASS past their
+deadline. Passes run on a thread of their own (worker/runtime.py), never in the heartbeat."""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import redis
 from celery import Celery
 
 from shared import keys
+from shared.batch_store import BatchStore
 from shared.queues import INFERENCE, INTERACTIVE, enqueue_classify, enqueue_singles_task
 from shared.redis_client import text
 from shared.singles import PENDING
 
 log = logging.getLogger(__name__)
 LOCK = f"{keys.NAMESPACE}:sweeper:lock"
-PAGE = 500
+PAGE = 500  # job ids read per round trip
+BATCHES_PER_PASS = 50  # of each kind; a pass stays well under a second however many wait
+
+
+@dataclass
+class Swept:
+    """What one pass did."""
+
+    abandoned: int = 0  # uploads rolled back
+    resent: int = 0  # jobs sent again
+    migrated: int = 0  # batches moved out of the set that preceded the sorted sets
 
 
 class Sweeper:
-    """One sweep at a time across the cluster (a Redis lock), run from worker heartbeats."""
+    """One pass at a time across the cluster (a Redis lock held for `every` seconds)."""
 
     def __init__(
-        self, conn: redis.Redis, app: Celery, *, stale_after: float, chunk_size: int
+        self,
+        conn: redis.Redis,
+        app: Celery,
+        batches: BatchStore,
+        *,
+        stale_after: float,
+        upload_timeout: float,
+        chunk_size: int,
+        every: float,
     ) -> None:
         self.conn = conn
         self.app = app
+        self.batches = batches
         self.stale_after = stale_after
+        self.upload_timeout = upload_timeout
         self.chunk_size = chunk_size
+        self.every = every
 
-    def sweep(self) -> int:
-        """Re-send what went missing; returns how many jobs were sent again."""
-        if not self.conn.set(LOCK, "1", nx=True, ex=max(1, int(self.stale_after / 2))):
-            return 0
+    def sweep(self) -> Swept:
+        """One pass, unless another process made one less than `every` seconds ago."""
+        swept = Swept()
+        if not self.conn.set(LOCK, "1", nx=True, px=max(1, int(self.every * 1000))):
+            return swept
         if self.conn.llen(PENDING) and not self.conn.llen(INTERACTIVE):
             enqueue_singles_task(self.app)
-        if self.conn.llen(INFERENCE):
-            return 0  # work is still queued: nothing is missing yet
-        return sum(self._sweep_batch(text(b)) for b in self.conn.smembers(keys.OPEN_BATCHES))
+        swept.migrated = self._migrate_open_set()
+        swept.abandoned = self._roll_back_stale_uploads()
+        if not self.conn.llen(INFERENCE):  # while work is queued, nothing is missing yet
+            swept.resent = self._resend_stalled()
+        return swept
 
-    def _sweep_batch(self, batch_id: str) -> int:
-        fields = self.conn.hmget(keys.batch(batch_id), "sealed", "touched", "status")
-        sealed, touched, status = (text(f) if f is not None else None for f in fields)
-        if status is None or status in ("completed", "canceled"):
-            self.conn.srem(keys.OPEN_BATCHES, batch_id)
-            return 0
-        if sealed != "1" or time.time() - float(touched or 0) < self.stale_after:
+    def _roll_back_stale_uploads(self) -> int:
+        rolled_back = 0
+        for batch_id in self.batches.stale_uploads(
+            time.time() - self.upload_timeout, BATCHES_PER_PASS
+        ):
+            canceled = self.batches.abandon(batch_id)
+            if canceled >= 0:
+                rolled_back += 1
+                log.warning(
+                    "upload stored nothing for %g s: rolled back, %d jobs canceled",
+                    self.upload_timeout,
+                    canceled,
+                    extra={"batch_id": batch_id},
+                )
+        return rolled_back
+
+    def _resend_stalled(self) -> int:
+        cutoff = time.time() - self.stale_after
+        ids: list[Any] = self.conn.zrangebyscore(
+            keys.RUNNING_BATCHES, "-inf", cutoff, 0, BATCHES_PER_PASS
+        )
+        return sum(self._resend(text(b)) for b in ids)
+
+    def _resend(self, batch_id: str) -> int:
+        status = self.conn.hget(keys.batch(batch_id), "status")
+        if status is None or text(status) in ("completed", "canceled"):
+            self.conn.zrem(keys.RUNNING_BATCHES, batch_id)  # gone, or missed its own removal
             return 0
         unfinished = list(self._unfinished(batch_id))
         for i in range(0, len(unfinished), self.chunk_size):
             enqueue_classify(
                 self.app, unfinished[i : i + self.chunk_size], queue=INFERENCE, batch_id=batch_id
             )
-        self.conn.hset(keys.batch(batch_id), "touched", int(time.time()))
+        now = int(time.time())
+        self.conn.hset(keys.batch(batch_id), "touched", now)
+        self.conn.zadd(keys.RUNNING_BATCHES, {batch_id: now}, xx=True)
         if unfinished:
             log.warning(
                 "batch stalled: sent %d unfinished jobs again",
@@ -68,7 +126,7 @@ class Sweeper:
             )
         return len(unfinished)
 
-    def _unfinished(self, batch_id: str) -> Any:
+    def _unfinished(self, batch_id: str) -> Iterator[str]:
         total = self.conn.llen(keys.batch_jobs(batch_id))
         for start in range(0, total, PAGE):
             ids = [
@@ -82,3 +140,18 @@ class Sweeper:
             for job_id, (status, twin) in zip(ids, states, strict=True):
                 if status in (b"queued", b"running") and twin is None:
                     yield job_id
+
+    def _migrate_open_set(self) -> int:
+        """Batches opened before the sorted sets existed join them, a page per pass."""
+        popped: Any = self.conn.spop(keys.OPEN_BATCHES, BATCHES_PER_PASS)
+        ids = [text(b) for b in popped or []]
+        with self.conn.pipeline(transaction=False) as pipe:
+            for batch_id in ids:
+                pipe.hmget(keys.batch(batch_id), "status", "sealed", "touched")
+            states = pipe.execute()
+        for batch_id, (status, sealed, touched) in zip(ids, states, strict=True):
+            if status is None or text(status) in ("completed", "canceled"):
+                continue
+            into = keys.RUNNING_BATCHES if sealed == b"1" else keys.UNSEALED_BATCHES
+            self.conn.zadd(into, {batch_id: int(touched or 0)})
+        return len(ids)

@@ -119,6 +119,9 @@ def _run_chunk(
             settings=rt.settings,
             fetcher=rt.fetcher,
             metrics=rt.metrics,
+            # A redelivery after a crash is the same message again (same id and retries); a
+            # retry after a Redis error is the same task with one more retry.
+            holder=f"{task.request.id}:{task.request.retries or 0}",
         )
     for job_id in outcome.isolate:  # interrupted before: one image per task from now on
         enqueue_classify(task.app, [job_id], queue=queue, batch_id=batch_id)
