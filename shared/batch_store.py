@@ -192,9 +192,12 @@ class BatchStore:
         name = self._idempotency(tenant, key)
         self.conn.set(name, f"{batch_id} {fingerprint}", ex=self.jobs.result_ttl)
 
-    def release_idempotency_key(self, tenant: str, key: str) -> None:
-        """Forget a reservation whose request failed, so a retry can proceed."""
-        self.conn.delete(self._idempotency(tenant, key))
+    def release_idempotency_key(self, tenant: str, key: str, batch_id: str) -> None:
+        """Forget the reservation `batch_id`'s failed request made, so a retry can proceed; one
+        a retry made meanwhile (after the sweeper rolled this upload back) stays."""
+        name = self._idempotency(tenant, key)
+        if text(self.conn.get(name) or b"").startswith(f"pending:{batch_id}"):
+            self.conn.delete(name)
 
     def _idempotency(self, tenant: str, key: str) -> str:
         return keys.idempotency(tenant, hashlib.sha256(key.encode()).hexdigest())

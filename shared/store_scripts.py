@@ -192,9 +192,10 @@ return canceled
 
 # ARGV[4] batch id, ARGV[5] the canceled jobs' error (JSON). Rolls back an upload that will never
 # be sealed (refused, or its API process died): every job not started is canceled, running ones
-# finish, the batch ends `canceled` once they have, and the Idempotency-Key its request reserved
-# is freed unless a retry holds it already. ARGV[2] (the TTL) is short: nobody was told the batch
-# id. Returns the number of jobs canceled, or -1 when the batch was sealed or is gone.
+# finish, the batch ends `canceled` once they have, the queue places it reserved are given back,
+# and the Idempotency-Key its request reserved is freed unless a retry holds it already. ARGV[2]
+# (the TTL) is short: nobody was told the batch id. Returns the number of jobs canceled, or -1
+# when the batch was sealed or is gone.
 ABANDON = (
     _PRELUDE
     + """
@@ -205,6 +206,8 @@ local b = redis.call('HMGET', bkey, 'status', 'sealed', 'abandoned')
 if not b[1] or is_final(b[1]) or b[1] == 'completed' then return -1 end
 if b[2] == '1' and b[3] ~= '1' then return -1 end
 redis.call('HSET', bkey, 'abandoned', '1', 'cancel_requested', '1', 'sealed', '1')
+redis.call('HDEL', ns .. ':reservations', batch)  -- queue places it held (shared/admission.py)
+redis.call('ZREM', ns .. ':reservations:due', batch)
 local canceled = 0
 for _, id in ipairs(redis.call('LRANGE', bkey .. ':jobs', 0, -1)) do
   local status = redis.call('HGET', ns .. ':job:' .. id, 'status')

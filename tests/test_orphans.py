@@ -23,6 +23,7 @@ from flask.testing import FlaskClient
 from shared import keys
 from shared.batch_store import BatchStore
 from shared.batches import Batch, new_batch_id
+from shared.errors import Conflict, ServiceUnavailable
 from shared.job_store import JobStore
 from shared.jobs import Job, new_job_id
 from shared.queues import make_celery
@@ -116,6 +117,7 @@ def test_upload_killed_midway_is_rolled_back_and_its_key_freed(
     total = int(conn.hget(keys.batch(batch_id), "total") or 0)
     assert 150 <= total < UPLOAD, "killed too late to test anything"
     assert _pending(conn) == total  # every stored image waits, some with no task at all
+    assert int(conn.hget(keys.QUEUE_RESERVATIONS, batch_id) or 0) == UPLOAD - total
     # While the upload may still be alive, a retry is told so.
     assert _upload(client, images, "killed-upload")[0] == 409
 
@@ -132,6 +134,7 @@ def test_upload_killed_midway_is_rolled_back_and_its_key_freed(
         "canceled": total,
     }
     assert _pending(conn) == 0 and conn.zcard(keys.UNSEALED_BATCHES) == 0
+    assert conn.hget(keys.QUEUE_RESERVATIONS, batch_id) is None  # its places are back at once
     status, retried = _upload(client, images, "killed-upload")
     assert status == 202 and retried["id"] != batch_id and retried["total"] == UPLOAD
     assert _pending(conn) == UPLOAD
@@ -191,3 +194,19 @@ def test_a_backlog_of_unsealed_batches_is_swept_a_bounded_page_per_pass(
     assert _pending(conn) == 0
     statuses = {text(conn.hget(keys.batch(b), "status") or b"") for b in _batch_ids(conn)}
     assert statuses == {"canceled"}
+
+
+def test_an_upload_rolled_back_under_its_live_request_is_not_accepted(own_redis: Settings) -> None:
+    conn = redis.Redis.from_url(_on_db(own_redis, 3).redis_url)
+    store = BatchStore(conn, JobStore(conn, result_ttl=600, image_ttl=600))
+    stalled, retry = (Batch(id=new_batch_id(), tenant="t") for _ in range(2))
+    assert store.claim_idempotency_key("t", "key", stalled.id, "same body") is None
+    store.open(stalled)
+    store.add(stalled, Job(id=new_job_id(), tenant="t"), b"image")
+    assert store.abandon(stalled.id) == 1  # the sweeper: nothing stored for too long
+    assert store.claim_idempotency_key("t", "key", retry.id, "same body") is None
+    with pytest.raises(ServiceUnavailable):  # the request wakes up: 503, never a 202
+        store.seal(stalled.id)
+    store.release_idempotency_key("t", "key", stalled.id)  # its clean-up...
+    with pytest.raises(Conflict):  # ...leaves the retry's reservation alone
+        store.claim_idempotency_key("t", "key", new_batch_id(), "same body")

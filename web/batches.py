@@ -75,7 +75,7 @@ def _abandon(svc: Services, batch: Batch, key: str | None) -> None:
     try:
         svc.batches.abandon(batch.id)  # the sweeper does it if Redis cannot be reached now
         if key:
-            svc.batches.release_idempotency_key(batch.tenant, key)
+            svc.batches.release_idempotency_key(batch.tenant, key, batch.id)
     except Exception as exc:  # logged, then the original error goes on
         log.warning("could not clean up a refused batch: %s", exc, extra={"batch_id": batch.id})
 
