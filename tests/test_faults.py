@@ -12,12 +12,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import redis
+import requests
 from flask.testing import FlaskClient
 
 from shared.settings import Settings
 from skuai.redis_server import RedisServer
 from skuai.stack import free_port
-from tests.conftest import isolated_app, redis_db, start_worker
+from tests.conftest import isolated_app, redis_db, start_api, start_worker
 
 VISIBILITY_TIMEOUT = 5
 
@@ -189,43 +190,45 @@ def test_poison_image_fails_alone_without_looping(
 
 
 def test_frozen_redis_answers_503_within_about_a_second(
-    settings: Settings, tiny_catalog: Path, tmp_path: Path
+    settings: Settings, service_env: dict[str, str], tiny_catalog: Path, tmp_path: Path
 ) -> None:
     """Redis stops answering but keeps its connections open (SIGSTOP, as a stalled disk or a
-    paused VM would): the API answers 503 within about SKUAI_REDIS_TIMEOUT (1 s), long polls
-    included, and recovers by itself once Redis answers again."""
+    paused VM would): the API process answers 503 within about SKUAI_REDIS_TIMEOUT (1 s), long
+    polls included, and recovers by itself once Redis answers again."""
     server = RedisServer.start(port=free_port(0), data_dir=tmp_path / "redis")
-    client, _ = isolated_app(replace(settings, redis_url=server.url))
-    image = {"image": (io.BytesIO(_distinct_images(tiny_catalog, 1)[0][1]), "a.png")}
-    job = client.post("/v1/jobs", data=image, content_type="multipart/form-data").json
-    polling = client.application.test_client()
-    polling.environ_base.update(client.environ_base)
+    iso = replace(settings, redis_url=server.url)
+    client, _ = isolated_app(iso)  # for its API key
+    api = start_api({**service_env, **iso.env()}, tmp_path / "api.log")
+    auth = {"Authorization": client.environ_base["HTTP_AUTHORIZATION"]}
+    image = {"image": ("a.png", _distinct_images(tiny_catalog, 1)[0][1])}
+    job = requests.post(f"{api.url}/v1/jobs", files=image, headers=auth, timeout=10).json()
     poll: dict = {}
 
-    def long_poll() -> None:
+    def timed_get(path: str) -> tuple[requests.Response, float]:
         began = time.monotonic()
-        poll["response"] = polling.get(f"/v1/jobs/{job['id']}?wait=20")
-        poll["seconds"] = time.monotonic() - began
+        return requests.get(f"{api.url}{path}", headers=auth, timeout=30), time.monotonic() - began
+
+    def long_poll() -> None:
+        poll["answer"] = timed_get(f"/v1/jobs/{job['id']}?wait=20")
 
     waiter = threading.Thread(target=long_poll)
     waiter.start()
     time.sleep(0.5)  # the long poll is waiting on pub/sub
     os.kill(server.process.pid, signal.SIGSTOP)
     try:
-        answers = {}
-        for path in ("/readyz", f"/v1/jobs/{job['id']}", "/v1/batches/bat_none"):
-            began = time.monotonic()
-            answers[path] = (client.get(path), time.monotonic() - began)
+        answers = {p: timed_get(p) for p in ("/readyz", f"/v1/jobs/{job['id']}", "/v1/batches/b")}
         waiter.join(10)
     finally:
         os.kill(server.process.pid, signal.SIGCONT)
     try:
         for path, (response, seconds) in answers.items():
             assert response.status_code == 503 and seconds < 2.0, (path, seconds)
-        assert answers["/readyz"][0].json["checks"]["redis"] == "no answer within 1 s"
-        assert poll["response"].status_code == 503 and poll["seconds"] < 5.0, poll
-        assert client.get(f"/v1/jobs/{job['id']}").status_code == 200  # no restart needed
+        assert answers["/readyz"][0].json()["checks"]["redis"] == "no answer within 1 s"
+        response, seconds = poll["answer"]
+        assert response.status_code == 503 and seconds < 5.0, seconds
+        assert timed_get(f"/v1/jobs/{job['id']}")[0].status_code == 200  # no restart needed
     finally:
+        api.stop()
         server.stop()
 
 
