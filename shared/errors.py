@@ -90,6 +90,13 @@ class IdempotencyKeyReused(SkuaiError):
     http_status = 422
 
 
+class RequestTimeout(SkuaiError):
+    """The client stopped sending its request body for the client timeout."""
+
+    code = "request_timeout"
+    http_status = 408
+
+
 class PayloadTooLarge(SkuaiError):
     """The request or one image is over its size limit."""
 

@@ -10,9 +10,9 @@ from typing import IO, Any
 
 from flask import Flask, current_app, request
 from flask.typing import ResponseReturnValue
-from werkzeug.exceptions import RequestEntityTooLarge, RequestTimeout
+from werkzeug.exceptions import RequestEntityTooLarge
 
-from shared.errors import PayloadTooLarge
+from shared.errors import PayloadTooLarge, RequestTimeout
 
 WSGIApp = Any
 
