@@ -14,6 +14,7 @@ from shared import defaults
 from shared.errors import SkuaiError
 from skuai.cli_base import fail, settings
 from skuai.cli_clients import bench, keys, submit
+from skuai.cli_config import config
 from skuai.cli_data import data
 from skuai.cli_training import models, synth, train
 from skuai.console import console
@@ -118,7 +119,7 @@ def flower(port: int) -> None:
     run_flower(settings(), port=port)
 
 
-for _command in (synth, data, train, models, submit, bench, keys):
+for _command in (synth, data, train, models, submit, bench, keys, config):
     cli.add_command(_command)
 
 

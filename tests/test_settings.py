@@ -7,10 +7,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
+from pydantic.dataclasses import dataclass
 
 from shared import defaults
 from shared.errors import ConfigError
-from shared.settings import Settings
+from shared.settings import Settings, setting
+from skuai import config_files
 
 
 def test_defaults() -> None:
@@ -92,3 +95,58 @@ def test_command_line_reports_bad_settings_in_one_line(tmp_path: Path) -> None:
         out.stderr.strip() == "error: SKUAI_RESULT_TTL='-5' is invalid: expected a number above 0"
     )
     assert "Traceback" not in out.stdout + out.stderr
+
+
+def test_several_bad_values_get_one_line_each() -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"SKUAI_CHUNK_SIZE": "many", "SKUAI_BATCH_WAIT_MS": "-1"})
+    assert info.value.message.splitlines() == [
+        "SKUAI_CHUNK_SIZE='many' is invalid: expected a whole number",
+        "SKUAI_BATCH_WAIT_MS='-1' is invalid: expected 0 or more",
+    ]
+
+
+def test_generated_files_follow_the_declaration() -> None:
+    """README's configuration table and compose's `x-skuai-env` list are up to date."""
+    out_of_date = [str(path.relative_to(config_files.ROOT)) for path in config_files.stale()]
+    assert not out_of_date, (
+        f"{out_of_date} differ from shared/settings.py: run `skuai config write`"
+    )
+
+
+@dataclass(frozen=True)
+class _WithAKnob(Settings):
+    """The settings with one more field, declared the one way every setting is."""
+
+    extra_knob: int = setting(7, "A knob only this test has.", gt=0)
+    extra_secret: str | None = setting(None, "A secret no container gets.", containers=False)
+
+
+def test_adding_a_setting_is_one_declaration(tmp_path: Path) -> None:
+    """One field gives validation, `env()`, README's row and compose's pass-through line."""
+    knob = _WithAKnob.from_env({"SKUAI_EXTRA_KNOB": "9", "SKUAI_EXTRA_SECRET": "s"})
+    assert isinstance(knob, _WithAKnob) and knob.extra_knob == 9
+    assert knob.env()["SKUAI_EXTRA_KNOB"] == "9" and knob.env()["SKUAI_EXTRA_SECRET"] == "s"
+    assert _WithAKnob.from_env(knob.env()) == knob
+    with pytest.raises(
+        ConfigError, match=r"^SKUAI_EXTRA_KNOB='0' is invalid: expected a number above 0$"
+    ):
+        _WithAKnob.from_env({"SKUAI_EXTRA_KNOB": "0"})
+
+    for name in ("README.md", "docker-compose.yml"):
+        (tmp_path / name).write_text((config_files.ROOT / name).read_text())
+    assert config_files.stale(tmp_path, _WithAKnob) == [
+        tmp_path / "README.md",
+        tmp_path / "docker-compose.yml",
+    ]
+    config_files.write(tmp_path, _WithAKnob)
+    assert config_files.stale(tmp_path, _WithAKnob) == []
+    readme = (tmp_path / "README.md").read_text()
+    assert (
+        "| `SKUAI_EXTRA_KNOB` | `7` | whole number above 0 | A knob only this test has. |" in readme
+    )
+    assert "`SKUAI_EXTRA_SECRET` | unset |" in readme
+    compose = yaml.safe_load((tmp_path / "docker-compose.yml").read_text())
+    assert "SKUAI_EXTRA_KNOB" in compose["x-skuai-env"]
+    assert "SKUAI_EXTRA_SECRET" not in compose["x-skuai-env"]
+    assert set(compose["services"]["web"]["environment"]) >= set(compose["x-skuai-env"])
