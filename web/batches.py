@@ -7,25 +7,43 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from shared import defaults
-from shared.batches import Batch, new_batch_id
+from shared.batches import Batch as StoredBatch
+from shared.batches import new_batch_id
 from shared.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from shared.url_guard import check_url
 from web.archives import ArchiveLimits, UnpackClock, iter_archive
 from web.batch_intake import BatchIntake
 from web.exports import CSV, NDJSON, csv_lines, ndjson_lines
 from web.idempotency import idempotency_key, request_fingerprint
+from web.openapi import declare
+from web.schemas.batches import (
+    Batch,
+    BatchForm,
+    BatchJson,
+    IdempotencyHeader,
+    ImageUrl,
+    ResultsPage,
+    ResultsQuery,
+)
 from web.services import Services, services
 from web.tenancy import current_tenant
-from web.uploads import json_body, parse_metadata
+from web.uploads import json_body
+from web.validation import validated, validated_query
 
 log = logging.getLogger(__name__)
 bp = Blueprint("batches", __name__, url_prefix="/v1/batches")
 FORM_FIELDS = 16  # non-file parts a batch form may carry besides its images
-MAX_PAGE = 1000
 
 
 @bp.post("")
+@declare(
+    json=BatchJson,
+    form=BatchForm,
+    headers=IdempotencyHeader,
+    ok={202: (Batch, "Accepted; each image is a job of the batch")},
+    errors=(400, 408, 409, 413, 415, 422, 503),
+    operation_id="createBatch",
+)
 def create_batch() -> tuple[Response, int, dict[str, str]]:
     """Accept many images; `Idempotency-Key` makes a retry return the same batch (and the key
     reused with another request is 422)."""
@@ -37,15 +55,15 @@ def create_batch() -> tuple[Response, int, dict[str, str]]:
         svc.settings.max_request_bytes if uploads else svc.settings.max_json_bytes
     )
     request.max_form_parts = svc.settings.max_batch_images + FORM_FIELDS
-    form = _read_form(svc)
+    form, raw_json = _read_form(svc)
     tenant = current_tenant()
-    batch = Batch(
+    batch = StoredBatch(
         id=new_batch_id(),
         tenant=tenant,
-        metadata=form["metadata"],
-        callback_url=form["callback_url"],
+        metadata=form.metadata,
+        callback_url=form.callback_url,
     )
-    fingerprint = request_fingerprint(request, form["json"]) if key else ""
+    fingerprint = request_fingerprint(request, raw_json) if key else ""
     if key:
         existing = svc.batches.claim_idempotency_key(tenant, key, batch.id, fingerprint)
         if existing is not None:
@@ -69,7 +87,7 @@ def create_batch() -> tuple[Response, int, dict[str, str]]:
     return jsonify(created.to_public()), 202, {"Location": f"/v1/batches/{batch.id}"}
 
 
-def _abandon(svc: Services, batch: Batch, key: str | None) -> None:
+def _abandon(svc: Services, batch: StoredBatch, key: str | None) -> None:
     """A refused upload leaves nothing to process and frees its Idempotency-Key. Best effort:
     the request's own error (which may be Redis being down) is what the client must see."""
     try:
@@ -80,31 +98,33 @@ def _abandon(svc: Services, batch: Batch, key: str | None) -> None:
         log.warning("could not clean up a refused batch: %s", exc, extra={"batch_id": batch.id})
 
 
-def _read_form(svc: Services) -> dict[str, Any]:
+def _read_form(svc: Services) -> tuple[BatchJson | BatchForm, dict[str, Any] | None]:
+    """The validated body, and the JSON object it came as (None for a form)."""
+    form: BatchJson | BatchForm
+    raw_json = None
     if request.mimetype == "multipart/form-data":
-        raw: Any = request.form
+        files = {name: request.files.getlist(name) for name in ("images", "archive")}
+        form = validated(BatchForm, {**request.form.to_dict(), **files})
     elif request.is_json:
-        raw = json_body(request)
+        raw_json = json_body(request)
+        form = validated(BatchJson, raw_json)
     else:
         raise UnsupportedMediaType("send multipart/form-data or application/json")
-    callback = raw.get("callback_url") or None
-    if callback is not None:
-        check_url(callback, allow_private=svc.settings.allow_private_urls, field="callback_url")
-    return {
-        "metadata": parse_metadata(raw.get("metadata")),
-        "callback_url": callback,
-        "json": raw if request.is_json else None,
-    }
+    if form.callback_url is not None:
+        check_url(
+            form.callback_url, allow_private=svc.settings.allow_private_urls, field="callback_url"
+        )
+    return form, raw_json
 
 
-def _intake(svc: Services, batch: Batch, form: dict[str, Any]) -> None:
+def _intake(svc: Services, batch: StoredBatch, form: BatchJson | BatchForm) -> None:
     svc.batches.open(batch)
     intake = BatchIntake(svc, svc.batches, batch)
     try:
-        if form["json"] is not None:
-            _add_urls(intake, form["json"].get("images"))
+        if isinstance(form, BatchJson):
+            _add_urls(intake, form.images)
         else:
-            _add_files(svc, intake)
+            _add_files(svc, intake, form)
     except BaseException:
         intake.abandon()
         raise
@@ -113,10 +133,10 @@ def _intake(svc: Services, batch: Batch, form: dict[str, Any]) -> None:
     intake.close()
 
 
-def _add_files(svc: Services, intake: BatchIntake) -> None:
+def _add_files(svc: Services, intake: BatchIntake, form: BatchForm) -> None:
     limit = svc.settings.max_image_bytes
-    intake.expect(len(request.files.getlist("images")))
-    for upload in request.files.getlist("images"):
+    intake.expect(len(form.images))
+    for upload in form.images:
         data = upload.stream.read(limit + 1)
         ref = upload.filename or f"image-{intake.count + 1}"
         if len(data) > limit:
@@ -129,31 +149,31 @@ def _add_files(svc: Services, intake: BatchIntake) -> None:
         max_total_bytes=svc.settings.max_archive_bytes,
     )
     clock = UnpackClock(svc.settings.max_archive_seconds)  # one for all the request's archives
-    for archive in request.files.getlist("archive"):
+    for archive in form.archive:
         for entry in iter_archive(archive.stream, limits, clock):
             intake.add_entry(entry)
 
 
-def _add_urls(intake: BatchIntake, images: Any) -> None:
-    if not isinstance(images, list) or not images:
-        raise BadRequest('\'images\' must be a non-empty list of {"url", "ref"} objects')
+def _add_urls(intake: BatchIntake, images: list[ImageUrl]) -> None:
     intake.expect(len(images))
-    for i, item in enumerate(images):
-        if not isinstance(item, dict) or "url" not in item:
-            raise BadRequest(f"images[{i}] must be an object with a 'url'")
-        ref = item.get("ref", item["url"])
-        if not isinstance(ref, str):
-            raise BadRequest(f"images[{i}].ref must be a string")
-        intake.add_url(ref, item["url"])
+    for image in images:
+        intake.add_url(image.url if image.ref is None else image.ref, image.url)
 
 
 @bp.get("/<batch_id>")
+@declare(ok={200: (Batch, "The batch")}, errors=(404, 503), operation_id="getBatch")
 def get_batch(batch_id: str) -> Response:
     """Status and exact counts."""
     return jsonify(services().batches.get(batch_id, current_tenant()).to_public())
 
 
 @bp.get("/<batch_id>/results")
+@declare(
+    query=ResultsQuery,
+    ok={200: (ResultsPage, "Results in upload order")},
+    errors=(400, 404, 503),
+    operation_id="getBatchResults",
+)
 def batch_results(batch_id: str) -> Response:
     """A page of jobs (`cursor`, `limit`), or the whole batch as CSV or NDJSON by `Accept`."""
     store = services().batches
@@ -169,9 +189,10 @@ def batch_results(batch_id: str) -> Response:
         return Response(ndjson_lines(store.iter_jobs(batch_id)), mimetype=NDJSON)
     # Bounded by the batch: a cursor past the end means nothing, and Redis refuses indexes
     # beyond 64 bits.
-    cursor = _int_arg("cursor", 0, 0, batch.total)
-    limit = _int_arg("limit", defaults.RESULTS_PAGE, 1, MAX_PAGE)
-    jobs, following = store.page(batch_id, cursor, limit)
+    page = validated_query(ResultsQuery)
+    if page.cursor > batch.total:
+        raise BadRequest(f"cursor must be between 0 and {batch.total}")
+    jobs, following = store.page(batch_id, page.cursor, page.limit)
     return jsonify(
         {
             "items": [job.to_public() for job in jobs],
@@ -181,20 +202,8 @@ def batch_results(batch_id: str) -> Response:
 
 
 @bp.post("/<batch_id>/cancel")
+@declare(ok={200: (Batch, "The batch")}, errors=(404, 503), operation_id="cancelBatch")
 def cancel_batch(batch_id: str) -> Response:
     """Cancel what has not run; finished results stay."""
     batch, _ = services().batches.cancel(batch_id, current_tenant())
     return jsonify(batch.to_public())
-
-
-def _int_arg(name: str, default: int, low: int, high: int | None) -> int:
-    raw = request.args.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(f"{name} must be a whole number") from None
-    if value < low or (high is not None and value > high):
-        raise BadRequest(f"{name} must be between {low} and {high or 'the end'}")
-    return value

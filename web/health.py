@@ -5,18 +5,26 @@ from __future__ import annotations
 import redis
 from flask import Blueprint, Response, jsonify
 
+from web.openapi import declare
+from web.schemas.service import Health, Readiness
 from web.services import services
 
 bp = Blueprint("health", __name__)
 
 
 @bp.get("/healthz")
+@declare(ok={200: (Health, "The API process is up")}, public=True, operation_id="healthz")
 def healthz() -> Response:
     """The process is up; touches nothing else."""
     return jsonify({"status": "ok"})
 
 
 @bp.get("/readyz")
+@declare(
+    ok={200: (Readiness, "Ready"), 503: (Readiness, "Not ready")},
+    public=True,
+    operation_id="readyz",
+)
 def readyz() -> tuple[Response, int]:
     """Ready when Redis answers and at least one inference worker has a model loaded."""
     svc = services()

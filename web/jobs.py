@@ -6,29 +6,32 @@ import logging
 
 from flask import Blueprint, Response, jsonify, request
 
-from shared import defaults
-from shared.errors import BadRequest, UnsupportedMediaType
+from shared.errors import UnsupportedMediaType
 from shared.images import sniff
-from shared.jobs import Job, new_job_id
+from shared.jobs import Job as StoredJob
+from shared.jobs import new_job_id
 from shared.long_polls import LongPolls
 from shared.queues import enqueue_singles_task
 from shared.url_guard import check_url
+from web.openapi import declare
+from web.schemas.jobs import Job, JobForm, JobJson, JobWait
 from web.services import services
 from web.tenancy import current_key_digest, current_tenant
-from web.uploads import (
-    FORM_OVERHEAD,
-    check_request_size,
-    decode_base64,
-    json_body,
-    parse_metadata,
-    read_file,
-)
+from web.uploads import FORM_OVERHEAD, check_request_size, decode_base64, json_body, read_file
+from web.validation import validated, validated_query
 
 log = logging.getLogger(__name__)
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 
 
 @bp.post("")
+@declare(
+    json=JobJson,
+    form=JobForm,
+    ok={202: (Job, "Queued; `Location` points at the job")},
+    errors=(400, 408, 413, 415, 422, 503),
+    operation_id="createJob",
+)
 def create_job() -> tuple[Response, int, dict[str, str]]:
     """Accept one image (multipart `image` or JSON `image_base64`) and queue it."""
     svc = services()
@@ -37,28 +40,22 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
     request.max_content_length = allowed = (limit * 4) // 3 + FORM_OVERHEAD
     check_request_size(request, allowed)
     if request.mimetype == "multipart/form-data":
-        upload = request.files.get("image")
-        if upload is None:
-            raise BadRequest("send the image in the multipart field 'image'")
-        data, ref = read_file(upload, limit), upload.filename or None
-        metadata = parse_metadata(request.form.get("metadata"))
-        callback = request.form.get("callback_url") or None
+        form = validated(JobForm, {**request.form.to_dict(), "image": request.files.get("image")})
+        data, ref = read_file(form.image, limit), form.image.filename or None
+        metadata, callback = form.metadata, form.callback_url
     elif request.is_json:
-        body = json_body(request)
-        if "image_base64" not in body:
-            raise BadRequest("send 'image_base64' (or a multipart field 'image')")
-        data, ref = decode_base64(body["image_base64"], limit), body.get("ref")
-        metadata = parse_metadata(body.get("metadata"))
-        callback = body.get("callback_url") or None
+        body = validated(JobJson, json_body(request))
+        data, ref = decode_base64(body.image_base64, limit), body.ref
+        metadata, callback = body.metadata, body.callback_url
     else:
         raise UnsupportedMediaType("send multipart/form-data or application/json")
     if callback is not None:
         check_url(callback, allow_private=svc.settings.allow_private_urls, field="callback_url")
     sniff(data, max_pixels=svc.settings.max_image_pixels)
-    job = Job(
+    job = StoredJob(
         id=new_job_id(),
         tenant=current_tenant(),
-        ref=_clean_ref(ref),
+        ref=ref,
         metadata=metadata,
         callback_url=callback,
     )
@@ -78,9 +75,15 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
 
 
 @bp.get("/<job_id>")
+@declare(
+    query=JobWait,
+    ok={200: (Job, "The job")},
+    errors=(400, 404, 503),
+    operation_id="getJob",
+)
 def get_job(job_id: str) -> Response:
     """The job; `?wait=S` holds the request up to S seconds until the job is final."""
-    svc, wait = services(), _wait_seconds(request.args.get("wait"))
+    svc, wait = services(), validated_query(JobWait).wait
     job = svc.jobs.get(job_id, current_tenant())
     if job.is_final or wait <= 0:
         return jsonify(job.to_public())
@@ -92,26 +95,7 @@ def get_job(job_id: str) -> Response:
 
 
 @bp.delete("/<job_id>")
+@declare(ok={200: (Job, "The canceled job")}, errors=(404, 409, 503), operation_id="cancelJob")
 def cancel_job(job_id: str) -> Response:
     """Cancel a job that has not finished (409 once it has)."""
     return jsonify(services().jobs.cancel(job_id, current_tenant()).to_public())
-
-
-def _wait_seconds(raw: str | None) -> float:
-    if raw is None or raw == "":
-        return 0.0
-    try:
-        wait = float(raw)
-    except ValueError:
-        raise BadRequest("wait must be a number of seconds") from None
-    if not 0 <= wait <= defaults.MAX_WAIT_SECONDS:
-        raise BadRequest(f"wait must be between 0 and {defaults.MAX_WAIT_SECONDS} seconds")
-    return wait
-
-
-def _clean_ref(ref: object) -> str | None:
-    if ref is None:
-        return None
-    if not isinstance(ref, str) or len(ref) > 1024:
-        raise BadRequest("ref must be a string of at most 1024 characters")
-    return ref

@@ -8,6 +8,8 @@ from typing import Any
 from flask import Blueprint, Response, jsonify
 
 from training.registry import Registry
+from web.openapi import declare
+from web.schemas.service import Models
 from web.services import services
 
 bp = Blueprint("models", __name__, url_prefix="/v1/models")
@@ -15,6 +17,9 @@ HEADLINE = ("sku_top1", "sku_top5", "model_top1", "expected_calibration_error")
 
 
 @bp.get("")
+@declare(
+    ok={200: (Models, "The registry as the API sees it")}, errors=(503,), operation_id="listModels"
+)
 def list_models() -> Response:
     """What the registry holds (where the API can read it) and what the workers have loaded."""
     svc = services()
