@@ -6,6 +6,7 @@ never imports the worker code (or TensorFlow)."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from celery import Celery
 from kombu import Queue
@@ -31,7 +32,13 @@ BRPOP_SECONDS = 1  # how long a worker's BRPOP waits for a message (Kombu's brpo
 def make_celery(settings: Settings, *, include: tuple[str, ...] = ()) -> Celery:
     """The Celery app configured for this service; workers pass the task modules in `include`."""
     app = Celery("skuai", broker=settings.redis_url, include=list(include))
-    app.conf.update(
+    app.conf.update(celery_config(settings, consumes=bool(include)))
+    return app
+
+
+def celery_config(settings: Settings, *, consumes: bool) -> dict[str, Any]:
+    """The Celery configuration of this service; `consumes`: for an app that runs tasks."""
+    return dict(
         task_serializer="json",
         accept_content=["json"],
         task_ignore_result=True,  # results live in the JobStore, not in Celery's backend
@@ -55,9 +62,9 @@ def make_celery(settings: Settings, *, include: tuple[str, ...] = ()) -> Celery:
             "visibility_timeout": settings.visibility_timeout,
             # Look for such work on every poll, not every tenth (Kombu's default).
             "unacked_restore_throttle": 1,
-            # Workers (the apps that include task modules) wait in BRPOP up to BRPOP_SECONDS by
-            # design; the API only publishes, which waits SKUAI_REDIS_TIMEOUT at most.
-            "socket_timeout": settings.redis_timeout + (BRPOP_SECONDS if include else 0),
+            # Workers (the apps that run tasks) wait in BRPOP up to BRPOP_SECONDS by design;
+            # the API only publishes, which waits SKUAI_REDIS_TIMEOUT at most.
+            "socket_timeout": settings.redis_timeout + (BRPOP_SECONDS if consumes else 0),
             "socket_connect_timeout": settings.redis_timeout,
         },
         broker_connection_retry_on_startup=True,
@@ -70,7 +77,6 @@ def make_celery(settings: Settings, *, include: tuple[str, ...] = ()) -> Celery:
         worker_hijack_root_logger=False,
         broker_connection_timeout=5,
     )
-    return app
 
 
 def enqueue_classify(

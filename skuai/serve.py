@@ -83,9 +83,9 @@ def parse_queues(raw: str) -> list[str]:
 
 def run_worker(settings: Settings, *, queues: list[str], concurrency: int, name: str) -> None:
     """A Celery worker on these queues; prefork, so each model lives in its own child process."""
-    from worker.celery_app import app
+    from worker.celery_app import create_app
 
-    app.worker_main(
+    create_app(settings).worker_main(
         [
             "worker",
             "--queues",

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from celery import Celery
 
@@ -32,6 +31,7 @@ from worker.model_cache import ModelCache
 
 if TYPE_CHECKING:
     from training.cascade import Cascade
+    from worker.celery_app import WorkerApp
 
 log = logging.getLogger(__name__)
 HEARTBEAT_INTERVAL = HEARTBEAT_TTL / 3
@@ -104,13 +104,16 @@ class Runtime:
         """The cascade for a chunk (its batch's pinned version, else the active one)."""
         return self.models.for_chunk(batch_id)
 
-    def start_heartbeat(self, serves_model: bool) -> None:
+    def start_heartbeat(self, app: Celery, serves_model: bool) -> None:
         """Announce this process every few seconds until `stop()`; inference workers also sweep,
         on a thread of their own so that a sweep never delays a heartbeat (and readiness)."""
         self._serves_model = serves_model
         threading.Thread(target=self._beat, name="skuai-heartbeat", daemon=True).start()
         if serves_model:
-            threading.Thread(target=self._sweep, name="skuai-sweeper", daemon=True).start()
+            sweep = threading.Thread(
+                target=self._sweep, args=(app,), name="skuai-sweeper", daemon=True
+            )
+            sweep.start()
 
     def _beat(self) -> None:
         while not self._stopped.is_set():
@@ -129,11 +132,10 @@ class Runtime:
                 log.warning("heartbeat failed: %s", exc)
             self._stopped.wait(HEARTBEAT_INTERVAL)
 
-    def _sweep(self) -> None:
+    def _sweep(self, app: Celery) -> None:
         """Single jobs leased by a worker that vanished go back in line, with a task each;
         abandoned uploads are rolled back; work whose message went missing is sent again."""
         from shared.queues import enqueue_singles_task
-        from worker.celery_app import app
         from worker.sweeper import Sweeper
 
         sweeper = Sweeper(
@@ -163,35 +165,32 @@ class Runtime:
             log.warning("could not withdraw heartbeat: %s", exc)
 
 
-_worker_name = socket.gethostname()
-_runtime: Runtime | None = None
-
-
-def set_worker_name(name: str) -> None:
-    """Record the Celery node name (e.g. `celery@host`) so heartbeats can name it."""
-    global _worker_name
-    _worker_name = name
-
-
-def start(*, load_model: bool) -> Runtime:
-    """Build this process's runtime; inference workers load the active model right away."""
-    global _runtime
-    _runtime = Runtime(Settings.from_env(), f"{_worker_name}:{os.getpid()}")
+def start(app: WorkerApp, *, load_model: bool) -> Runtime:
+    """Build this process's runtime from the app's settings and keep it on the app; inference
+    workers load the active model right away."""
+    built = Runtime(app.settings, f"{app.node_name}:{os.getpid()}")
+    app.runtime = built
     if load_model:
         try:
-            _runtime.models.active()
+            built.models.active()
         except Exception as exc:  # keep serving: tasks retry until a model is active
             log.error("no model loaded yet: %s", exc)
-    _runtime.start_heartbeat(serves_model=load_model)
-    return _runtime
+    built.start_heartbeat(app, serves_model=load_model)
+    return built
 
 
-def current() -> Runtime:
-    """This process's runtime (built on first use where no pool-process signal ran, e.g. solo)."""
-    return _runtime if _runtime is not None else start(load_model=False)
+def current(app: Celery) -> Runtime:
+    """The runtime of this process, kept on its app (a task's `self.app`); built on first use
+    where no pool-process signal ran (e.g. the solo pool)."""
+    worker_app = cast("WorkerApp", app)
+    return (
+        worker_app.runtime
+        if worker_app.runtime is not None
+        else start(worker_app, load_model=False)
+    )
 
 
-def stop() -> None:
+def stop(app: WorkerApp) -> None:
     """Tear down this process's runtime."""
-    if _runtime is not None:
-        _runtime.stop()
+    if app.runtime is not None:
+        app.runtime.stop()

@@ -45,7 +45,7 @@ RETRYING: dict[str, Any] = {
 @shared_task(name=CLASSIFY, bind=True, **RETRYING)
 def classify(self: Task, job_ids: list[str], batch_id: str | None = None) -> dict[str, object]:
     """Classify a chunk of jobs and store each result."""
-    rt = runtime.current()
+    rt = runtime.current(self.app)
     cascade = _cascade_or_error(self, rt, batch_id)
     queue = INFERENCE if batch_id is not None else INTERACTIVE
     return _run_chunk(self, rt, cascade, job_ids, batch_id, queue).to_dict()
@@ -57,7 +57,7 @@ def classify_singles(self: Task) -> dict[str, object]:
 
     Each single job sends one of these tasks; under a burst, the first tasks take many jobs and
     the later ones find the line empty, so many small requests cost about one batch."""
-    rt = runtime.current()
+    rt = runtime.current(self.app)
     cascade = _cascade_or_error(self, rt, None)
     job_ids = rt.singles.take(rt.settings.chunk_size)
     if 0 < len(job_ids) < rt.settings.chunk_size and rt.settings.batch_wait_ms:
@@ -73,13 +73,13 @@ def classify_singles(self: Task) -> dict[str, object]:
 @shared_task(name=DELIVER, bind=True, **RETRYING)
 def deliver_webhook(self: Task, delivery_id: str) -> str:
     """One attempt of one webhook delivery; later attempts are scheduled, not retried here."""
-    return runtime.current().delivery(self.app).attempt(delivery_id)
+    return runtime.current(self.app).delivery(self.app).attempt(delivery_id)
 
 
 @shared_task(name=FAN_OUT, bind=True, **RETRYING)
 def fan_out_event(self: Task, event_id: str) -> int:
     """Turn one recorded event into its webhook deliveries."""
-    return runtime.current().fan_out(self.app).run(event_id)
+    return runtime.current(self.app).fan_out(self.app).run(event_id)
 
 
 def _cascade_or_error(
