@@ -59,11 +59,12 @@ FormMetadata = Annotated[
 # Checked against private addresses by the view, which knows the settings.
 Url = Annotated[str, Field(max_length=MAX_URL_LENGTH, json_schema_extra={"format": "uri"})]
 CallbackUrl = Annotated[
-    Url | None,
+    # Blank means none (an empty form field), so the document allows "" beside a URL.
+    Url | Annotated[str, Field(max_length=0)] | None,
     BeforeValidator(_blank_is_none),
     Field(
         description="http(s) URL that gets the job's or batch's final event, signed with the "
-        "tenant's webhook secret"
+        "tenant's webhook secret; blank or null for none"
     ),
 ]
 UploadedFile = Annotated[
