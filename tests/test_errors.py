@@ -19,6 +19,8 @@ FOREIGN = {
     "NewConnectionError": "shared/url_guard.py",
     # Celery's Retry is how a task asks to run again: control flow, not an error.
     "task.retry": "worker/tasks.py",
+    # A module's __getattr__ (PEP 562) says "no such attribute" this way, as Python requires.
+    "AttributeError": "worker/celery_app.py",
 }
 
 

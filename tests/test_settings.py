@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pickle
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,8 @@ from shared import defaults
 from shared.errors import ConfigError
 from shared.settings import Settings, setting
 from skuai import config_files
+from worker import runtime
+from worker.celery_app import WorkerApp
 
 
 def test_defaults() -> None:
@@ -150,3 +154,16 @@ def test_adding_a_setting_is_one_declaration(tmp_path: Path) -> None:
     assert "SKUAI_EXTRA_KNOB" in compose["x-skuai-env"]
     assert "SKUAI_EXTRA_SECRET" not in compose["x-skuai-env"]
     assert set(compose["services"]["web"]["environment"]) >= set(compose["x-skuai-env"])
+
+
+def test_a_worker_process_takes_its_settings_from_the_app(settings: Settings) -> None:
+    """Pool processes build their runtime from the settings their app carries, not the
+    environment; a pickled app comes back with the same settings."""
+    app = WorkerApp(replace(settings, chunk_size=7))
+    built = runtime.current(app)
+    try:
+        assert built.settings is app.settings and built.settings.chunk_size == 7
+        assert app.runtime is built and runtime.current(app) is built
+        assert pickle.loads(pickle.dumps(app)).settings == app.settings
+    finally:
+        runtime.stop(app)
