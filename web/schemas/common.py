@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, Field, PlainValidator, WithJsonSchema
 from werkzeug.datastructures import FileStorage
 
+from shared.errors import BadRequest
 from shared.image_formats import ACCEPTED_NAMES
 from shared.url_guard import MAX_URL_LENGTH
 from web.uploads import MAX_JSON_DEPTH, MAX_METADATA_BYTES, parse_metadata
@@ -40,7 +41,7 @@ def _blank_is_none(value: Any) -> Any:
 
 def _uploaded_file(value: Any) -> FileStorage:
     if not isinstance(value, FileStorage):
-        raise ValueError("send it as a file in a multipart/form-data body")
+        raise BadRequest("send each image or archive as a file part of a multipart/form-data body")
     return value
 
 
