@@ -67,14 +67,31 @@ def test_what_the_document_forbids_is_refused(
     )
 
 
+def test_job_submission_documents_every_field_it_reads() -> None:
+    # The drift that started issue 17: POST /v1/jobs read callback_url, the document left it out.
+    content = openapi_document()["paths"]["/v1/jobs"]["post"]["requestBody"]["content"]
+    fields = {kind: set(_schema(body["schema"])["properties"]) for kind, body in content.items()}
+    assert fields == {
+        "application/json": {"image_base64", "ref", "metadata", "callback_url"},
+        "multipart/form-data": {"image", "metadata", "callback_url"},
+    }
+
+
 def _json_bodies() -> dict[str, list[str]]:
     """Every POST that takes a JSON body, with the top-level fields its schema names."""
     found = {}
     for path, operations in openapi_document()["paths"].items():
         content = operations.get("post", {}).get("requestBody", {}).get("content", {})
         if "application/json" in content:
-            found[path] = sorted(content["application/json"]["schema"].get("properties", {}))
+            found[path] = sorted(_schema(content["application/json"]["schema"])["properties"])
     return found
+
+
+def _schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """`schema`, or the component it refers to."""
+    if "$ref" not in schema:
+        return schema
+    return openapi_document()["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
 
 
 JSON_BODIES = _json_bodies()

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 from shared.errors import BadRequest
 
 M = TypeVar("M", bound=BaseModel)
+UNION_TAGS = {"str", "int", "float", "bool", "dict", "list"}
 
 
 def validated(model: type[M], data: Any) -> M:
@@ -27,9 +28,13 @@ def validated_query(model: type[M]) -> M:
 
 
 def describe(exc: ValidationError) -> str:
-    """The first problem, e.g. `images[0].url: Field required`."""
+    """The first problem, e.g. `send 'images[0].url'` or `limit: Input should be ...`."""
     first = exc.errors(include_url=False)[0]
     where = ""
     for part in first["loc"]:
+        if isinstance(part, str) and (not part.isidentifier() or part in UNION_TAGS):
+            continue  # the member of a union pydantic tried, not a field
         where += f"[{part}]" if isinstance(part, int) else f".{part}" if where else str(part)
+    if first["type"] == "missing":
+        return f"send '{where}'"
     return f"{where or 'the body'}: {first['msg']}"
