@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 
 from skuai.bench.procs import tree
-from tests.conftest import ApiServer, http, sample_image
+from tests.support.http import http
+from tests.support.images import sample_image
+from tests.support.processes import ApiServer
 
 PROBE = """
 import sys

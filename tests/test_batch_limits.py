@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import zipfile
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,26 +12,25 @@ import pytest
 from flask.testing import FlaskClient
 
 from shared.settings import Settings
-from tests.conftest import isolated_app, redis_db, start_worker, wait_until
+from tests.support.images import catalog_images
+from tests.support.isolation import Isolated, OwnWorkers, isolated_app
+from tests.support.polling import wait_until
 
 
 @pytest.fixture()
-def quiet_settings(settings: Settings) -> Settings:
-    return replace(
-        settings,
-        redis_url=redis_db(settings, 2),
-        max_batch_images=3,
-        chunk_size=2,
-    )
+def quiet(own_db: Settings) -> Isolated:
+    """The app with at most 3 images a batch and chunks of 2, on the test's own database."""
+    return isolated_app(replace(own_db, max_batch_images=3, chunk_size=2))
 
 
 @pytest.fixture()
-def client(quiet_settings: Settings) -> Iterator[FlaskClient]:
-    yield isolated_app(quiet_settings)[0]
+def client(quiet: Isolated) -> FlaskClient:
+    """The quiet app's test client."""
+    return quiet.client
 
 
 def _png(catalog: Path, i: int = 0) -> bytes:
-    return sorted(catalog.rglob("*.png"))[i].read_bytes()
+    return catalog_images(catalog)[i].read_bytes()
 
 
 def test_too_many_images_is_413(client: FlaskClient, tiny_catalog: Path) -> None:
@@ -93,10 +91,9 @@ def test_bad_result_queries(client: FlaskClient, tiny_catalog: Path, query: str)
 def test_cancel_before_any_worker_then_a_worker_skips_it(
     client: FlaskClient,
     tiny_catalog: Path,
-    quiet_settings: Settings,
+    quiet: Isolated,
     trained: str,
-    service_env: dict[str, str],
-    tmp_path: Path,
+    own_workers: OwnWorkers,
 ) -> None:
     data = {"images": [(io.BytesIO(_png(tiny_catalog, i)), f"{i}.png") for i in range(3)]}
     batch = client.post("/v1/batches", data=data, content_type="multipart/form-data").json
@@ -104,18 +101,13 @@ def test_cancel_before_any_worker_then_a_worker_skips_it(
     canceled = client.post(f"/v1/batches/{batch['id']}/cancel").json
     assert canceled["status"] == "canceled" and canceled["counts"]["canceled"] == 3
     assert client.post(f"/v1/batches/{batch['id']}/cancel").json["status"] == "canceled"
-    env = {**service_env, "SKUAI_REDIS_URL": quiet_settings.redis_url}
-    log = tmp_path / "worker.log"
-    worker = start_worker("late", env, quiet_settings, log, trained)
-    try:
-        wait_until(
-            lambda: "2 skipped" in log.read_text() and "1 skipped" in log.read_text(),
-            60,
-            "the worker skipping both canceled chunks",
-            log,
-        )
-    finally:
-        worker.stop()
+    log = own_workers.start(quiet, "late", trained).log
+    wait_until(
+        lambda: "2 skipped" in log.read_text() and "1 skipped" in log.read_text(),
+        60,
+        "the worker skipping both canceled chunks",
+        log,
+    )
     items = client.get(f"/v1/batches/{batch['id']}/results").json["items"]
     assert [i["status"] for i in items] == ["canceled"] * 3
     assert all(i["error"]["code"] == "canceled" for i in items)

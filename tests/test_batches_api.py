@@ -17,40 +17,16 @@ from pathlib import Path
 import pytest
 
 from shared.settings import Settings
-from tests.conftest import WorkerProcess, http, start_worker
+from tests.support.batches import batch_results, wait_for_batch
+from tests.support.http import http
+from tests.support.images import catalog_images
+from tests.support.processes import WorkerProcess, start_worker
 
 pytestmark = pytest.mark.usefixtures("inference_worker")
 
 
-def _images(catalog: Path, n: int) -> list[Path]:
-    return sorted(catalog.rglob("*.png"))[:n]
-
-
-def _wait_completed(api_url: str, batch_id: str, timeout: float = 60) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        batch = http.get(f"{api_url}/v1/batches/{batch_id}", timeout=10).json()
-        if batch["status"] in ("completed", "canceled"):
-            return batch
-        time.sleep(0.2)
-    pytest.fail(f"batch {batch_id} did not complete: {batch}")
-
-
-def _results(api_url: str, batch_id: str, limit: int = 100) -> list[dict]:
-    items, cursor = [], "0"
-    while cursor is not None:
-        page = http.get(
-            f"{api_url}/v1/batches/{batch_id}/results",
-            params={"cursor": cursor, "limit": limit},
-            timeout=10,
-        ).json()
-        items += page["items"]
-        cursor = page["next_cursor"]
-    return items
-
-
 def test_multipart_images_with_a_bad_one(api_url: str, tiny_catalog: Path, trained: str) -> None:
-    images = _images(tiny_catalog, 9)
+    images = catalog_images(tiny_catalog, 9)
     files = [("images", (p.name, p.read_bytes(), "image/png")) for p in images]
     files.append(("images", ("broken.png", b"not an image", "image/png")))
     response = http.post(
@@ -60,11 +36,11 @@ def test_multipart_images_with_a_bad_one(api_url: str, tiny_catalog: Path, train
     batch = response.json()
     assert batch["total"] == 10 and batch["metadata"] == {"order": 7}
     assert response.headers["Location"] == f"/v1/batches/{batch['id']}"
-    done = _wait_completed(api_url, batch["id"])
+    done = wait_for_batch(api_url, batch["id"])
     assert done["status"] == "completed" and done["finished_at"]
     assert done["counts"] == {"queued": 0, "running": 0, "succeeded": 9, "failed": 1, "canceled": 0}
     assert done["model_version"] is None or done["model_version"] == trained
-    items = _results(api_url, batch["id"], limit=3)  # four pages
+    items = batch_results(api_url, batch["id"], limit=3)  # four pages
     assert [i["ref"] for i in items] == [p.name for p in images] + ["broken.png"]
     assert len({i["id"] for i in items}) == 10
     assert all(i["status"] == "succeeded" and i["result"]["sku"]["label"] for i in items[:9])
@@ -72,7 +48,7 @@ def test_multipart_images_with_a_bad_one(api_url: str, tiny_catalog: Path, train
 
 
 def test_archive_with_nested_folders_and_bad_entries(api_url: str, tiny_catalog: Path) -> None:
-    good = _images(tiny_catalog, 3)
+    good = catalog_images(tiny_catalog, 3)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         for p in good:
@@ -85,8 +61,8 @@ def test_archive_with_nested_folders_and_bad_entries(api_url: str, tiny_catalog:
         f"{api_url}/v1/batches", files={"archive": ("shoes.zip", buffer.getvalue())}, timeout=30
     )
     assert response.status_code == 202, response.text
-    done = _wait_completed(api_url, response.json()["id"])
-    items = {i["ref"]: i for i in _results(api_url, done["id"])}
+    done = wait_for_batch(api_url, response.json()["id"])
+    items = {i["ref"]: i for i in batch_results(api_url, done["id"])}
     for p in good:
         assert items[f"shoes/{p.parent.name}/{p.name}"]["status"] == "succeeded"
     assert items["../../etc/evil.png"]["error"]["code"] == "unsafe_path"
@@ -110,7 +86,7 @@ def image_server(tiny_catalog: Path) -> Iterator[str]:
 def test_json_urls_fetched_by_the_workers(
     api_url: str, tiny_catalog: Path, image_server: str
 ) -> None:
-    images = _images(tiny_catalog, 2)
+    images = catalog_images(tiny_catalog, 2)
     urls = [f"{image_server}/{p.relative_to(tiny_catalog).as_posix()}" for p in images]
     body = {
         "images": [
@@ -121,8 +97,8 @@ def test_json_urls_fetched_by_the_workers(
     }
     response = http.post(f"{api_url}/v1/batches", json=body, timeout=30)
     assert response.status_code == 202, response.text
-    done = _wait_completed(api_url, response.json()["id"])
-    items = {i["ref"]: i for i in _results(api_url, done["id"])}
+    done = wait_for_batch(api_url, response.json()["id"])
+    items = {i["ref"]: i for i in batch_results(api_url, done["id"])}
     assert items["first"]["status"] == "succeeded"
     assert items[urls[1]]["status"] == "succeeded"  # ref defaults to the URL
     assert (
@@ -139,7 +115,7 @@ def test_non_http_urls_are_refused(api_url: str, url: str) -> None:
 
 
 def test_idempotency_key_returns_the_same_batch(api_url: str, tiny_catalog: Path) -> None:
-    files = [("images", (p.name, p.read_bytes())) for p in _images(tiny_catalog, 2)]
+    files = [("images", (p.name, p.read_bytes())) for p in catalog_images(tiny_catalog, 2)]
     headers = {"Idempotency-Key": f"order-{time.time_ns()}"}
     first = http.post(f"{api_url}/v1/batches", files=files, headers=headers, timeout=30)
     again = http.post(f"{api_url}/v1/batches", files=files, headers=headers, timeout=30)
@@ -151,20 +127,20 @@ def test_idempotency_key_returns_the_same_batch(api_url: str, tiny_catalog: Path
 
 
 def test_identical_images_are_classified_once(api_url: str, tiny_catalog: Path) -> None:
-    data = _images(tiny_catalog, 1)[0].read_bytes()
+    data = catalog_images(tiny_catalog, 1)[0].read_bytes()
     files = [("images", (f"copy{i}.png", data)) for i in range(3)]
     response = http.post(f"{api_url}/v1/batches", files=files, timeout=30)
-    done = _wait_completed(api_url, response.json()["id"])
-    items = _results(api_url, done["id"])
+    done = wait_for_batch(api_url, response.json()["id"])
+    items = batch_results(api_url, done["id"])
     assert done["counts"]["succeeded"] == 3
     assert len({json.dumps(i["result"], sort_keys=True) for i in items}) == 1
     assert [i["ref"] for i in items] == ["copy0.png", "copy1.png", "copy2.png"]
 
 
 def test_exports_stream_the_whole_batch(api_url: str, tiny_catalog: Path) -> None:
-    files = [("images", (p.name, p.read_bytes())) for p in _images(tiny_catalog, 5)]
+    files = [("images", (p.name, p.read_bytes())) for p in catalog_images(tiny_catalog, 5)]
     batch_id = http.post(f"{api_url}/v1/batches", files=files, timeout=30).json()["id"]
-    _wait_completed(api_url, batch_id)
+    wait_for_batch(api_url, batch_id)
     url = f"{api_url}/v1/batches/{batch_id}/results"
     as_csv = http.get(url, headers={"Accept": "text/csv"}, timeout=10)
     assert as_csv.headers["Content-Type"].startswith("text/csv")
@@ -189,14 +165,14 @@ def test_two_workers_share_one_batch(
     second = start_worker("second", service_env, settings, tmp_path / "second.log", trained)
     before = {w.name: len(w.log.read_text()) for w in (inference_worker, second)}
     try:
-        images = _images(tiny_catalog, 60)
+        images = catalog_images(tiny_catalog, 60)
         files = [("images", (f"{i}-{p.name}", p.read_bytes())) for i, p in enumerate(images)]
         batch_id = http.post(f"{api_url}/v1/batches", files=files, timeout=60).json()["id"]
-        done = _wait_completed(api_url, batch_id)
+        done = wait_for_batch(api_url, batch_id)
     finally:
         second.stop()
     assert done["counts"]["succeeded"] == 60 and done["total"] == 60
-    items = _results(api_url, batch_id)
+    items = batch_results(api_url, batch_id)
     assert len(items) == 60 and len({i["id"] for i in items}) == 60
     assert all(i["status"] == "succeeded" for i in items)
     served = {

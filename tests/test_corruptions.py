@@ -8,7 +8,6 @@ import json
 import math
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from shared.errors import InvalidImage
+from tests.support.processes import run_skuai
 from training import corruptions as c
 from training.robustness import degrade_file
 
@@ -156,13 +156,7 @@ def test_a_file_is_degraded_near_its_own_size_then_decoded_as_serving_decodes() 
 
 
 def _evaluate(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "skuai", "models", "evaluate", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
+    return run_skuai("models", "evaluate", *args, env=env)
 
 
 def test_evaluate_with_corruptions_reports_each_and_the_ratio_to_clean(

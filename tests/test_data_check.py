@@ -28,6 +28,7 @@ from tests.messy_dataset import (
     messy_dataset,
     write_photos,
 )
+from tests.support.processes import run_skuai
 from training.data_check import check_dataset
 from training.dedup import NEAR_DISTANCE, close_pairs, near_groups
 from training.split_record import leaks, read_split, recorded_samples
@@ -63,12 +64,6 @@ TINY_TRAIN = [
 ]
 
 
-def _skuai(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "skuai", *args], capture_output=True, text=True, timeout=300
-    )
-
-
 def _groups(rows: list[list[str]]) -> list[frozenset[str]]:
     return sorted((frozenset(row) for row in rows), key=sorted)
 
@@ -80,7 +75,7 @@ def messy(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_json_report_finds_every_problem(messy: Path) -> None:
-    result = _skuai("data", "check", str(messy), "--json", "--input-size", "64")
+    result = run_skuai("data", "check", str(messy), "--json", "--input-size", "64")
     assert result.returncode == 1
     report = json.loads(result.stdout)
     assert set(report) == REPORT_KEYS and not report["ok"]
@@ -121,7 +116,7 @@ def test_json_report_finds_every_problem(messy: Path) -> None:
 
 
 def test_human_report_lists_problems_and_exit_codes(messy: Path, tmp_path: Path) -> None:
-    result = _skuai("data", "check", str(messy), "--min-per-sku", "10")
+    result = run_skuai("data", "check", str(messy), "--min-per-sku", "10")
     assert result.returncode == 1, result.stderr
     for line in ("errors (5)", *sorted(NOT_IMAGES), *sorted(UNREADABLE), "runner-blue"):
         assert line in result.stdout
@@ -133,11 +128,11 @@ def test_human_report_lists_problems_and_exit_codes(messy: Path, tmp_path: Path)
     clean = tmp_path / "clean"
     write_photos(clean / "runner" / "red", range(0, 6))
     write_photos(clean / "runner" / "blue", range(10, 13), "WEBP", ".webp")
-    result = _skuai("data", "check", str(clean), "--input-size", "64")
+    result = run_skuai("data", "check", str(clean), "--input-size", "64")
     assert result.returncode == 0, result.stderr
     assert "0 errors" in result.stdout and "red has 6 images (< 50)" in result.stdout
 
-    result = _skuai("data", "check", str(tmp_path / "nowhere"))
+    result = run_skuai("data", "check", str(tmp_path / "nowhere"))
     assert result.returncode == 1
     assert result.stderr.strip() == f"error: dataset folder {tmp_path / 'nowhere'} does not exist"
 
@@ -185,7 +180,7 @@ def test_copies_group_and_distinct_photos_of_a_sku_do_not(tmp_path: Path) -> Non
 
 
 def test_train_refuses_a_dataset_with_errors(messy: Path, tmp_path: Path) -> None:
-    result = _skuai("train", str(messy), "--registry", str(tmp_path / "reg"), *TINY_TRAIN)
+    result = run_skuai("train", str(messy), "--registry", str(tmp_path / "reg"), *TINY_TRAIN)
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     assert last == (

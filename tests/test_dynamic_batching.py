@@ -12,15 +12,16 @@ import redis
 import requests
 
 from shared.settings import Settings
-from shared.singles import LEASED, PENDING, SinglesQueue
-from tests.conftest import http, redis_db, sample_image
-from tests.test_metrics import _samples, _value
+from shared.singles import SinglesQueue
+from tests.support import metrics
+from tests.support.http import http
+from tests.support.images import sample_image
 
 
 @pytest.mark.usefixtures("inference_worker")
 def test_a_burst_of_single_jobs_shares_forward_passes(api_url: str, tiny_catalog: Path) -> None:
     data = sample_image(tiny_catalog).read_bytes()
-    before = _samples(requests.get(f"{api_url}/metrics", timeout=10).text)
+    before = metrics.samples(requests.get(f"{api_url}/metrics", timeout=10).text)
 
     def one(i: int) -> str:
         files = {"image": (f"{i}.png", data + i.to_bytes(2, "big"))}
@@ -30,20 +31,19 @@ def test_a_burst_of_single_jobs_shares_forward_passes(api_url: str, tiny_catalog
     with ThreadPoolExecutor(12) as pool:
         statuses = list(pool.map(one, range(40)))
     assert statuses == ["succeeded"] * 40
-    after = _samples(requests.get(f"{api_url}/metrics", timeout=10).text)
-    passes = _value(after, "skuai_inference_batch_size_count") - _value(
+    after = metrics.samples(requests.get(f"{api_url}/metrics", timeout=10).text)
+    passes = metrics.value(after, "skuai_inference_batch_size_count") - metrics.value(
         before, "skuai_inference_batch_size_count"
     )
-    images = _value(after, "skuai_inference_batch_size_sum") - _value(
+    images = metrics.value(after, "skuai_inference_batch_size_sum") - metrics.value(
         before, "skuai_inference_batch_size_sum"
     )
     assert images == 40
     assert passes < 40, f"{passes} forward passes for 40 jobs"
 
 
-def test_leases_of_a_vanished_worker_come_back(settings: Settings) -> None:
-    conn = redis.Redis.from_url(redis_db(settings, 14))
-    conn.delete(PENDING, LEASED)
+def test_leases_of_a_vanished_worker_come_back(own_db: Settings) -> None:
+    conn = redis.Redis.from_url(own_db.redis_url)
     line = SinglesQueue(conn, lease_seconds=0.2)
     for job_id in ("a", "b", "c"):
         line.push(job_id)

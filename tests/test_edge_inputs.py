@@ -13,16 +13,15 @@ from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
-import redis
 import requests
 
-from shared.api_keys import KeyStore
 from shared.errors import BadRequest
 from shared.jobs import Job
 from shared.settings import Settings
 from shared.url_guard import address_allowed, check_url
-from skuai.stack import free_port
-from tests.conftest import _start, _stop, isolated_app, redis_db, wait_until
+from tests.support.http import tenant_session
+from tests.support.isolation import isolated_app
+from tests.support.processes import launch_api, wait_healthy
 from web.exports import csv_lines
 
 DEEP = 100_000
@@ -34,10 +33,7 @@ SCRAPE_TOKEN = "scrape-token-for-the-tests-0123"
 @pytest.fixture(scope="module")
 def edge_http(settings: Settings) -> requests.Session:
     """A client with a tenant of its own, so its batches' events reach nobody else's hooks."""
-    session = requests.Session()
-    key = KeyStore(redis.Redis.from_url(settings.redis_url)).create("edge-inputs")
-    session.headers["Authorization"] = f"Bearer {key}"
-    return session
+    return tenant_session(settings, "edge-inputs")
 
 
 def _assert_refused(response: requests.Response, status: int = 400) -> None:
@@ -186,9 +182,8 @@ def test_ipv4_inside_ipv6_is_judged_as_ipv4(address: str, allowed: bool) -> None
             check_url(f"http://[{address}]/hook", allow_private=False)
 
 
-def test_api_refuses_a_webhook_to_hidden_loopback(settings: Settings) -> None:
-    strict = replace(settings, redis_url=redis_db(settings, 12), allow_private_urls=False)
-    client, _ = isolated_app(strict)
+def test_api_refuses_a_webhook_to_hidden_loopback(own_db: Settings) -> None:
+    client = isolated_app(replace(own_db, allow_private_urls=False)).client
     for address in ("::7f00:1", "64:ff9b::7f00:1", "2002:7f00:1::1"):
         response = client.post(
             "/v1/webhooks", json={"url": f"http://[{address}]:8080/", "events": ["job.succeeded"]}
@@ -220,25 +215,15 @@ def exposed_apis(
         pytest.skip("this machine has no non-loopback IPv4 address to call the API from")
     logs = tmp_path_factory.mktemp("logs")
     envs = {"open": service_env, "token": {**service_env, "SKUAI_METRICS_TOKEN": SCRAPE_TOKEN}}
-    started = {}
-    for name, env in envs.items():
-        port = free_port(0)
-        args = ["api", "--host", host, "--port", str(port), "--workers", "1"]
-        started[name] = (f"http://{host}:{port}", _start(args, env, logs / f"{name}.log"))
+    # Both start at once; then each is waited for.
+    started = {name: launch_api(env, logs / f"{name}.log", host=host) for name, env in envs.items()}
     try:
-        for name, (url, _) in started.items():
-            wait_until(lambda u=url: _healthy(u), 60, f"the {name} API", logs / f"{name}.log")
-        yield {name: url for name, (url, _) in started.items()}
+        for name, api in started.items():
+            wait_healthy(api, logs / f"{name}.log")
+        yield {name: api.url for name, api in started.items()}
     finally:
-        for _, process in started.values():
-            _stop(process)
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return requests.get(f"{url}/healthz", timeout=1).status_code == 200
-    except requests.RequestException:
-        return False
+        for api in started.values():
+            api.stop()
 
 
 def test_metrics_refuse_a_remote_caller_by_default(exposed_apis: dict[str, str]) -> None:

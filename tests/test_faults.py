@@ -8,52 +8,27 @@ import os
 import signal
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
-import redis
 import requests
 from flask.testing import FlaskClient
 
 from shared.settings import Settings
 from skuai.redis_server import RedisServer
 from skuai.stack import free_port
-from tests.conftest import isolated_app, redis_db, start_api, start_worker
+from tests.support.images import distinct_images
+from tests.support.isolation import Isolated, OwnWorkers, isolated_app
+from tests.support.processes import start_api, start_worker
 
 VISIBILITY_TIMEOUT = 5
+# What the workers of these tests get on top of the test's settings.
+SHORT_VISIBILITY = {"SKUAI_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT)}
 
 
-@dataclass
-class Isolated:
-    """An API (in-process) and the environment for workers, on a Redis of the test's own."""
-
-    settings: Settings
-    env: dict[str, str]
-    client: FlaskClient
-
-
-def _isolated(
-    settings: Settings, service_env: dict[str, str], redis_url: str, **env: str
-) -> Isolated:
-    isolated = replace(
-        settings, redis_url=redis_url, visibility_timeout=VISIBILITY_TIMEOUT, chunk_size=4
-    )
-    worker_env = {
-        **service_env,
-        "SKUAI_REDIS_URL": redis_url,
-        "SKUAI_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT),
-        **env,
-    }
-    return Isolated(isolated, worker_env, isolated_app(isolated)[0])
-
-
-def _distinct_images(catalog: Path, count: int) -> list[tuple[str, bytes]]:
-    """`count` different files (PNG decoders ignore bytes after the end chunk)."""
-    sources = sorted(catalog.rglob("*.png"))
-    return [
-        (f"{i}.png", sources[i % len(sources)].read_bytes() + i.to_bytes(4, "big"))
-        for i in range(count)
-    ]
+def _isolated(settings: Settings) -> Isolated:
+    """The app on `settings`' Redis, with a short visibility timeout and chunks of 4."""
+    return isolated_app(replace(settings, visibility_timeout=VISIBILITY_TIMEOUT, chunk_size=4))
 
 
 def _submit(client: FlaskClient, images: list[tuple[str, bytes]]) -> str:
@@ -94,24 +69,17 @@ def _done(batch: dict) -> int:
 
 
 def test_worker_sigkilled_mid_batch(
-    settings: Settings,
-    service_env: dict[str, str],
-    trained: str,
-    tiny_catalog: Path,
-    tmp_path: Path,
+    own_db: Settings, own_workers: OwnWorkers, trained: str, tiny_catalog: Path
 ) -> None:
-    iso = _isolated(settings, service_env, redis_db(settings, 5))
-    victim = start_worker("victim", iso.env, iso.settings, tmp_path / "victim.log", trained)
-    batch_id = _submit(iso.client, _distinct_images(tiny_catalog, 800))
+    iso = _isolated(own_db)
+    victim = own_workers.start(iso, "victim", trained, **SHORT_VISIBILITY)
+    batch_id = _submit(iso.client, distinct_images(tiny_catalog, 800))
     _wait(iso.client, batch_id, lambda b: _done(b) >= 20, 60)
     os.killpg(victim.process.pid, signal.SIGKILL)  # the parent and its pool process, at once
     victim.process.wait()
     assert _done(_batch(iso.client, batch_id)) < 800, "killed too late to test anything"
-    rescuer = start_worker("rescuer", iso.env, iso.settings, tmp_path / "rescuer.log", trained)
-    try:
-        batch = _wait(iso.client, batch_id, lambda b: b["status"] == "completed", 120)
-    finally:
-        rescuer.stop()
+    own_workers.start(iso, "rescuer", trained, **SHORT_VISIBILITY)
+    batch = _wait(iso.client, batch_id, lambda b: b["status"] == "completed", 120)
     assert batch["counts"] == {
         "queued": 0,
         "running": 0,
@@ -133,10 +101,12 @@ def test_redis_restarted_mid_batch(
 ) -> None:
     port, data_dir = free_port(0), tmp_path / "redis"
     server = RedisServer.start(port=port, data_dir=data_dir)
-    iso = _isolated(settings, service_env, server.url)
-    worker = start_worker("survivor", iso.env, iso.settings, tmp_path / "worker.log", trained)
+    iso = _isolated(replace(settings, redis_url=server.url))
+    env = iso.worker_env(service_env, **SHORT_VISIBILITY)
+    # Not one of `own_workers`: it must stop before its Redis does.
+    worker = start_worker("survivor", env, iso.settings, tmp_path / "worker.log", trained)
     try:
-        batch_id = _submit(iso.client, _distinct_images(tiny_catalog, 300))
+        batch_id = _submit(iso.client, distinct_images(tiny_catalog, 300))
         _wait(iso.client, batch_id, lambda b: _done(b) >= 20, 60)
         server.stop()  # SIGTERM: Redis writes its AOF and exits
         down = iso.client.get(f"/v1/batches/{batch_id}")
@@ -154,31 +124,20 @@ def test_redis_restarted_mid_batch(
 
 
 def test_poison_image_fails_alone_without_looping(
-    settings: Settings,
-    service_env: dict[str, str],
-    trained: str,
-    tiny_catalog: Path,
-    tmp_path: Path,
+    own_db: Settings, own_workers: OwnWorkers, trained: str, tiny_catalog: Path
 ) -> None:
     """poison.png kills every worker that reaches it; healthy.png sits behind it in the same
     chunk and is interrupted once more when it runs alone (as a deploy or an OOM kill would):
     only the first fails, as poison_message, and nothing loops."""
-    iso = _isolated(
-        settings,
-        service_env,
-        redis_db(settings, 6),
-        SKUAI_FAILPOINT_CRASH_ON_REF="poison.png,healthy.png:1",
-    )
-    log = tmp_path / "worker.log"
-    worker = start_worker("crashy", iso.env, iso.settings, log, trained)
-    try:
-        images = _distinct_images(tiny_catalog, 6)
-        images[2] = ("poison.png", images[2][1])
-        images[3] = ("healthy.png", images[3][1])
-        batch_id = _submit(iso.client, images)
-        batch = _wait(iso.client, batch_id, lambda b: b["status"] == "completed", 180)
-    finally:
-        worker.stop()
+    iso = _isolated(own_db)
+    crash = {"SKUAI_FAILPOINT_CRASH_ON_REF": "poison.png,healthy.png:1"}
+    worker = own_workers.start(iso, "crashy", trained, **SHORT_VISIBILITY, **crash)
+    images = distinct_images(tiny_catalog, 6)
+    images[2] = ("poison.png", images[2][1])
+    images[3] = ("healthy.png", images[3][1])
+    batch_id = _submit(iso.client, images)
+    batch = _wait(iso.client, batch_id, lambda b: b["status"] == "completed", 180)
+    worker.stop()
     items = {i["ref"]: i for i in _all_results(iso.client, batch_id)}
     assert items["poison.png"]["status"] == "failed"
     assert items["poison.png"]["error"]["code"] == "poison_message"
@@ -186,7 +145,7 @@ def test_poison_image_fails_alone_without_looping(
     assert batch["counts"]["succeeded"] == 5 and batch["counts"]["failed"] == 1
     # The chunk crashed once; then poison.png alone twice (the next claim gives up instead of
     # crashing again) and healthy.png alone once.
-    assert log.read_text().count("exited with 'exitcode 70'") == 4
+    assert worker.log.read_text().count("exited with 'exitcode 70'") == 4
 
 
 def test_frozen_redis_answers_503_within_about_a_second(
@@ -196,11 +155,10 @@ def test_frozen_redis_answers_503_within_about_a_second(
     paused VM would): the API process answers 503 within about SKUAI_REDIS_TIMEOUT (1 s), long
     polls included, and recovers by itself once Redis answers again."""
     server = RedisServer.start(port=free_port(0), data_dir=tmp_path / "redis")
-    iso = replace(settings, redis_url=server.url)
-    client, _ = isolated_app(iso)  # for its API key
-    api = start_api({**service_env, **iso.env()}, tmp_path / "api.log")
-    auth = {"Authorization": client.environ_base["HTTP_AUTHORIZATION"]}
-    image = {"image": ("a.png", _distinct_images(tiny_catalog, 1)[0][1])}
+    iso = isolated_app(replace(settings, redis_url=server.url))  # for its API key
+    api = start_api({**service_env, **iso.settings.env()}, tmp_path / "api.log")
+    auth = iso.auth
+    image = {"image": ("a.png", distinct_images(tiny_catalog, 1)[0][1])}
     job = requests.post(f"{api.url}/v1/jobs", files=image, headers=auth, timeout=10).json()
     poll: dict = {}
 
@@ -233,25 +191,16 @@ def test_frozen_redis_answers_503_within_about_a_second(
 
 
 def test_lost_messages_are_sent_again(
-    settings: Settings,
-    service_env: dict[str, str],
-    trained: str,
-    tiny_catalog: Path,
-    tmp_path: Path,
+    own_db: Settings, own_workers: OwnWorkers, trained: str, tiny_catalog: Path
 ) -> None:
     """The queue loses every message of a batch (as Kombu can when Redis dies between taking a
     message and recording it): the sweeper notices the stalled batch and sends its jobs again."""
-    url = redis_db(settings, 15)
-    iso = _isolated(settings, service_env, url)
-    iso.env["SKUAI_VISIBILITY_TIMEOUT"] = "2"  # stale after twice that
-    batch_id = _submit(iso.client, _distinct_images(tiny_catalog, 10))
-    conn = redis.Redis.from_url(url)
-    assert conn.llen("inference") == 3
-    conn.delete("inference")  # every message of the batch is gone
-    worker = start_worker("sweeper", iso.env, iso.settings, tmp_path / "w.log", trained)
-    try:
-        batch = _wait(iso.client, batch_id, lambda b: b["status"] == "completed", 60)
-    finally:
-        worker.stop()
+    iso = _isolated(own_db)
+    batch_id = _submit(iso.client, distinct_images(tiny_catalog, 10))
+    assert iso.conn.llen("inference") == 3
+    iso.conn.delete("inference")  # every message of the batch is gone
+    # stale after twice that
+    worker = own_workers.start(iso, "sweeper", trained, SKUAI_VISIBILITY_TIMEOUT="2")
+    batch = _wait(iso.client, batch_id, lambda b: b["status"] == "completed", 60)
     assert batch["counts"]["succeeded"] == 10
-    assert "batch stalled: sent 10 unfinished jobs again" in (tmp_path / "w.log").read_text()
+    assert "batch stalled: sent 10 unfinished jobs again" in worker.log.read_text()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import functools
 import io
 import threading
-import time
 import zipfile
 from collections.abc import Callable, Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -22,8 +21,10 @@ from PIL import Image
 from shared.errors import InvalidImage, UnsupportedMediaType
 from shared.image_formats import ACCEPTED_NAMES
 from shared.images import decode, sniff
-from tests.conftest import http, sample_image
 from tests.image_files import SUFFIXES, declaring, encode, frames
+from tests.support.batches import batch_results, wait_for_batch
+from tests.support.http import http
+from tests.support.images import sample_image
 
 MAX = 10_000_000
 RED = (200, 30, 30)
@@ -224,17 +225,9 @@ def test_a_refused_single_image_says_why(api_url: str, name: str) -> None:
     _check_refusal(name, response.json()["error"])
 
 
-def _wait_completed(api_url: str, batch_id: str) -> list[dict]:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        batch = http.get(f"{api_url}/v1/batches/{batch_id}", timeout=10).json()
-        if batch["status"] == "completed":
-            page = http.get(
-                f"{api_url}/v1/batches/{batch_id}/results", params={"limit": 100}, timeout=10
-            ).json()
-            return page["items"]  # type: ignore[no-any-return]
-        time.sleep(0.2)
-    pytest.fail(f"batch {batch_id} did not complete: {batch}")
+def _completed_items(api_url: str, batch_id: str) -> list[dict]:
+    assert wait_for_batch(api_url, batch_id)["status"] == "completed"
+    return batch_results(api_url, batch_id)
 
 
 def _check_batch(items: list[dict], photos: dict[str, bytes], ref: Callable[[str], str]) -> None:
@@ -268,7 +261,7 @@ def test_every_format_in_a_batch(api_url: str, photos: dict[str, bytes], upload:
         ref = lambda name: f"photos/{name}"  # noqa: E731
     response = http.post(f"{api_url}/v1/batches", files=form, timeout=30)
     assert response.status_code == 202, response.text
-    _check_batch(_wait_completed(api_url, response.json()["id"]), photos, ref)
+    _check_batch(_completed_items(api_url, response.json()["id"]), photos, ref)
 
 
 @pytest.fixture()
@@ -293,7 +286,7 @@ def test_every_format_by_url(
     body = {"images": [{"url": f"{url}/{name}", "ref": name} for name in files]}
     response = http.post(f"{api_url}/v1/batches", json=body, timeout=30)
     assert response.status_code == 202, response.text
-    _check_batch(_wait_completed(api_url, response.json()["id"]), photos, lambda name: name)
+    _check_batch(_completed_items(api_url, response.json()["id"]), photos, lambda name: name)
 
 
 def test_the_openapi_document_names_the_formats(api_url: str) -> None:

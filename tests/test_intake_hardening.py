@@ -27,7 +27,9 @@ from shared.admission import Admission
 from shared.api_keys import KeyStore
 from shared.errors import PayloadTooLarge, TooManyRequests
 from shared.settings import Settings
-from tests.conftest import ApiServer, redis_db, start_api
+from tests.support.images import catalog_images
+from tests.support.processes import ApiServer, start_api
+from tests.support.redis_databases import RedisDatabases
 from web.archives import ArchiveLimits, UnpackClock, iter_archive
 
 MiB = 1024 * 1024
@@ -152,23 +154,24 @@ def test_tar_listing_more_members_than_allowed_is_refused() -> None:
 
 @pytest.fixture(scope="module")
 def limited(
-    settings: Settings, service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+    redis_databases: RedisDatabases,
+    service_env: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[ApiServer, dict[str, str], redis.Redis]]:
-    """An API process with SKUAI_MAX_QUEUED=50 on a Redis database no worker consumes; its
-    URL, the headers of a key of its own, and a client of that database."""
-    url = redis_db(settings, 11)
-    conn = redis.Redis.from_url(url)
-    conn.flushdb()
-    env = {**service_env, "SKUAI_REDIS_URL": url, "SKUAI_MAX_QUEUED": str(MAX_QUEUED)}
-    server = start_api(env, tmp_path_factory.mktemp("logs") / "limited-api.log")
-    headers = {"Authorization": f"Bearer {KeyStore(conn).create('hardening')}"}
-    yield server, headers, conn
-    server.stop()
-    conn.close()
+    """An API process with SKUAI_MAX_QUEUED=50 on a Redis database of this module's own that no
+    worker consumes; its URL, the headers of a key of its own, and a client of that database."""
+    with redis_databases.lend() as url:
+        conn = redis.Redis.from_url(url)
+        env = {**service_env, "SKUAI_REDIS_URL": url, "SKUAI_MAX_QUEUED": str(MAX_QUEUED)}
+        server = start_api(env, tmp_path_factory.mktemp("logs") / "limited-api.log")
+        headers = {"Authorization": f"Bearer {KeyStore(conn).create('hardening')}"}
+        yield server, headers, conn
+        server.stop()
+        conn.close()
 
 
 def _pngs(catalog: Path, n: int) -> list[tuple[str, tuple[str, bytes]]]:
-    return [("images", (p.name, p.read_bytes())) for p in sorted(catalog.rglob("*.png"))[:n]]
+    return [("images", (p.name, p.read_bytes())) for p in catalog_images(catalog, n)]
 
 
 def test_archive_bomb_is_413_within_seconds(limited: tuple) -> None:
@@ -289,9 +292,8 @@ def test_queue_limit_is_exact_under_concurrent_archives(limited: tuple, tiny_cat
     assert conn.hlen(keys.QUEUE_RESERVATIONS) == 0
 
 
-def test_an_upload_whose_process_died_gives_its_places_back(settings: Settings) -> None:
-    conn = redis.Redis.from_url(redis_db(settings, 11))
-    conn.set(keys.PENDING_IMAGES, 0)
+def test_an_upload_whose_process_died_gives_its_places_back(own_db: Settings) -> None:
+    conn = redis.Redis.from_url(own_db.redis_url)
     admission = Admission(conn, rate=1.0, burst=1, max_queued=MAX_QUEUED)
     admission.reserve(MAX_QUEUED, "bat_died", ttl=0.3)  # and its API process is killed here
     with pytest.raises(TooManyRequests):

@@ -11,7 +11,8 @@ import requests
 from PIL import Image
 
 from shared.image_formats import ACCEPTED_NAMES
-from tests.conftest import http, sample_image
+from tests.support.http import http
+from tests.support.images import sample_image
 
 pytestmark = pytest.mark.usefixtures("inference_worker")
 

@@ -15,15 +15,8 @@ from shared.settings import Settings
 from skuai.demo import DemoPlan, run_demo
 from skuai.redis_server import find_binary, reachable
 from skuai.stack import free_port
-from tests.conftest import wait_until
+from tests.support.polling import answers, wait_until
 from tests.test_preflight import path_without_redis_server
-
-
-def _answers(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=2).status_code == 200
-    except requests.RequestException:
-        return False
 
 
 def _ignore_sigint() -> None:
@@ -54,8 +47,8 @@ def test_up_serves_until_stopped(
         )
     try:
         wait_until(lambda: "press Ctrl-C to stop" in log.read_text(), 120, "readiness", log)
-        assert _answers(f"http://127.0.0.1:{api}/readyz")
-        wait_until(lambda: _answers(f"http://127.0.0.1:{flower}/healthcheck"), 60, "Flower", log)
+        assert answers(f"http://127.0.0.1:{api}/readyz")
+        wait_until(lambda: answers(f"http://127.0.0.1:{flower}/healthcheck"), 60, "Flower", log)
         workers_page = requests.get(f"http://127.0.0.1:{flower}/workers", timeout=5).text
         assert "Workers" in workers_page
         process.send_signal(stop_signal)
@@ -70,8 +63,8 @@ def test_up_serves_until_stopped(
     text = log.read_text()
     assert f"API docs http://127.0.0.1:{api}/docs/" in text
     assert "Traceback" not in text
-    assert not _answers(f"http://127.0.0.1:{api}/healthz")
-    assert not _answers(f"http://127.0.0.1:{flower}/healthcheck")
+    assert not answers(f"http://127.0.0.1:{api}/healthz")
+    assert not answers(f"http://127.0.0.1:{flower}/healthcheck")
 
 
 def test_demo_on_a_bare_machine_with_the_bundled_redis(

@@ -11,7 +11,6 @@ import signal
 import threading
 import time
 import zipfile
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -29,25 +28,19 @@ from shared.jobs import Job, new_job_id
 from shared.queues import make_celery
 from shared.redis_client import text
 from shared.settings import Settings
-from skuai.redis_server import RedisServer
-from skuai.stack import free_port
-from tests.conftest import isolated_app, redis_db, start_api, wait_until
-from tests.test_faults import _distinct_images
+from tests.support.images import distinct_images
+from tests.support.isolation import isolated_app
+from tests.support.polling import wait_until
+from tests.support.processes import start_api
 from worker.sweeper import BATCHES_PER_PASS, Sweeper
 
 UPLOAD = 1000  # images in the upload that is killed
 
 
-@pytest.fixture(scope="module")
-def own_redis(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    """The session settings on a Redis of this module's own (each test takes a database)."""
-    server = RedisServer.start(port=free_port(0), data_dir=tmp_path_factory.mktemp("redis"))
-    yield replace(settings, redis_url=server.url, upload_timeout=1, chunk_size=64)
-    server.stop()
-
-
-def _on_db(settings: Settings, db: int) -> Settings:
-    return replace(settings, redis_url=redis_db(settings, db))
+@pytest.fixture()
+def iso_settings(own_db: Settings) -> Settings:
+    """The test's own database, with uploads abandoned after 1 s and chunks of 64."""
+    return replace(own_db, upload_timeout=1, chunk_size=64)
 
 
 def _sweeper(settings: Settings, conn: redis.Redis, upload_timeout: float) -> Sweeper:
@@ -85,17 +78,14 @@ def _upload(client: FlaskClient, images: list[tuple[str, bytes]], key: str) -> t
 
 
 def test_upload_killed_midway_is_rolled_back_and_its_key_freed(
-    own_redis: Settings, service_env: dict[str, str], tiny_catalog: Path, tmp_path: Path
+    iso_settings: Settings, service_env: dict[str, str], tiny_catalog: Path, tmp_path: Path
 ) -> None:
-    iso = _on_db(own_redis, 0)
-    client, conn = isolated_app(iso)
+    isolated = isolated_app(iso_settings)
+    iso, client, conn = isolated.settings, isolated.client, isolated.conn
     api = start_api({**service_env, **iso.env()}, tmp_path / "api.log")
-    images = _distinct_images(tiny_catalog, UPLOAD)
+    images = distinct_images(tiny_catalog, UPLOAD)
     files = [("images", (name, data, "image/png")) for name, data in images]
-    headers = {
-        "Authorization": client.environ_base["HTTP_AUTHORIZATION"],
-        "Idempotency-Key": "killed-upload",
-    }
+    headers = {**isolated.auth, "Idempotency-Key": "killed-upload"}
 
     def post() -> None:
         with contextlib.suppress(requests.RequestException):  # the API dies under it
@@ -140,12 +130,14 @@ def test_upload_killed_midway_is_rolled_back_and_its_key_freed(
     assert _pending(conn) == UPLOAD
 
 
-def test_a_refused_upload_is_rolled_back_at_once(own_redis: Settings, tiny_catalog: Path) -> None:
-    iso = replace(_on_db(own_redis, 1), max_batch_images=3)
-    client, conn = isolated_app(iso)
+def test_a_refused_upload_is_rolled_back_at_once(
+    iso_settings: Settings, tiny_catalog: Path
+) -> None:
+    isolated = isolated_app(replace(iso_settings, max_batch_images=3))
+    client, conn = isolated.client, isolated.conn
     archive = io.BytesIO()
     with zipfile.ZipFile(archive, "w") as out:
-        for name, data in _distinct_images(tiny_catalog, 5):
+        for name, data in distinct_images(tiny_catalog, 5):
             out.writestr(name, data)
     archive.seek(0)
     response = client.post(
@@ -164,9 +156,9 @@ def test_a_refused_upload_is_rolled_back_at_once(own_redis: Settings, tiny_catal
 
 
 def test_a_backlog_of_unsealed_batches_is_swept_a_bounded_page_per_pass(
-    own_redis: Settings,
+    iso_settings: Settings,
 ) -> None:
-    iso = _on_db(own_redis, 2)
+    iso = iso_settings
     conn = redis.Redis.from_url(iso.redis_url)
     jobs = JobStore(conn, result_ttl=600, image_ttl=600)
     store = BatchStore(conn, jobs)
@@ -196,8 +188,10 @@ def test_a_backlog_of_unsealed_batches_is_swept_a_bounded_page_per_pass(
     assert statuses == {"canceled"}
 
 
-def test_an_upload_rolled_back_under_its_live_request_is_not_accepted(own_redis: Settings) -> None:
-    conn = redis.Redis.from_url(_on_db(own_redis, 3).redis_url)
+def test_an_upload_rolled_back_under_its_live_request_is_not_accepted(
+    iso_settings: Settings,
+) -> None:
+    conn = redis.Redis.from_url(iso_settings.redis_url)
     store = BatchStore(conn, JobStore(conn, result_ttl=600, image_ttl=600))
     stalled, retry = (Batch(id=new_batch_id(), tenant="t") for _ in range(2))
     assert store.claim_idempotency_key("t", "key", stalled.id, "same body") is None

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +12,8 @@ import pytest
 
 from shared.images import decode
 from shared.settings import Settings
+from tests.support.images import catalog_images
+from tests.support.processes import run_skuai
 from training.cascade import Cascade
 from training.precision import MAX_DROP_POINTS, _verdict, precision_allowed
 from training.registry import Registry
@@ -43,23 +43,7 @@ def copied(trained: str, settings: Settings, tmp_path_factory: pytest.TempPathFa
 def test_activate_with_int8_quantizes_checks_and_decides(
     copied: Path, trained: str, tiny_catalog: Path
 ) -> None:
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "skuai",
-            "models",
-            "activate",
-            trained,
-            "--precision",
-            "int8",
-            "--registry",
-            str(copied),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    run = run_skuai("models", "activate", trained, "--precision", "int8", "--registry", str(copied))
     folder = copied / trained
     verdict = json.loads((folder / "precision.json").read_text())["int8"]
     assert (folder / "stage1.int8.onnx").is_file() and (folder / "stage2.int8.onnx").is_file()
@@ -73,7 +57,7 @@ def test_activate_with_int8_quantizes_checks_and_decides(
     images = np.stack(
         [
             decode(p.read_bytes(), size=32, max_pixels=10**6)
-            for p in sorted(tiny_catalog.rglob("*.png"))[:12]
+            for p in catalog_images(tiny_catalog, 12)
         ]
     )
     fp32 = Cascade.load(folder, version=trained).predict(images)
@@ -89,12 +73,7 @@ def test_activate_with_bf16_checks_and_keeps_other_verdicts(
     folder = copied / trained
     (folder / "precision.json").write_text(json.dumps({"int8": {"allowed": True}}))
     activate = ["models", "activate", trained, "--precision", "bf16", "--registry", str(copied)]
-    run = subprocess.run(
-        [sys.executable, "-m", "skuai", *activate],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    run = run_skuai(*activate)
     verdicts = json.loads((folder / "precision.json").read_text())
     assert verdicts["int8"] == {"allowed": True}  # an earlier verdict is kept
     verdict = verdicts["bf16"]
@@ -112,10 +91,7 @@ def test_mixed_precision_cascade_matches_fp32(
     builder with 16-bit compute answers like fp32 (bfloat16 keeps fewer mantissa bits)."""
     folder = settings.registry_dir / trained
     images = np.stack(
-        [
-            decode(p.read_bytes(), size=32, max_pixels=10**6)
-            for p in sorted(tiny_catalog.rglob("*.png"))[:8]
-        ]
+        [decode(p.read_bytes(), size=32, max_pixels=10**6) for p in catalog_images(tiny_catalog, 8)]
     )
     fp32 = Cascade.load(folder, version=trained)
     reduced = Cascade.load(folder, version=trained, precision=precision)

@@ -19,7 +19,9 @@ import requests
 from shared.job_store import JobStore
 from shared.jobs import Job, new_job_id
 from shared.settings import Settings
-from tests.conftest import TENANT, ApiServer, http
+from tests.support.http import TENANT, http
+from tests.support.polling import answers
+from tests.support.processes import ApiServer
 
 SLOW_SOCKETS = 40
 STALLED_BODIES = 4
@@ -30,14 +32,6 @@ MIB = 1024 * 1024
 def _connect(api_url: str) -> socket.socket:
     url = urlparse(api_url)
     return socket.create_connection((url.hostname, url.port), timeout=5)
-
-
-def _answers(url: str, status: int = 200) -> bool:
-    """The API answers `url` with `status` within 2 s."""
-    try:
-        return http.get(url, timeout=2).status_code == status
-    except requests.RequestException:
-        return False
 
 
 def _closed_by_server(sock: socket.socket) -> bool:
@@ -54,7 +48,7 @@ def test_slow_sockets_leave_the_api_answering(api_url: str, service_env: dict[st
     sockets = [_connect(api_url) for _ in range(SLOW_SOCKETS)]
     stalled = [_connect(api_url) for _ in range(STALLED_BODIES)]
     closed: set[int] = set()
-    answers: list[bool] = []
+    answered: list[bool] = []
     try:
         for sock in sockets:
             sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: slow\r\n")
@@ -75,15 +69,15 @@ def test_slow_sockets_leave_the_api_answering(api_url: str, service_env: dict[st
                         sock.sendall(b"X-Slow: 1\r\n")
                     except OSError:
                         closed.add(i)
-            answers.append(_answers(f"{api_url}/healthz"))
-            answers.append(_answers(f"{api_url}/v1/jobs/job_none", 404))
+            answered.append(answers(f"{api_url}/healthz", session=http))
+            answered.append(answers(f"{api_url}/v1/jobs/job_none", 404, session=http))
             time.sleep(1)
         elapsed = time.monotonic() - start
         replies = [_reply(sock) for sock in stalled]
     finally:
         for sock in sockets + stalled:
             sock.close()
-    assert all(answers), f"{answers.count(False)} of {len(answers)} requests went unanswered"
+    assert all(answered), f"{answered.count(False)} of {len(answered)} requests went unanswered"
     assert len(closed) == SLOW_SOCKETS, f"{SLOW_SOCKETS - len(closed)} slow sockets still open"
     assert elapsed < client_timeout + 4
     for reply in replies:  # each stalled body was given up on with a 408 in the error shape
@@ -104,13 +98,13 @@ def test_a_long_poll_flood_leaves_the_api_answering(
     with ThreadPoolExecutor(LONG_POLLS) as pool:
         polls = [pool.submit(poll) for _ in range(LONG_POLLS)]
         time.sleep(1.5)  # every poll has arrived; those under the cap are waiting
-        answers = [_answers(f"{api_url}/healthz") for _ in range(5)]
-        plain = _answers(url)  # the poller's own requests that do not wait
+        answered = [answers(f"{api_url}/healthz", session=http) for _ in range(5)]
+        plain = answers(url, session=http)  # the poller's own requests that do not wait
         started = time.monotonic()
         assert http.delete(url, timeout=5).status_code == 200  # wakes the waits
         responses = [p.result() for p in polls]
         woken_in = time.monotonic() - started
-    assert answers == [True] * 5 and plain
+    assert answered == [True] * 5 and plain
     refused = [r for r in responses if r.status_code == 429]
     waited = [r for r in responses if r.status_code == 200]
     assert len(waited) == settings.max_waits_per_key

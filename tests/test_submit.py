@@ -5,30 +5,26 @@ from __future__ import annotations
 import csv
 import json
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import pytest
 
+from tests.support.images import catalog_images
+from tests.support.processes import run_skuai
+
 pytestmark = pytest.mark.usefixtures("inference_worker")
 
 
 def _submit(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "skuai", "submit", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    return run_skuai("submit", *args, env=env, timeout=180)
 
 
 @pytest.fixture()
 def folder(tiny_catalog: Path, tmp_path: Path) -> Path:
     out = tmp_path / "photos"
     out.mkdir()
-    for i, p in enumerate(sorted(tiny_catalog.rglob("*.png"))[:7]):
+    for i, p in enumerate(catalog_images(tiny_catalog, 7)):
         (out / f"{i}.png").write_bytes(p.read_bytes())
     return out
 

@@ -6,18 +6,19 @@ from __future__ import annotations
 import io
 import json
 import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import redis
 import requests
-from flask.testing import FlaskClient
 
 from shared.api_keys import KeyStore
 from shared.settings import Settings
-from tests.conftest import http, isolated_app, redis_db, sample_image
+from tests.support.http import http, tenant_session
+from tests.support.images import sample_image
+from tests.support.isolation import Isolated, isolated_app
+from tests.support.processes import run_skuai
 
 pytestmark = pytest.mark.usefixtures("inference_worker")
 
@@ -25,10 +26,7 @@ pytestmark = pytest.mark.usefixtures("inference_worker")
 @pytest.fixture(scope="module")
 def other(settings: Settings) -> requests.Session:
     """A client of another tenant."""
-    session = requests.Session()
-    key = KeyStore(redis.Redis.from_url(settings.redis_url)).create("other-tenant")
-    session.headers["Authorization"] = f"Bearer {key}"
-    return session
+    return tenant_session(settings, "other-tenant")
 
 
 @pytest.mark.parametrize("header", [None, "Bearer", "Bearer sk_not-a-key", "Basic abc", "sk_x"])
@@ -81,12 +79,12 @@ def test_another_tenant_sees_nothing(
         http.delete(f"{api_url}/v1/webhooks/{hook['id']}", timeout=10)
 
 
-def _app(settings: Settings, **changes: object) -> tuple[FlaskClient, redis.Redis]:
-    return isolated_app(replace(settings, redis_url=redis_db(settings, 3), **changes), "limited")
+def _app(own_db: Settings, **changes: object) -> Isolated:
+    return isolated_app(replace(own_db, **changes), "limited")
 
 
-def test_rate_limit_is_429_with_retry_after(settings: Settings) -> None:
-    client, _ = _app(settings, rate_limit=1.0, rate_burst=3)
+def test_rate_limit_is_429_with_retry_after(own_db: Settings) -> None:
+    client = _app(own_db, rate_limit=1.0, rate_burst=3).client
     statuses = [client.get("/v1/jobs/job_x").status_code for _ in range(5)]
     assert statuses[:3] == [404, 404, 404] and statuses[3:] == [429, 429]
     limited = client.get("/v1/jobs/job_x")
@@ -94,16 +92,15 @@ def test_rate_limit_is_429_with_retry_after(settings: Settings) -> None:
     assert int(limited.headers["Retry-After"]) >= 1
 
 
-def test_queue_limit_is_429_with_retry_after(settings: Settings, tiny_catalog: Path) -> None:
-    client, conn = _app(settings, max_queued=2)
-    conn.delete("skuai:pending")
+def test_queue_limit_is_429_with_retry_after(own_db: Settings, tiny_catalog: Path) -> None:
+    client = _app(own_db, max_queued=2).client
     image = sample_image(tiny_catalog).read_bytes()
 
     def submit() -> int:
         data = {"image": (io.BytesIO(image), "a.png")}
         return client.post("/v1/jobs", data=data, content_type="multipart/form-data").status_code
 
-    assert [submit(), submit()] == [202, 202]  # nothing consumes database 3: they wait
+    assert [submit(), submit()] == [202, 202]  # nothing consumes the test's database: they wait
     response = client.post(
         "/v1/jobs", data={"image": (io.BytesIO(image), "a.png")}, content_type="multipart/form-data"
     )
@@ -113,13 +110,7 @@ def test_queue_limit_is_429_with_retry_after(settings: Settings, tiny_catalog: P
 
 def test_keys_commands(service_env: dict[str, str]) -> None:
     def skuai(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "skuai", "keys", *args],
-            env=service_env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        return run_skuai("keys", *args, env=service_env, timeout=60)
 
     created = json.loads(skuai("create", "--tenant", "acme", "--json").stdout)
     assert created["api_key"].startswith("sk_")

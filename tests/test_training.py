@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,13 +10,9 @@ import pytest
 
 from shared.errors import ConfigError, ModelNotFound
 from shared.settings import Settings
+from tests.support.images import catalog_images
+from tests.support.processes import run_skuai
 from training.registry import Registry
-
-
-def _skuai(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "skuai", *args], capture_output=True, text=True, timeout=300, env=env
-    )
 
 
 def test_version_folder_is_complete(trained: str, settings: Settings) -> None:
@@ -60,10 +54,7 @@ def test_saved_cascade_predicts_like_serving_does(
     registry = Registry(settings.registry_dir)
     cascade = Cascade.load(registry.path(trained), version=trained)
     images = np.stack(
-        [
-            decode(p.read_bytes(), size=32, max_pixels=10**6)
-            for p in sorted(tiny_catalog.rglob("*.png"))[:7]
-        ]
+        [decode(p.read_bytes(), size=32, max_pixels=10**6) for p in catalog_images(tiny_catalog, 7)]
     )
     results = cascade.predict(images)
     assert len(results) == 7
@@ -89,11 +80,11 @@ def test_registry_lists_and_activates(trained: str, settings: Settings, tmp_path
 
 
 def test_models_commands(trained: str, service_env: dict[str, str]) -> None:
-    listed = _skuai("models", "list", "--json", env=service_env)
+    listed = run_skuai("models", "list", "--json", env=service_env)
     assert listed.returncode == 0, listed.stderr
     assert json.loads(listed.stdout)[0]["version"] == trained
     assert json.loads(listed.stdout)[0]["active"] is True
-    missing = _skuai("models", "activate", "v404", env=service_env)
+    missing = run_skuai("models", "activate", "v404", env=service_env)
     assert missing.returncode == 1
     assert missing.stderr.strip().startswith("error: no model version 'v404'")
 
@@ -116,7 +107,11 @@ def test_unwritable_registry_is_a_clear_error(tmp_path: Path) -> None:
     ],
 )
 def test_training_user_errors_are_one_line(args: list[str], fragment: str, tmp_path: Path) -> None:
-    out = _skuai(*args, "--registry", str(tmp_path / "r")) if args[0] == "train" else _skuai(*args)
+    out = (
+        run_skuai(*args, "--registry", str(tmp_path / "r"))
+        if args[0] == "train"
+        else run_skuai(*args)
+    )
     assert out.returncode == 1, out.stdout
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], out.stderr
@@ -126,7 +121,7 @@ def test_train_command_logs_progress_lines_when_not_on_a_terminal(
     tiny_catalog: Path, tmp_path: Path
 ) -> None:
     registry = tmp_path / "registry"
-    out = _skuai(
+    out = run_skuai(
         *("train", str(tiny_catalog), "--registry", str(registry), "--input-size", "32"),
         *("--width", "0.0625", "--epochs", "1", "--batch-size", "16", "--weights", "none"),
         *("--precision", "fp32"),
@@ -140,7 +135,7 @@ def test_train_command_logs_progress_lines_when_not_on_a_terminal(
     )
     assert any("evaluating on the test split: 100%" in line for line in lines), out.stderr
     assert f"version v1 written to {registry / 'v1'} (active)" in out.stderr
-    listed = _skuai("models", "list", "--registry", str(registry))
+    listed = run_skuai("models", "list", "--registry", str(registry))
     assert listed.stdout.startswith("* v1 "), listed.stdout
 
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -17,17 +15,12 @@ import pytest
 from PIL import Image
 
 from shared.errors import ConfigError, DatasetError
+from tests.support.processes import run_skuai
 from training.config import TrainConfig
 from training.dataset import scan, split
 from training.registry import Registry
 
 TINY_TRAIN = {"input_size": 32, "batch_size": 16, "seed": 0, "precision": "fp32"}
-
-
-def _skuai(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "skuai", *args], capture_output=True, text=True, timeout=300
-    )
 
 
 @pytest.fixture(scope="module")
@@ -259,7 +252,7 @@ def test_weights_that_do_not_fit_are_clear_errors(weights_file: Path, tmp_path: 
 
 def test_model_without_skus_is_a_one_line_error(tmp_path: Path) -> None:
     (tmp_path / "data" / "lonely-model").mkdir(parents=True)
-    out = _skuai("train", str(tmp_path / "data"), "--registry", str(tmp_path / "r"))
+    out = run_skuai("train", str(tmp_path / "data"), "--registry", str(tmp_path / "r"))
     assert out.returncode == 1
     lines = out.stderr.strip().splitlines()  # the data check's summary, then one error line
     assert "error model 'lonely-model' has no SKU folders" in lines[1]
@@ -277,25 +270,13 @@ def test_evaluate_a_version_on_a_folder_it_never_saw(
         hard, models=3, skus_per_model=2, images_per_sku=4, size=32, seed=3, variation="hard"
     )
     (hard / "catalog.json").unlink()
-    out = subprocess.run(
-        [sys.executable, "-m", "skuai", "models", "evaluate", trained, str(hard), "--json"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=service_env,
-    )
+    out = run_skuai("models", "evaluate", trained, str(hard), "--json", env=service_env)
     assert out.returncode == 0, out.stderr
     metrics = json.loads(out.stdout)
     assert metrics["test_images"] == 24 and metrics["skipped_images"] == 0
     assert 0 <= metrics["end_to_end"]["sku_top1"] <= 1
     other = tmp_path / "other"
     synthesize(other, models=2, skus_per_model=1, images_per_sku=1, size=32, seed=99)
-    out = subprocess.run(
-        [sys.executable, "-m", "skuai", "models", "evaluate", trained, str(other)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=service_env,
-    )
+    out = run_skuai("models", "evaluate", trained, str(other), env=service_env)
     assert out.returncode == 1
     assert "does not know" in out.stderr and len(out.stderr.strip().splitlines()) == 1

@@ -12,19 +12,15 @@ from pathlib import Path
 
 import pytest
 import redis
+from flask.testing import FlaskClient
 
 from shared.settings import Settings
 from shared.webhook_store import WebhookStore
-from tests.conftest import (
-    TENANT,
-    WorkerProcess,
-    authorized,
-    deliveries_of,
-    http,
-    sample_image,
-    wait_until,
-)
 from tests.receiver import receiver
+from tests.support.http import TENANT, authorized, deliveries_of, http
+from tests.support.images import catalog_images, sample_image
+from tests.support.polling import wait_until
+from tests.support.processes import WorkerProcess
 from web.app import create_app
 
 pytestmark = pytest.mark.usefixtures("inference_worker")
@@ -55,6 +51,25 @@ def test_subscriptions_and_the_secret_shown_once(api_url: str) -> None:
         assert http.get(f"{api_url}/v1/webhooks/{sub['id']}", timeout=10).status_code == 404
 
 
+@pytest.fixture()
+def strict(settings: Settings, api_key: str) -> FlaskClient:
+    """The app refusing private URLs, on the session's Redis, as the test tenant."""
+    return authorized(
+        create_app(replace(settings, allow_private_urls=False)).test_client(), api_key
+    )
+
+
+def _disabled(api_url: str, webhook_id: str) -> dict:
+    """The subscription once it has been disabled (within 10 s)."""
+    url = f"{api_url}/v1/webhooks/{webhook_id}"
+    wait_until(
+        lambda: http.get(url, timeout=5).json()["status"] == "disabled",
+        10,
+        "the subscription being disabled",
+    )
+    return http.get(url, timeout=5).json()  # type: ignore[no-any-return]
+
+
 @pytest.mark.parametrize(
     ("body", "fragment"),
     [
@@ -66,18 +81,12 @@ def test_subscriptions_and_the_secret_shown_once(api_url: str) -> None:
         ({"url": "https://example.com/x", "events": []}, "non-empty"),
     ],
 )
-def test_refused_subscriptions(settings: Settings, api_key: str, body: dict, fragment: str) -> None:
-    strict = authorized(
-        create_app(replace(settings, allow_private_urls=False)).test_client(), api_key
-    )
+def test_refused_subscriptions(strict: FlaskClient, body: dict, fragment: str) -> None:
     response = strict.post("/v1/webhooks", json=body)
     assert response.status_code == 400 and fragment in response.json["error"]["message"]
 
 
-def test_private_callback_url_refused(settings: Settings, api_key: str, tiny_catalog: Path) -> None:
-    strict = authorized(
-        create_app(replace(settings, allow_private_urls=False)).test_client(), api_key
-    )
+def test_private_callback_url_refused(strict: FlaskClient, tiny_catalog: Path) -> None:
     data = {
         "image": (io.BytesIO(sample_image(tiny_catalog).read_bytes()), "a.png"),
         "callback_url": "http://10.0.0.8/hook",
@@ -108,7 +117,7 @@ def test_batch_events_exactly_once(
     webhook_workers()
     rx, subscribe = hook
     sub = subscribe(["job.succeeded", "job.failed", "batch.completed"])
-    images = sorted(tiny_catalog.rglob("*.png"))[:5]
+    images = catalog_images(tiny_catalog, 5)
     files = [("images", (p.name, p.read_bytes())) for p in images]
     files.append(("images", ("bad.png", b"nope")))
     batch = http.post(f"{api_url}/v1/batches", files=files, timeout=30).json()
@@ -123,10 +132,7 @@ def test_batch_events_exactly_once(
 
 
 def test_failing_receiver_gets_the_same_webhook_id_until_it_recovers(
-    api_url: str,
-    tiny_catalog: Path,
-    hook: tuple,
-    webhook_workers: Callable[..., WorkerProcess],
+    api_url: str, tiny_catalog: Path, hook: tuple, webhook_workers: Callable[..., WorkerProcess]
 ) -> None:
     webhook_workers()
     rx, subscribe = hook
@@ -164,14 +170,7 @@ def test_410_gone_disables_the_subscription(
     sub = subscribe(["job.succeeded"])
     _submit(api_url, tiny_catalog)
     rx.wait_for(1)
-    wait_until(
-        lambda: (
-            http.get(f"{api_url}/v1/webhooks/{sub['id']}", timeout=5).json()["status"] == "disabled"
-        ),
-        10,
-        "the subscription being disabled",
-    )
-    shown = http.get(f"{api_url}/v1/webhooks/{sub['id']}", timeout=5).json()
+    shown = _disabled(api_url, sub["id"])
     assert "410" in shown["disabled_reason"]
     _submit(api_url, tiny_catalog)
     time.sleep(2)
@@ -179,10 +178,7 @@ def test_410_gone_disables_the_subscription(
 
 
 def test_an_endpoint_failing_for_the_whole_schedule_is_disabled(
-    api_url: str,
-    tiny_catalog: Path,
-    hook: tuple,
-    webhook_workers: Callable[..., WorkerProcess],
+    api_url: str, tiny_catalog: Path, hook: tuple, webhook_workers: Callable[..., WorkerProcess]
 ) -> None:
     webhook_workers(schedule="0.2,0.2")
     rx, subscribe = hook
@@ -190,23 +186,13 @@ def test_an_endpoint_failing_for_the_whole_schedule_is_disabled(
     sub = subscribe(["job.succeeded"])
     _submit(api_url, tiny_catalog)
     rx.wait_for(3)
-    wait_until(
-        lambda: (
-            http.get(f"{api_url}/v1/webhooks/{sub['id']}", timeout=5).json()["status"] == "disabled"
-        ),
-        10,
-        "the subscription being disabled",
-    )
-    shown = http.get(f"{api_url}/v1/webhooks/{sub['id']}", timeout=5).json()
+    shown = _disabled(api_url, sub["id"])
     assert "kept failing" in shown["disabled_reason"] and "HTTP 500" in shown["disabled_reason"]
     assert deliveries_of(api_url, sub["id"])[0]["status"] == "failed"
 
 
 def test_a_hanging_receiver_does_not_slow_inference(
-    api_url: str,
-    tiny_catalog: Path,
-    hook: tuple,
-    webhook_workers: Callable[..., WorkerProcess],
+    api_url: str, tiny_catalog: Path, hook: tuple, webhook_workers: Callable[..., WorkerProcess]
 ) -> None:
     webhook_workers(timeout=2)
     rx, subscribe = hook
@@ -221,10 +207,7 @@ def test_a_hanging_receiver_does_not_slow_inference(
 
 
 def test_restarted_webhook_worker_still_delivers(
-    api_url: str,
-    tiny_catalog: Path,
-    hook: tuple,
-    webhook_workers: Callable[..., WorkerProcess],
+    api_url: str, tiny_catalog: Path, hook: tuple, webhook_workers: Callable[..., WorkerProcess]
 ) -> None:
     first = webhook_workers(schedule="4,4")
     rx, subscribe = hook
@@ -248,10 +231,7 @@ def test_restarted_webhook_worker_still_delivers(
 
 
 def test_replay_sends_the_same_delivery_again(
-    api_url: str,
-    tiny_catalog: Path,
-    hook: tuple,
-    webhook_workers: Callable[..., WorkerProcess],
+    api_url: str, tiny_catalog: Path, hook: tuple, webhook_workers: Callable[..., WorkerProcess]
 ) -> None:
     webhook_workers()
     rx, subscribe = hook

@@ -1,0 +1,1 @@
+"""What the tests share besides fixtures: processes, polling, Redis databases, API calls, images."""
