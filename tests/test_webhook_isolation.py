@@ -42,17 +42,21 @@ def test_a_batch_is_accepted_without_its_deliveries_and_none_is_lost(
     assert deliveries_of(api_url, sub["id"], key) == []  # nothing fanned out inside the request
     recorded = set(conn.zrange(keys.EVENTS_DUE, 0, -1)) - before
     assert len(recorded) == 2  # one event for the 30 failed jobs, one for the batch
-    # The process sending the fan-out died (its message is gone) and the events' lease lapsed.
-    for queue in conn.scan_iter("webhooks*"):
-        conn.delete(queue)
-    conn.zadd(keys.EVENTS_DUE, dict.fromkeys(recorded, 0))
-    webhook_workers()
-    rx.wait_for(31)
-    time.sleep(0.5)  # anything extra would show up now
+    with receiver() as late:
+        # Subscribed after the events happened: their late fan-out must not reach it.
+        subscribe(["job.failed", "batch.completed"], api_key=key, url=late.url)
+        # The process sending the fan-out died (its message is gone) and the events' lease lapsed.
+        for queue in conn.scan_iter("webhooks*"):
+            conn.delete(queue)
+        conn.zadd(keys.EVENTS_DUE, dict.fromkeys(recorded, 0))
+        webhook_workers()
+        rx.wait_for(31)
+        time.sleep(0.5)  # anything extra would show up now
     assert len({r.headers["webhook-id"] for r in rx.received}) == len(rx.received) == 31
     [completed] = rx.of_type("batch.completed")
     assert completed.verify(sub["secret"])["data"]["id"] == batch["id"]
     assert len(rx.of_type("job.failed")) == 30
+    assert late.received == []
 
 
 def test_a_hanging_receiver_does_not_delay_another_tenants_events(

@@ -1,8 +1,9 @@
 """FanOut: on a webhook worker, turns one recorded event into its deliveries — one per
 subscription that wants it and one per callback URL — and starts the lanes they wait in.
 
-Delivery ids derive from the event, so a fan-out that runs twice (its worker died, its lease
-lapsed) finds the deliveries of the first run and adds nothing. A subscription that is disabled
+Only subscriptions that existed when the event happened get it. Delivery ids derive from the
+event, so a fan-out that runs twice (its worker died, its lease lapsed) finds the deliveries of
+the first run and adds nothing. A subscription that is disabled
 gets its deliveries logged as skipped: once re-enabled, they can be replayed."""
 
 from __future__ import annotations
@@ -122,6 +123,10 @@ def _deliveries(
 
     pairs: list[tuple[Delivery, str | None]] = []
     for sub in subscriptions:
+        if sub.created_at > event.timestamp:
+            # Subscribed after the event happened (its fan-out came late, e.g. webhook workers
+            # were down): as with Stripe, an endpoint gets the events from its creation on.
+            continue
         made = delivery(sub.id, sub.url, sub.id)
         if sub.status == ACTIVE:
             pairs.append((made, lane_of(tenant, sub.url)))
