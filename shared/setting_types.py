@@ -3,6 +3,7 @@ docstring is what README's configuration table says the setting accepts."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlparse
@@ -44,6 +45,8 @@ def _split_schedule(raw: object) -> object:
 
 
 def _no_negative(values: tuple[float, ...]) -> tuple[float, ...]:
+    if not all(math.isfinite(value) for value in values):
+        raise InvalidArgument("delays must be finite numbers of seconds (not nan or inf)")
     if any(value < 0 for value in values):
         raise InvalidArgument("delays cannot be negative")
     return values

@@ -214,7 +214,8 @@ def as_text(value: object) -> str:
     if isinstance(value, bool):
         return "1" if value else "0"
     if isinstance(value, float):
-        return f"{value:g}"
+        # repr is exact (float(repr(x)) == x); whole numbers are written as integers.
+        return str(int(value)) if value.is_integer() else repr(value)
     if isinstance(value, tuple):
         return ",".join(as_text(float(part)) for part in value)
     return str(value)

@@ -63,6 +63,12 @@ def test_round_trip_through_the_environment() -> None:
     assert Settings.from_env(settings.env()) == settings
 
 
+def test_numbers_keep_their_precision_through_the_environment() -> None:
+    settings = Settings.from_env({"SKUAI_WEBHOOK_RETRY_SCHEDULE": "5,1234567,0.1,2.5e-7"})
+    assert settings.env()["SKUAI_WEBHOOK_RETRY_SCHEDULE"] == "5,1234567,0.1,2.5e-07"
+    assert Settings.from_env(settings.env()) == settings
+
+
 @pytest.mark.parametrize(
     ("name", "value", "fragment"),
     [
@@ -73,6 +79,8 @@ def test_round_trip_through_the_environment() -> None:
         ("SKUAI_ALLOW_PRIVATE_URLS", "maybe", "1 or 0"),
         ("SKUAI_WEBHOOK_RETRY_SCHEDULE", "5,soon", "comma-separated"),
         ("SKUAI_WEBHOOK_RETRY_SCHEDULE", "5,-1", "negative"),
+        ("SKUAI_WEBHOOK_RETRY_SCHEDULE", "5,nan", "finite"),
+        ("SKUAI_WEBHOOK_RETRY_SCHEDULE", "inf", "finite"),
         ("SKUAI_FLOWER_BASIC_AUTH", "nopassword", "user:password"),
         ("SKUAI_METRICS_TOKEN", "short", "at least 16"),
         ("SKUAI_METRICS_TOKEN", "sixteen chars with spaces", "printable ASCII"),
