@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import sys
@@ -11,6 +12,9 @@ from typing import Any
 
 from shared import defaults
 from shared.settings import Settings
+
+WORKER_TIMEOUT = 60  # seconds a worker may be silent (booting, say) before gunicorn kills it
+WORKER_TIMEOUT_MARGIN = 30  # ... and at least this much beyond SKUAI_MAX_ARCHIVE_SECONDS
 
 
 def run_api(settings: Settings, *, host: str, port: int, workers: int = 2) -> None:
@@ -41,7 +45,12 @@ def run_api(settings: Settings, *, host: str, port: int, workers: int = 2) -> No
                 # The deadline for a request's headers, each body read and response write, and
                 # an idle keep-alive connection (skuai.api_worker).
                 "keepalive": settings.client_timeout,
-                "timeout": 60,
+                # A worker silent this long is killed with every request in it: longer than the
+                # longest unpack, should one ever hold up the hub (web.blocking keeps it off).
+                "timeout": max(
+                    WORKER_TIMEOUT,
+                    math.ceil(settings.max_archive_seconds) + WORKER_TIMEOUT_MARGIN,
+                ),
                 # Lets the longest long poll finish on shutdown.
                 "graceful_timeout": defaults.MAX_WAIT_SECONDS + 5,
                 "accesslog": "-",

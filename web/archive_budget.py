@@ -11,6 +11,7 @@ from typing import Protocol, TypeVar
 
 from shared import defaults
 from shared.errors import PayloadTooLarge
+from web.blocking import off_hub
 
 T = TypeVar("T")
 MAX_COMPRESSION_RATIO = 200  # real images barely compress; more than this is a bomb
@@ -54,19 +55,24 @@ class UnpackClock:
             )
 
     def timed(self, items: Iterator[T]) -> Iterator[T]:
-        """`items`, counting only the time spent producing them: the caller's work between two
-        entries (checking and storing images) is not unpacking."""
+        """`items`, each produced off the gevent hub (web.blocking) so that a long unpack leaves
+        the worker's other requests served, counting only the time spent producing them: the
+        caller's work between two entries (checking and storing images) is not unpacking, nor
+        is a wait for a free thread."""
         while True:
-            self._since = time.monotonic()
-            try:
-                item = next(items, None)
-            finally:
-                self._spent += time.monotonic() - self._since
-                self._since = None
+            item = off_hub(self._next, items)
             if item is None:
                 return
             self.check()
             yield item
+
+    def _next(self, items: Iterator[T]) -> T | None:
+        self._since = time.monotonic()
+        try:
+            return next(items, None)
+        finally:
+            self._spent += time.monotonic() - self._since
+            self._since = None
 
 
 class ArchiveBudget:
