@@ -161,6 +161,21 @@ def test_retry_after_is_honoured(
     assert first.headers["webhook-id"] == second.headers["webhook-id"]
 
 
+def test_a_retry_after_that_is_not_a_number_is_ignored(
+    api_url: str, tiny_catalog: Path, hook: tuple, webhook_workers: Callable[..., WorkerProcess]
+) -> None:
+    webhook_workers(schedule="0.2,0.2,0.2")
+    rx, subscribe = hook
+    rx.plan = [(429, {"Retry-After": "\u00b2"}, 0.0)]  # "²": str.isdigit says yes, float() no
+    sub = subscribe(["job.succeeded"])
+    _submit(api_url, tiny_catalog)
+    first, second = rx.wait_for(2, timeout=15)
+    assert second.at - first.at < 5  # the schedule's delay, not a lease lapsing
+    wait_until(lambda: deliveries_of(api_url, sub["id"])[0]["status"] == "delivered", 10, "log")
+    [delivery] = deliveries_of(api_url, sub["id"])
+    assert [a["status_code"] for a in delivery["attempts"]] == [429, 200]
+
+
 def test_410_gone_disables_the_subscription(
     api_url: str, tiny_catalog: Path, hook: tuple, webhook_workers: Callable[..., WorkerProcess]
 ) -> None:

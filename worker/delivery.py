@@ -204,12 +204,13 @@ def _retry_after(response: requests.Response) -> float | None:
     value = response.headers.get("Retry-After")
     if not value:
         return None
-    if value.strip().isdigit():
+    value = value.strip()
+    if value.isascii() and value.isdigit():  # not str.isdigit alone: "²" is a digit to it
         return float(value)
     try:
         return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None  # anything else is ignored: the schedule's own delay applies
 
 
 def _epoch(iso: str) -> float:
