@@ -6,13 +6,15 @@ import hashlib
 import json
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import redis
 
 from shared import keys, store_scripts
-from shared.admission import use_reserved
+from shared.admission import RESERVATION_TTL
 from shared.batches import Batch
+from shared.delivery_store import DELIVERY_TTL, LEASE_SECONDS
 from shared.errors import (
     Conflict,
     IdempotencyKeyReused,
@@ -20,6 +22,7 @@ from shared.errors import (
     NotFound,
     ServiceUnavailable,
 )
+from shared.event_store import Event
 from shared.job_store import FINISHED_BATCH, JobStore
 from shared.jobs import FAILED, Job, utc_now
 from shared.redis_client import text
@@ -32,6 +35,21 @@ TO_CLASSIFY = "to_classify"
 DUPLICATE = "duplicate"  # same bytes as an earlier image of the batch: shares its result
 FINISHED = "finished"  # failed at upload, or a duplicate whose twin was already done
 SEAL_ABANDONED = 0  # store_scripts.SEAL: the sweeper rolled the upload back first
+# abandon() outcomes besides the number of jobs canceled
+GONE = -1  # no such batch, or rolled back already
+SEALED = -2  # sealed after all: accepted, its request answers 202
+ROLLED_BACK = (
+    "the upload stalled for longer than SKUAI_UPLOAD_TIMEOUT and was rolled back; send it again"
+)
+
+
+@dataclass(frozen=True)
+class IdempotencyKey:
+    """The Idempotency-Key a batch's request sent, bound to the batch when it is sealed."""
+
+    tenant: str
+    key: str
+    fingerprint: str  # of the request (web/idempotency.py)
 
 
 class BatchStore:
@@ -44,6 +62,7 @@ class BatchStore:
         self._seal = conn.register_script(store_scripts.SEAL)
         self._cancel = conn.register_script(store_scripts.CANCEL)
         self._abandon = conn.register_script(store_scripts.ABANDON)
+        self._insert_job = conn.register_script(store_scripts.INSERT)
 
     def open(self, batch: Batch) -> None:
         """Create an empty, unsealed batch (it cannot complete until `seal`, and is rolled back
@@ -89,32 +108,54 @@ class BatchStore:
     def _insert(
         self, batch: Batch, job: Job, data: bytes | None, *, counter: str, reserved: bool = False
     ) -> None:
-        with self.conn.pipeline(transaction=True) as pipe:
-            self.jobs.create(job, data, pipe=pipe)
-            if reserved:
-                use_reserved(pipe, batch.id)
-            pipe.rpush(keys.batch_jobs(batch.id), job.id)
-            pipe.expire(keys.batch_jobs(batch.id), self.jobs.result_ttl)
-            pipe.hincrby(keys.batch(batch.id), "total", 1)
-            pipe.hincrby(keys.batch(batch.id), counter, 1)
-            pipe.zadd(keys.UNSEALED_BATCHES, {batch.id: int(time.time())})  # the upload lives
-            pipe.execute()
+        """Store the job in its batch in one step, or 503 when the sweeper rolled the upload
+        back meanwhile (nothing is stored: the batch ended `canceled`)."""
+        fields = [item for pair in job.to_hash().items() for item in pair]
+        args = self.jobs.script_args(
+            batch.id,
+            job.id,
+            counter,
+            "1" if reserved else "0",
+            "0" if job.is_final else "1",
+            str(self.jobs.image_ttl),
+            "0" if data is None else "1",
+        )
+        lapses = str(time.time() + RESERVATION_TTL)
+        stored = self._insert_job(args=[*args, data or b"", lapses, str(int(time.time())), *fields])
+        if not int(stored):
+            raise ServiceUnavailable(ROLLED_BACK)
 
-    def seal(self, batch_id: str) -> bool:
-        """No more images will come; True when the batch completed right away. 503 when the
-        upload stalled so long that the sweeper rolled it back meanwhile."""
-        outcome = int(self._seal(args=self.jobs.script_args(batch_id)))
+    def seal(
+        self,
+        batch_id: str,
+        *,
+        idempotency: IdempotencyKey | None = None,
+        finished: Event | None = None,
+        completed: Event | None = None,
+    ) -> bool:
+        """No more images will come; True when the batch completed right away. In the same step
+        its Idempotency-Key is bound to it and the events given are recorded (`finished`: of
+        the jobs that finished at upload; `completed`: batch.completed, only if it completes
+        now), so nothing of an accepted batch depends on a later write. 503 when the upload
+        stalled so long that the sweeper rolled it back meanwhile."""
+        record, binding = "", ""
+        if idempotency is not None:
+            record = self._idempotency(idempotency.tenant, idempotency.key)
+            binding = f"{batch_id} {idempotency.fingerprint}"
+        args = self.jobs.script_args(batch_id, record, binding)
+        args += [str(DELIVERY_TTL), str(time.time() + LEASE_SECONDS)]
+        args += [finished.id, finished.to_json()] if finished else ["", ""]
+        args += [completed.id, completed.to_json()] if completed else ["", ""]
+        outcome = int(self._seal(args=args))
         if outcome == SEAL_ABANDONED:
-            raise ServiceUnavailable(
-                "the upload stalled for longer than SKUAI_UPLOAD_TIMEOUT and was rolled back; "
-                "send it again"
-            )
+            raise ServiceUnavailable(ROLLED_BACK)
         return outcome == FINISHED_BATCH
 
     def abandon(self, batch_id: str) -> int:
         """Roll back an upload that will never be sealed (refused, or its API process died):
         jobs not started are canceled, the batch ends `canceled`, its Idempotency-Key is freed.
-        Returns the jobs canceled, or -1 when the batch was sealed after all or is gone."""
+        Returns the jobs canceled, GONE (rolled back already, or no such batch), or SEALED (it
+        was sealed after all: accepted, its key stays bound)."""
         reason = JobCanceled("the upload of this batch did not finish; none of it was accepted")
         args = [keys.NAMESPACE, str(ABANDONED_TTL), utc_now(), batch_id]
         return int(self._abandon(args=[*args, json.dumps(reason.to_dict())]))
@@ -184,20 +225,6 @@ class BatchStore:
         if existing.startswith("pending:"):
             raise Conflict("a request with this Idempotency-Key is still being processed")
         return existing or None
-
-    def confirm_idempotency_key(
-        self, tenant: str, key: str, batch_id: str, fingerprint: str
-    ) -> None:
-        """Bind `key` to the created batch for as long as the batch is kept."""
-        name = self._idempotency(tenant, key)
-        self.conn.set(name, f"{batch_id} {fingerprint}", ex=self.jobs.result_ttl)
-
-    def release_idempotency_key(self, tenant: str, key: str, batch_id: str) -> None:
-        """Forget the reservation `batch_id`'s failed request made, so a retry can proceed; one
-        a retry made meanwhile (after the sweeper rolled this upload back) stays."""
-        name = self._idempotency(tenant, key)
-        if text(self.conn.get(name) or b"").startswith(f"pending:{batch_id}"):
-            self.conn.delete(name)
 
     def _idempotency(self, tenant: str, key: str) -> str:
         return keys.idempotency(tenant, hashlib.sha256(key.encode()).hexdigest())

@@ -17,7 +17,8 @@ MAX_QUEUED = 200_000
 WEBHOOK_RETRY_SCHEDULE = (5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0)
 VISIBILITY_TIMEOUT = 1800  # must exceed the longest chunk; see docs/reliability.md
 REDIS_TIMEOUT = 1.0  # seconds one Redis command may take before the API answers 503
-UPLOAD_TIMEOUT = 60  # seconds an unfinished upload may add no image before it is rolled back
+UPLOAD_TIMEOUT = 120  # seconds an unfinished upload may add no image before it is rolled back;
+# at least twice MAX_ARCHIVE_SECONDS, as an archive entry may take that long before it is stored
 CHUNK_SIZE = 64  # two forward passes of 32: the second is decoded while the first runs
 LOG_LEVEL = "INFO"
 LOG_FORMAT = "text"

@@ -30,13 +30,17 @@ class EventEmitter:
         """`batch.completed`, exactly once per batch (callers emit it on the completing call)."""
         self._emit(Event(kind=BATCH, ids=[batch_id]))
 
+    def fan_out(self, event: Event) -> None:
+        """Hand an event recorded elsewhere (with a batch's seal) to the webhook queue."""
+        self._send(FAN_OUT, event.id)
+
     def send(self, delivery_id: str) -> None:
         """Hand a delivery to the webhook queue; if that fails its lease brings it back."""
         self._send(DELIVER, delivery_id)
 
     def _emit(self, event: Event) -> None:
         self.events.record(event)
-        self._send(FAN_OUT, event.id)
+        self.fan_out(event)
 
     def _send(self, task: str, item_id: str) -> None:
         try:

@@ -58,6 +58,7 @@ class JobStore:
         self._claim = conn.register_script(store_scripts.CLAIM)
         self._hand_over = conn.register_script(store_scripts.HAND_OVER)
         self._finish = conn.register_script(store_scripts.FINISH)
+        self._delete = conn.register_script(store_scripts.DELETE_JOB)
 
     def script_args(self, *args: str) -> list[str]:
         """The common leading arguments of every store script, then `args`."""
@@ -77,8 +78,9 @@ class JobStore:
             target.execute()
 
     def delete(self, job_id: str) -> None:
-        """Remove a job that was never handed to a worker (its enqueue failed)."""
-        self.conn.delete(keys.job(job_id), keys.image(job_id))
+        """Remove a job that was never handed to a worker (its enqueue failed); if it still
+        counted as pending, the count goes down with it, in the same step (SKUAI_MAX_QUEUED)."""
+        self._delete(args=self.script_args(job_id))
 
     def find(self, job_id: str) -> Job | None:
         """The job, or None when it does not exist (or expired)."""

@@ -164,6 +164,16 @@ class Settings:
         containers=False,
     )
 
+    def __post_init__(self) -> None:
+        """Checks across settings, once each has a valid value: one line each."""
+        if self.upload_timeout < 2 * self.max_archive_seconds:
+            # Unpacking stores nothing until an entry is read: the sweeper must not roll back an
+            # upload that is still within SKUAI_MAX_ARCHIVE_SECONDS.
+            raise ConfigError(
+                f"SKUAI_UPLOAD_TIMEOUT={as_text(self.upload_timeout)!r} is invalid: expected at "
+                f"least twice SKUAI_MAX_ARCHIVE_SECONDS ({as_text(self.max_archive_seconds)})"
+            )
+
     @property
     def registry_dir(self) -> Path:
         """The model registry: `SKUAI_REGISTRY`, or `registry/` under `SKUAI_HOME`."""

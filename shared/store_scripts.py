@@ -151,16 +151,76 @@ return 0
 """
 )
 
-# ARGV[4] batch id. Marks the batch complete for uploads; returns 2 if it completed right away,
-# 1 if not, 0 if the sweeper rolled the upload back already (it stalled: see ABANDON).
+# ARGV[4] batch id, ARGV[5] job id, ARGV[6] the batch counter it joins, ARGV[7] '1' when it
+# takes one of the queue places the batch reserved (shared/admission.py: use_reserved), ARGV[8]
+# '1' when it waits for a worker (counted as pending), ARGV[9] the image's TTL, ARGV[10] '1' when
+# ARGV[11] is its image, ARGV[12] when the batch's reservation lapses, ARGV[13] now (epoch s),
+# ARGV[14..] the job's field pairs. Stores one job of an upload, unless the sweeper rolled the
+# upload back meanwhile (then nothing is stored: the request must not go on adding to a batch
+# that ended `canceled`). Returns 1 when stored, 0 when refused.
+INSERT = (
+    _PRELUDE
+    + """
+local batch, id = ARGV[4], ARGV[5]
+local bkey = ns .. ':batch:' .. batch
+if redis.call('HGET', bkey, 'abandoned') == '1' then return 0 end
+local fields = {}
+for i = 14, #ARGV do fields[#fields + 1] = ARGV[i] end
+local jkey = ns .. ':job:' .. id
+redis.call('HSET', jkey, unpack(fields))
+redis.call('EXPIRE', jkey, ttl)
+if ARGV[10] == '1' then redis.call('SET', ns .. ':image:' .. id, ARGV[11], 'EX', ARGV[9]) end
+if ARGV[8] == '1' then redis.call('INCR', ns .. ':pending') end  -- decremented when it settles
+if ARGV[7] == '1' then
+  redis.call('HINCRBY', ns .. ':reservations', batch, -1)
+  redis.call('ZADD', ns .. ':reservations:due', ARGV[12], batch)
+end
+redis.call('RPUSH', bkey .. ':jobs', id)
+redis.call('EXPIRE', bkey .. ':jobs', ttl)
+redis.call('HINCRBY', bkey, 'total', 1)
+redis.call('HINCRBY', bkey, ARGV[6], 1)
+redis.call('ZADD', ns .. ':batches:unsealed', ARGV[13], batch)  -- the upload lives
+return 1
+"""
+)
+
+# ARGV[4] batch id; ARGV[5] the Idempotency-Key record its request reserved ('' for none) and
+# ARGV[6] the binding it gets; ARGV[7] the TTL of events, ARGV[8] when their fan-out is due;
+# ARGV[9], ARGV[10] id and JSON of the event of the jobs that finished at upload ('' for none);
+# ARGV[11], ARGV[12] those of batch.completed ('' for none), recorded only when the batch
+# completes right away.
+# Marks the batch complete for uploads, and in the same step binds its Idempotency-Key and
+# records its events: once sealed, a batch is accepted, and none of that may be lost to a
+# failure in between (the events are written first, so a failure there seals nothing). Returns
+# 2 if it completed right away, 1 if not, 0 if the sweeper rolled the upload back already (it
+# stalled: see ABANDON).
 SEAL = (
     _PRELUDE
     + """
 local batch = ARGV[4]
 local bkey = ns .. ':batch:' .. batch
-if redis.call('HGET', bkey, 'abandoned') == '1' then return 0 end
+local b = redis.call('HMGET', bkey, 'abandoned', 'queued', 'running')
+if b[1] == '1' then return 0 end
+local function record(id, body)
+  redis.call('SET', ns .. ':event:' .. id, body, 'EX', ARGV[7])
+  redis.call('ZADD', ns .. ':events:due', ARGV[8], id)
+end
+if ARGV[9] ~= '' then record(ARGV[9], ARGV[10]) end
+if ARGV[11] ~= '' and tonumber(b[2] or '0') + tonumber(b[3] or '0') == 0 then
+  record(ARGV[11], ARGV[12])  -- it completes below
+end
 redis.call('HSET', bkey, 'sealed', '1')
 redis.call('ZREM', ns .. ':batches:unsealed', batch)
+local ikey = ARGV[5]
+if ikey ~= '' then
+  local held = redis.call('GET', ikey)
+  local mine = 'pending:' .. batch .. ' '
+  -- a reservation that lapsed is bound too; one a later request made is left to it
+  if not held or string.sub(held, 1, #mine) == mine then
+    redis.call('SET', ikey, ARGV[6], 'EX', ttl)
+  end
+end
+redis.call('DEL', bkey .. ':idempotency')
 local done = maybe_complete(batch)
 if done ~= 2 then redis.call('ZADD', ns .. ':batches:running', redis.call('TIME')[1], batch) end
 return done
@@ -194,8 +254,9 @@ return canceled
 # be sealed (refused, or its API process died): every job not started is canceled, running ones
 # finish, the batch ends `canceled` once they have, the queue places it reserved are given back,
 # and the Idempotency-Key its request reserved is freed unless a retry holds it already. ARGV[2]
-# (the TTL) is short: nobody was told the batch id. Returns the number of jobs canceled, or -1
-# when the batch was sealed or is gone.
+# (the TTL) is short: nobody was told the batch id. Returns the number of jobs canceled, -1 when
+# the batch is gone or was rolled back already, or -2 when it was sealed (it is accepted: its
+# request must answer 202 and its Idempotency-Key stays bound).
 ABANDON = (
     _PRELUDE
     + """
@@ -203,8 +264,9 @@ local batch = ARGV[4]
 local bkey = ns .. ':batch:' .. batch
 redis.call('ZREM', ns .. ':batches:unsealed', batch)
 local b = redis.call('HMGET', bkey, 'status', 'sealed', 'abandoned')
-if not b[1] or is_final(b[1]) or b[1] == 'completed' then return -1 end
-if b[2] == '1' and b[3] ~= '1' then return -1 end
+if not b[1] then return -1 end
+if b[2] == '1' and b[3] ~= '1' then return -2 end
+if b[1] == 'completed' or b[1] == 'canceled' then return -1 end
 redis.call('HSET', bkey, 'abandoned', '1', 'cancel_requested', '1', 'sealed', '1')
 redis.call('HDEL', ns .. ':reservations', batch)  -- queue places it held (shared/admission.py)
 redis.call('ZREM', ns .. ':reservations:due', batch)
@@ -230,5 +292,19 @@ if maybe_complete(batch) ~= 2 then  -- jobs still running: they finish, then it 
   redis.call('ZADD', ns .. ':batches:running', redis.call('TIME')[1], batch)
 end
 return canceled
+"""
+)
+
+# ARGV[4] job id. Removes a single job that was never handed to a worker (its enqueue failed);
+# one that still counted as pending gives its place back. Returns 1 when it was pending, else 0.
+DELETE_JOB = (
+    _PRELUDE
+    + """
+local jkey = ns .. ':job:' .. ARGV[4]
+local status = redis.call('HGET', jkey, 'status')
+redis.call('DEL', jkey, ns .. ':image:' .. ARGV[4])
+if not status or is_final(status) then return 0 end
+if redis.call('DECR', ns .. ':pending') < 0 then redis.call('SET', ns .. ':pending', 0) end
+return 1
 """
 )

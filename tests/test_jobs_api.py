@@ -10,9 +10,12 @@ import pytest
 import requests
 from PIL import Image
 
+from shared import keys, singles
 from shared.image_formats import ACCEPTED_NAMES
+from shared.settings import Settings
 from tests.support.http import http
 from tests.support.images import sample_image
+from tests.support.isolation import isolated_app
 
 pytestmark = pytest.mark.usefixtures("inference_worker")
 
@@ -95,6 +98,23 @@ def test_truncated_image_fails_its_job_with_a_clear_error(api_url: str, tiny_cat
     job = http.get(f"{api_url}/v1/jobs/{response.json()['id']}?wait=30", timeout=40).json()
     assert job["status"] == "failed"
     assert job["error"]["code"] == "invalid_image" and job["result"] is None
+
+
+def test_a_job_that_cannot_be_queued_gives_its_place_back(
+    own_db: Settings, tiny_catalog: Path
+) -> None:
+    isolated = isolated_app(own_db)
+    client, conn = isolated.client, isolated.conn
+    conn.set(singles.PENDING, "not a list")  # stored, then handing it to the workers fails
+    image = sample_image(tiny_catalog).read_bytes()
+    response = client.post(
+        "/v1/jobs",
+        data={"image": (io.BytesIO(image), "shoe.png")},
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 500 and response.json["error"]["code"] == "internal_error"
+    assert int(conn.get(keys.PENDING_IMAGES) or 0) == 0  # SKUAI_MAX_QUEUED does not shrink
+    assert list(conn.scan_iter(keys.job("*"))) == [] and list(conn.scan_iter(keys.image("*"))) == []
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ import requests
 from flask.testing import FlaskClient
 
 from shared import keys
-from shared.batch_store import BatchStore
+from shared.batch_store import GONE, SEALED, BatchStore, IdempotencyKey
 from shared.batches import Batch, new_batch_id
 from shared.errors import Conflict, ServiceUnavailable
 from shared.job_store import JobStore
@@ -40,7 +40,7 @@ UPLOAD = 1000  # images in the upload that is killed
 @pytest.fixture()
 def iso_settings(own_db: Settings) -> Settings:
     """The test's own database, with uploads abandoned after 1 s and chunks of 64."""
-    return replace(own_db, upload_timeout=1, chunk_size=64)
+    return replace(own_db, upload_timeout=1, max_archive_seconds=0.5, chunk_size=64)
 
 
 def _sweeper(settings: Settings, conn: redis.Redis, upload_timeout: float) -> Sweeper:
@@ -201,6 +201,55 @@ def test_an_upload_rolled_back_under_its_live_request_is_not_accepted(
     assert store.claim_idempotency_key("t", "key", retry.id, "same body") is None
     with pytest.raises(ServiceUnavailable):  # the request wakes up: 503, never a 202
         store.seal(stalled.id)
-    store.release_idempotency_key("t", "key", stalled.id)  # its clean-up...
+    assert store.abandon(stalled.id) == GONE  # its clean-up...
     with pytest.raises(Conflict):  # ...leaves the retry's reservation alone
         store.claim_idempotency_key("t", "key", new_batch_id(), "same body")
+
+
+def test_a_rolled_back_upload_stores_nothing_more(iso_settings: Settings) -> None:
+    conn = redis.Redis.from_url(iso_settings.redis_url)
+    store = BatchStore(conn, JobStore(conn, result_ttl=600, image_ttl=600))
+    stalled = Batch(id=new_batch_id(), tenant="t")
+    store.open(stalled)
+    store.add(stalled, Job(id=new_job_id(), tenant="t"), b"image")
+    assert store.abandon(stalled.id) == 1  # the sweeper, under the live request
+    late = Job(id=new_job_id(), tenant="t")
+    with pytest.raises(ServiceUnavailable):  # the request goes on: 503, and nothing is stored
+        store.add(stalled, late, b"another image")
+    assert conn.exists(keys.job(late.id), keys.image(late.id)) == 0
+    assert _pending(conn) == 0 and conn.llen(keys.batch_jobs(stalled.id)) == 1
+    batch = store.find(stalled.id)
+    assert batch is not None and batch.status == "canceled" and batch.total == 1
+
+
+def test_a_sealed_batch_keeps_its_key_and_is_never_rolled_back(iso_settings: Settings) -> None:
+    conn = redis.Redis.from_url(iso_settings.redis_url)
+    store = BatchStore(conn, JobStore(conn, result_ttl=600, image_ttl=600))
+    batch = Batch(id=new_batch_id(), tenant="t")
+    assert store.claim_idempotency_key("t", "key", batch.id, "body") is None
+    store.open(batch)
+    store.add(batch, Job(id=new_job_id(), tenant="t"), b"image")
+    store.seal(batch.id, idempotency=IdempotencyKey("t", "key", "body"))
+    # Its request fails after the seal (the reply was lost): cleaning up finds it accepted.
+    assert store.abandon(batch.id) == SEALED
+    assert store.claim_idempotency_key("t", "key", new_batch_id(), "body") == batch.id
+    found = store.find(batch.id)
+    assert found is not None and found.status == "queued" and _pending(conn) == 1
+
+
+def test_events_that_cannot_be_recorded_never_duplicate_a_keyed_batch(
+    iso_settings: Settings, tiny_catalog: Path
+) -> None:
+    isolated = isolated_app(iso_settings)
+    client, conn = isolated.client, isolated.conn
+    # one image fails at upload, so sealing records job events; their schedule cannot be written
+    images = [*distinct_images(tiny_catalog, 1), ("broken.png", b"not an image")]
+    conn.set(keys.EVENTS_DUE, "not a sorted set")
+    first, _ = _upload(client, images, "events-fail")
+    conn.delete(keys.EVENTS_DUE)
+    retried, body = _upload(client, images, "events-fail")
+    again = _upload(client, images, "events-fail")[1]
+    accepted = [b for b in _batch_ids(conn) if conn.hget(keys.batch(b), "abandoned") is None]
+    # Either the failure sealed nothing (refused, retried) or the batch was accepted once.
+    assert accepted == [body["id"]] == [again["id"]], (first, retried)
+    assert retried == 202 and conn.zcard(keys.EVENTS_DUE) == 1

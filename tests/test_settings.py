@@ -118,6 +118,17 @@ def test_several_bad_values_get_one_line_each() -> None:
     ]
 
 
+def test_upload_timeout_must_outlast_unpacking_an_archive() -> None:
+    # an upload unpacking an archive stores nothing meanwhile: the sweeper must not roll it back
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"SKUAI_UPLOAD_TIMEOUT": "60", "SKUAI_MAX_ARCHIVE_SECONDS": "60"})
+    assert info.value.message == (
+        "SKUAI_UPLOAD_TIMEOUT='60' is invalid: expected at least twice "
+        "SKUAI_MAX_ARCHIVE_SECONDS (60)"
+    )
+    assert Settings.from_env({"SKUAI_UPLOAD_TIMEOUT": "60", "SKUAI_MAX_ARCHIVE_SECONDS": "30"})
+
+
 def test_generated_files_follow_the_declaration() -> None:
     """README's configuration table and compose's `x-skuai-env` list are up to date."""
     out_of_date = [str(path.relative_to(config_files.ROOT)) for path in config_files.stale()]

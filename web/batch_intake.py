@@ -8,9 +8,10 @@ import logging
 
 import redis
 
-from shared.batch_store import FINISHED, TO_CLASSIFY, BatchStore
+from shared.batch_store import FINISHED, TO_CLASSIFY, BatchStore, IdempotencyKey
 from shared.batches import Batch
 from shared.errors import InvalidImage, PayloadTooLarge, UnsupportedMediaType
+from shared.event_store import BATCH, JOBS, Event
 from shared.images import sniff
 from shared.jobs import Job, new_job_id
 from shared.queues import INFERENCE, enqueue_classify
@@ -94,15 +95,23 @@ class BatchIntake:
         job.source_url = check_url(url, allow_private=self.svc.settings.allow_private_urls)
         self._add_waiting(job, None)
 
-    def close(self) -> None:
-        """Enqueue the last chunk, seal, and emit the events of what finished at upload."""
+    def close(self, idempotency: IdempotencyKey | None = None) -> None:
+        """Enqueue the last chunk, seal (binding the request's Idempotency-Key), and emit the
+        events of what finished at upload."""
         self.release_unused()
         self._flush()
-        completed = self.store.seal(self.batch.id)
-        # One event each, whatever the tenant subscribed to: a webhook worker fans them out.
-        self.svc.events.jobs_finished(self.finished)
-        if completed:  # everything failed at upload (or was a duplicate of such)
-            self.svc.events.batch_completed(self.batch.id)
+        # One event each, whatever the tenant subscribed to: recorded with the seal, so an
+        # accepted batch never loses them; a webhook worker fans them out (if handing it over
+        # fails now, the events' due schedule does it).
+        finished = Event(kind=JOBS, ids=self.finished) if self.finished else None
+        completed = Event(kind=BATCH, ids=[self.batch.id])
+        recorded = [finished] if finished else []
+        if self.store.seal(
+            self.batch.id, idempotency=idempotency, finished=finished, completed=completed
+        ):  # everything failed at upload (or was a duplicate of such)
+            recorded.append(completed)
+        for event in recorded:
+            self.svc.events.fan_out(event)
 
     def _add_waiting(self, job: Job, data: bytes | None) -> None:
         """A job that will wait for a worker takes a place the batch reserved, in the transaction

@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
+from shared.batch_store import SEALED, IdempotencyKey
 from shared.batches import Batch as StoredBatch
 from shared.batches import new_batch_id
 from shared.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
@@ -64,6 +65,7 @@ def create_batch() -> tuple[Response, int, dict[str, str]]:
         callback_url=form.callback_url,
     )
     fingerprint = request_fingerprint(request, raw_json) if key else ""
+    binding = IdempotencyKey(tenant, key, fingerprint) if key else None
     if key:
         existing = svc.batches.claim_idempotency_key(tenant, key, batch.id, fingerprint)
         if existing is not None:
@@ -74,12 +76,14 @@ def create_batch() -> tuple[Response, int, dict[str, str]]:
                 {"Location": f"/v1/batches/{replay.id}", "Idempotent-Replayed": "true"},
             )
     try:
-        _intake(svc, batch, form)
-    except BaseException:
-        _abandon(svc, batch, key)
-        raise
-    if key:
-        svc.batches.confirm_idempotency_key(tenant, key, batch.id, fingerprint)
+        _intake(svc, batch, form, binding)
+    except BaseException as exc:
+        # Sealed after all (only the reply got lost): accepted, its key bound, so never an error.
+        if not (_abandon(svc, batch) and isinstance(exc, Exception)):
+            raise
+        log.warning(
+            "sealed although sealing failed (%s): accepted", exc, extra={"batch_id": batch.id}
+        )
     created = svc.batches.get(batch.id, tenant)
     log.info(
         "batch accepted: %d images", created.total, extra={"batch_id": batch.id, "tenant": tenant}
@@ -87,15 +91,16 @@ def create_batch() -> tuple[Response, int, dict[str, str]]:
     return jsonify(created.to_public()), 202, {"Location": f"/v1/batches/{batch.id}"}
 
 
-def _abandon(svc: Services, batch: StoredBatch, key: str | None) -> None:
-    """A refused upload leaves nothing to process and frees its Idempotency-Key. Best effort:
-    the request's own error (which may be Redis being down) is what the client must see."""
+def _abandon(svc: Services, batch: StoredBatch) -> bool:
+    """A refused upload leaves nothing to process and frees its Idempotency-Key (in one step:
+    store_scripts.ABANDON); True when the batch turns out sealed, i.e. accepted. Best effort:
+    the request's own error (which may be Redis being down) is what the client must see, and
+    the sweeper rolls the upload back if Redis cannot be reached now."""
     try:
-        svc.batches.abandon(batch.id)  # the sweeper does it if Redis cannot be reached now
-        if key:
-            svc.batches.release_idempotency_key(batch.tenant, key, batch.id)
+        return svc.batches.abandon(batch.id) == SEALED
     except Exception as exc:  # logged, then the original error goes on
         log.warning("could not clean up a refused batch: %s", exc, extra={"batch_id": batch.id})
+        return False
 
 
 def _read_form(svc: Services) -> tuple[BatchJson | BatchForm, dict[str, Any] | None]:
@@ -117,7 +122,12 @@ def _read_form(svc: Services) -> tuple[BatchJson | BatchForm, dict[str, Any] | N
     return form, raw_json
 
 
-def _intake(svc: Services, batch: StoredBatch, form: BatchJson | BatchForm) -> None:
+def _intake(
+    svc: Services,
+    batch: StoredBatch,
+    form: BatchJson | BatchForm,
+    idempotency: IdempotencyKey | None,
+) -> None:
     svc.batches.open(batch)
     intake = BatchIntake(svc, svc.batches, batch)
     try:
@@ -130,7 +140,7 @@ def _intake(svc: Services, batch: StoredBatch, form: BatchJson | BatchForm) -> N
         raise
     if intake.count == 0:
         raise BadRequest("the batch has no images: send 'images' files, an 'archive', or URLs")
-    intake.close()
+    intake.close(idempotency)
 
 
 def _add_files(svc: Services, intake: BatchIntake, form: BatchForm) -> None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 
+import redis
 from flask import Blueprint, Response, jsonify, request
 
 from shared.errors import UnsupportedMediaType
 from shared.images import sniff
+from shared.job_store import JobStore
 from shared.jobs import Job as StoredJob
 from shared.jobs import new_job_id
 from shared.long_polls import LongPolls
@@ -66,12 +68,21 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
         svc.singles.push(job.id)
         enqueue_singles_task(svc.celery)
     except Exception:
-        svc.jobs.delete(job.id)  # not accepted after all: leave nothing behind
+        _discard(svc.jobs, job.id)
         raise
     finally:
         svc.admission.release(job.id)
     log.info("job accepted", extra={"job_id": job.id, "tenant": job.tenant})
     return jsonify(job.to_public()), 202, {"Location": f"/v1/jobs/{job.id}"}
+
+
+def _discard(jobs: JobStore, job_id: str) -> None:
+    """Not accepted after all: leave nothing behind, its place under SKUAI_MAX_QUEUED given
+    back. Best effort: the request's own error is what the client must see."""
+    try:
+        jobs.delete(job_id)
+    except redis.RedisError as exc:
+        log.warning("could not remove a job never queued: %s", exc, extra={"job_id": job_id})
 
 
 @bp.get("/<job_id>")
