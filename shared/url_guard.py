@@ -83,6 +83,8 @@ def check_url(url: Any, *, allow_private: bool, field: str = "url") -> str:
         _ = parts.port  # raises on a port out of range or not a number
     except ValueError:
         raise BadRequest(f"{field} has an invalid port") from None
+    if not parts.hostname.isprintable() or any(c.isspace() for c in parts.hostname):
+        raise BadRequest(f"{field} has an invalid host name")
     address = _literal_address(parts.hostname)
     if address is not None and not address_allowed(address, allow_private):
         raise BadRequest(f"{field}: {parts.hostname} is a private or reserved address")
@@ -100,7 +102,7 @@ def _literal_address(host: str) -> str | None:
         pass
     try:
         return socket.inet_ntoa(socket.inet_aton(host))
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL in the name
         return None
 
 

@@ -103,6 +103,8 @@ def test_url_hosts_are_left_to_the_workers_to_resolve(own_db: Settings) -> None:
         refused = client.post("/v1/batches", json={"images": [{"url": url}]})
         assert refused.status_code == 400, (url, refused.get_json())
         assert "private or reserved" in refused.get_json()["error"]["message"]
+    refused = client.post("/v1/batches", json={"images": [{"url": "http://a\x00b/a.png"}]})
+    assert refused.status_code == 400, refused.get_json()
 
 
 def test_worker_refuses_a_host_that_resolves_to_a_private_address() -> None:
