@@ -5,7 +5,6 @@ exactly under concurrent uploads. Both answer 429 with a Retry-After."""
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import redis
 
@@ -51,13 +50,6 @@ return taken + n
 """
 
 
-def use_reserved(pipe: Any, holder: str) -> None:
-    """In the transaction that stores a job (which counts it as waiting): one of `holder`'s
-    places is used, and the reservation lives on while its upload goes on storing."""
-    pipe.hincrby(keys.QUEUE_RESERVATIONS, holder, -1)
-    pipe.zadd(keys.QUEUE_RESERVATIONS_DUE, {holder: time.time() + RESERVATION_TTL})
-
-
 class Admission:
     """Decides whether a request may proceed."""
 
@@ -89,9 +81,9 @@ class Admission:
 
     def reserve(self, count: int, holder: str, ttl: float = RESERVATION_TTL) -> None:
         """Reserve `count` places for `holder` (an upload), or 429 when the images waiting and
-        the places already reserved leave no room under SKUAI_MAX_QUEUED. Each job stored with
-        `use_reserved` uses one; `release` gives back the rest; an upload whose process died
-        gives them back by itself `ttl` s after it stored its last image."""
+        the places already reserved leave no room under SKUAI_MAX_QUEUED. Each job an upload
+        stores uses one (INSERT in shared/store_scripts.py); `release` gives back the rest; an
+        upload whose process died gives them back by itself `ttl` s after its last image."""
         reply = self._reserve(
             keys=[keys.PENDING_IMAGES, keys.QUEUE_RESERVATIONS, keys.QUEUE_RESERVATIONS_DUE],
             args=[holder, count, self.max_queued, time.time(), ttl],

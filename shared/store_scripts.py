@@ -152,7 +152,7 @@ return 0
 )
 
 # ARGV[4] batch id, ARGV[5] job id, ARGV[6] the batch counter it joins, ARGV[7] '1' when it
-# takes one of the queue places the batch reserved (what admission.use_reserved does), ARGV[8]
+# takes one of the queue places the batch reserved (shared/admission.py), ARGV[8]
 # '1' when it waits for a worker (counted as pending), ARGV[9] the image's TTL, ARGV[10] '1' when
 # ARGV[11] is its image, ARGV[12] when the batch's reservation lapses, ARGV[13] now (epoch s),
 # ARGV[14..] the job's field pairs. Stores one job of an upload, unless the sweeper rolled the
