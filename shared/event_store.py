@@ -4,10 +4,13 @@ into deliveries later, on a webhook worker.
 Recording costs the same whether the tenant has no subscription or many. An event stays in Redis
 until its fan-out is done; like a delivery it is only leased to the fan-out task sent for it, so
 one whose task is lost, or whose worker dies mid-way, is fanned out again (which adds nothing that
-is already there)."""
+is already there). A chunk's event is recorded before its jobs finish, under an id derived from
+the chunk, so a crash or Redis error between finishing and sending cannot lose it and a rerun
+records nothing new; its fan-out waits for the jobs that are not final yet."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import uuid
@@ -46,6 +49,14 @@ class Event:
             kind=fields["kind"], ids=fields["ids"], id=event_id, timestamp=fields["timestamp"]
         )
 
+    @classmethod
+    def for_chunk(cls, chunk: str, job_ids: list[str], also: list[str]) -> Event:
+        """The `jobs` event of one chunk (a task and its jobs) and of the jobs `also` finishing
+        with them: the same id each time the chunk runs."""
+        digest = hashlib.sha256("\n".join([chunk, *job_ids]).encode()).hexdigest()
+        more = [job_id for job_id in also if job_id not in set(job_ids)]
+        return cls(kind=JOBS, ids=job_ids + more, id="evt_" + digest[:32])
+
 
 class EventStore:
     """Recorded events and the schedule of their fan-out."""
@@ -55,9 +66,10 @@ class EventStore:
         self._pop_due = conn.register_script(POP_DUE)
 
     def record(self, event: Event, *, lease: float = LEASE_SECONDS) -> None:
-        """Keep the event until it is fanned out; leased to the task the caller sends next."""
+        """Keep the event until it is fanned out; leased to the task the caller sends next. An
+        event recorded already (a chunk's, recorded again by its rerun) keeps what it holds."""
         with self.conn.pipeline(transaction=True) as pipe:
-            pipe.set(keys.event(event.id), event.to_json(), ex=DELIVERY_TTL)
+            pipe.set(keys.event(event.id), event.to_json(), ex=DELIVERY_TTL, nx=True)
             pipe.zadd(keys.EVENTS_DUE, {event.id: time.time() + lease})
             pipe.execute()
 
@@ -65,6 +77,20 @@ class EventStore:
         """The event, or None once fanned out."""
         raw = self.conn.get(keys.event(event_id))
         return Event.from_json(event_id, text(raw)) if raw else None
+
+    def postpone(self, event: Event, delay: float) -> None:
+        """Keep only `event.ids` (the jobs not final yet) and fan it out again in `delay` s."""
+        with self.conn.pipeline(transaction=True) as pipe:
+            pipe.set(keys.event(event.id), event.to_json(), ex=DELIVERY_TTL)
+            pipe.zadd(keys.EVENTS_DUE, {event.id: time.time() + delay})
+            pipe.execute()
+
+    def duplicates_of(self, job_ids: list[str]) -> list[str]:
+        """The jobs waiting to finish with these (duplicate images; store_scripts.FINISH)."""
+        with self.conn.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.lrange(f"{keys.NAMESPACE}:dups:{job_id}", 0, -1)
+            return [text(dup) for dups in pipe.execute() for dup in dups]
 
     def done(self, event_id: str) -> None:
         """Its deliveries exist: forget the event."""

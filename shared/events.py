@@ -26,6 +26,21 @@ class EventEmitter:
         if job_ids:
             self._emit(Event(kind=JOBS, ids=job_ids))
 
+    def chunk_started(self, chunk: str, job_ids: list[str]) -> Event:
+        """Record, before any of them finishes, the `jobs` event of a chunk's jobs (and of the
+        duplicates that finish with them); its fan-out is sent by `chunk_finished`, or by the
+        due schedule once its lease lapses."""
+        event = Event.for_chunk(chunk, job_ids, also=self.events.duplicates_of(job_ids))
+        self.events.record(event)
+        return event
+
+    def chunk_finished(self, event: Event, finished: list[str]) -> None:
+        """Send the chunk's fan-out, and an event of its own for jobs that finished with the
+        chunk but were not known when it started (duplicates attached meanwhile)."""
+        self._send(FAN_OUT, event.id)
+        recorded = set(event.ids)
+        self.jobs_finished([job_id for job_id in finished if job_id not in recorded])
+
     def batch_completed(self, batch_id: str) -> None:
         """`batch.completed`, exactly once per batch (callers emit it on the completing call)."""
         self._emit(Event(kind=BATCH, ids=[batch_id]))

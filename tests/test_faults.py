@@ -17,9 +17,10 @@ from flask.testing import FlaskClient
 from shared.settings import Settings
 from skuai.redis_server import RedisServer
 from skuai.stack import free_port
+from tests.receiver import receiver
 from tests.support.images import distinct_images
 from tests.support.isolation import Isolated, OwnWorkers, isolated_app
-from tests.support.processes import start_api, start_worker
+from tests.support.processes import start_api, start_webhook_worker, start_worker
 
 VISIBILITY_TIMEOUT = 5
 # What the workers of these tests get on top of the test's settings.
@@ -204,3 +205,67 @@ def test_lost_messages_are_sent_again(
     batch = _wait(iso.client, batch_id, lambda b: b["status"] == "completed", 60)
     assert batch["counts"]["succeeded"] == 10
     assert "batch stalled: sent 10 unfinished jobs again" in worker.log.read_text()
+
+
+def test_a_redis_error_between_finishing_and_sending_events_loses_none(
+    own_db: Settings,
+    own_workers: OwnWorkers,
+    service_env: dict[str, str],
+    trained: str,
+    tiny_catalog: Path,
+    tmp_path: Path,
+) -> None:
+    """The chunk's task meets a Redis error right after its jobs became final (the task retries
+    and its rerun claims none of them): every job.succeeded and the batch.completed still go
+    out, once each."""
+    iso = _isolated(own_db)
+    own_workers.start(iso, "blip", trained, SKUAI_FAILPOINT_BLIP_AFTER_FINISH="1")
+    env = iso.worker_env(service_env, SKUAI_WEBHOOK_RETRY_SCHEDULE="0.5,0.5")
+    hooks = start_webhook_worker("hooks", env, tmp_path / "hooks.log")
+    try:
+        with receiver() as rx:
+            events = {"url": rx.url, "events": ["job.succeeded", "batch.completed"]}
+            assert iso.client.post("/v1/webhooks", json=events).status_code == 201
+            _submit(iso.client, distinct_images(tiny_catalog, 3))
+            got = rx.wait_for(4, timeout=30)
+            time.sleep(1)  # room for a duplicate to arrive
+            types = sorted(r.event["type"] for r in rx.received)
+    finally:
+        hooks.stop()
+    assert iso.conn.get("skuai:failpoint:blip_after_finish") is not None, "the failpoint fired"
+    assert types == ["batch.completed", *["job.succeeded"] * 3]
+    assert len({r.headers["webhook-id"] for r in got}) == 4
+
+
+def test_redis_refusing_writes_answers_503(
+    settings: Settings, tiny_catalog: Path, tmp_path: Path
+) -> None:
+    """Redis full (noeviction), a replica after a failover, or unable to save: each write
+    answers 503 with Retry-After and says why, instead of a 500."""
+    server = RedisServer.start(port=free_port(0), data_dir=tmp_path / "redis")
+    try:
+        iso = isolated_app(replace(settings, redis_url=server.url))
+        image = distinct_images(tiny_catalog, 1)[0][1]
+
+        def submit() -> tuple[int, str, str | None]:
+            data = {"image": (io.BytesIO(image), "a.png")}
+            response = iso.client.post("/v1/jobs", data=data, content_type="multipart/form-data")
+            message = response.json["error"]["message"] if response.status_code >= 400 else ""
+            return response.status_code, message, response.headers.get("Retry-After")
+
+        iso.conn.config_set("maxmemory", 1)  # anything in use is over it
+        assert submit() == (503, "the job store is out of memory; retry shortly", "5")
+        iso.conn.config_set("maxmemory", 0)
+        iso.conn.execute_command("REPLICAOF", "127.0.0.1", free_port(0))  # a master never seen
+        assert submit() == (503, "the job store is read-only (failing over); retry shortly", "5")
+        iso.conn.execute_command("REPLICAOF", "NO", "ONE")
+        iso.conn.config_set("save", "3600 1")  # a save that fails stops writes (MISCONF)
+        iso.conn.config_set("dir", "/proc")
+        iso.conn.bgsave()
+        time.sleep(0.5)
+        assert iso.conn.info("persistence")["rdb_last_bgsave_status"] == "err"
+        assert submit() == (503, "the job store cannot save to disk; retry shortly", "5")
+        iso.conn.config_set("save", "")  # or the shutdown's save fails and Redis stays up
+        iso.conn.config_set("dir", str(tmp_path / "redis"))
+    finally:
+        server.stop()

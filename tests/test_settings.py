@@ -109,6 +109,31 @@ def test_command_line_reports_bad_settings_in_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in out.stdout + out.stderr
 
 
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("SKUAI_FAILPOINT_SLOW_START", "soon"), ("SKUAI_FAILPOINT_CRASH_ON_REF", "a.png:x")],
+)
+def test_a_bad_failpoint_stops_celery_with_one_line(name: str, value: str) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "worker.celery_app", "report"],
+        env={"PATH": "/usr/bin:/bin", name: value},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 1
+    assert out.stderr.strip().startswith(f"error: {name}={value!r} is invalid: expected")
+    assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
+
+
+def test_celerys_app_is_built_once() -> None:
+    code = "import worker.celery_app as m; print(m.app is m.app)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.strip() == "True"
+
+
 def test_several_bad_values_get_one_line_each() -> None:
     with pytest.raises(ConfigError) as info:
         Settings.from_env({"SKUAI_CHUNK_SIZE": "many", "SKUAI_BATCH_WAIT_MS": "-1"})

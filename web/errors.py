@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 import redis
 from flask import Flask, Response, jsonify
@@ -13,6 +14,14 @@ from shared.errors import ServiceUnavailable, SkuaiError, TooManyRequests, Unaut
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_UNAVAILABLE = "5"
+# Replies with which Redis refuses writes for a while (redis-py names the first two, also when a
+# script's write is refused): full under noeviction, a replica after a failover, a failed save.
+REFUSALS = {
+    "OOM": "is out of memory",
+    "READONLY": "is read-only (failing over)",
+    "MISCONF": "cannot save to disk",
+}
+_REFUSAL = re.compile(r"(?:^|: -)(OOM|READONLY|MISCONF) ")
 # The service's own names for statuses Werkzeug raises itself (e.g. over MAX_CONTENT_LENGTH).
 HTTP_CODES = {413: "payload_too_large", 415: "unsupported_media_type"}
 
@@ -54,7 +63,26 @@ def register_error_handlers(app: Flask) -> None:
         log.warning("Redis unavailable: %s", exc)
         return _service_error(ServiceUnavailable("the job store is unavailable; retry shortly"))
 
+    @app.errorhandler(redis.ResponseError)
+    def _redis_refused(exc: redis.ResponseError) -> Response:
+        if (reason := _refusal(exc)) is None:
+            return _unexpected(exc)
+        log.warning("Redis refused a write: %s", exc)
+        return _service_error(ServiceUnavailable(f"the job store {reason}; retry shortly"))
+
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
         log.exception("unhandled error")
         return error_response(SkuaiError("an internal error occurred"))
+
+
+def _refusal(exc: redis.ResponseError) -> str | None:
+    """Why Redis refuses writes for now (a 503 worth retrying), or None for any other reply."""
+    if isinstance(exc, redis.exceptions.OutOfMemoryError):
+        return REFUSALS["OOM"]
+    if isinstance(exc, redis.exceptions.ReadOnlyError):
+        return REFUSALS["READONLY"]
+    # A reply of its own ("MISCONF ...") or inside a script's error ("Error running script
+    # ...: -OOM command not allowed ...").
+    found = _REFUSAL.search(str(exc))
+    return REFUSALS[found.group(1)] if found else None

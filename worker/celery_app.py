@@ -7,13 +7,16 @@ imports TensorFlow; models load in each pool process after the fork."""
 
 from __future__ import annotations
 
+import functools
 import socket
 from typing import TYPE_CHECKING, Any
 
 from celery import Celery
 
+from shared.errors import ConfigError
 from shared.queues import celery_config
 from shared.settings import Settings
+from worker.failpoints import Failpoints
 
 if TYPE_CHECKING:
     from worker.runtime import Runtime
@@ -31,6 +34,7 @@ class WorkerApp(Celery):
         self.settings = settings
         self.node_name = socket.gethostname()  # Celery's node name (e.g. celery@host) once known
         self.runtime: Runtime | None = None
+        self.failpoints = Failpoints.from_env()  # read once, where the worker starts
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickled apps are rebuilt from their settings (Celery's own reduce passes other
@@ -48,7 +52,15 @@ def create_app(settings: Settings) -> WorkerApp:
 
 
 def __getattr__(name: str) -> WorkerApp:
-    """`app`, for Celery's command line (`-A worker.celery_app`), which reads it once at start."""
+    """`app`, for Celery's command line (`-A worker.celery_app`), built on first access."""
     if name == "app":
-        return create_app(Settings.from_env())
+        return _app_from_env()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@functools.cache  # every access gets the same app: two would make two runtimes
+def _app_from_env() -> WorkerApp:
+    try:
+        return create_app(Settings.from_env())
+    except ConfigError as exc:  # one line, not Celery's traceback, for a bad value
+        raise SystemExit(f"error: {exc.message}") from None

@@ -37,10 +37,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 FETCH_THREADS = 8
 MAX_CRASHES = 2  # runs of an image alone that stopped their worker before it is given up
-# Fault injection for the reliability tests only: the worker process dies (as on a decoder
-# crash) when it starts a chunk holding an image with one of these refs ("ref" every time,
-# "ref:N" the first N times, counted in Redis). Never set in production.
-CRASH_ON_REF = os.environ.get("SKUAI_FAILPOINT_CRASH_ON_REF")
 
 
 @dataclass
@@ -75,9 +71,11 @@ def classify_jobs(
     fetcher: ImageFetcher,
     metrics: ClusterMetrics,
     holder: str,
+    crash_on_ref: str | None = None,
 ) -> ChunkOutcome:
     """Run one chunk for the task `holder` ('<task id>:<retries>'); safe to run twice
-    (finished jobs are skipped, results written once)."""
+    (finished jobs are skipped, results written once). `crash_on_ref`: a failpoint (tests only,
+    worker/failpoints.py)."""
     outcome = ChunkOutcome()
     claims = store.claim_many(job_ids, holder)
     claimed = [job_id for job_id, claim in claims.items() if claim]
@@ -100,8 +98,8 @@ def classify_jobs(
         )
         _record(outcome, job, store.finish(job.id, FAILED, error=poison.to_dict()), ok=False)
     jobs = [j for j in jobs if claims[j.id].crashes < MAX_CRASHES]
-    if CRASH_ON_REF:
-        _crash_failpoint(jobs, store, CRASH_ON_REF)
+    if crash_on_ref:
+        _crash_failpoint(jobs, store, crash_on_ref)
     if jobs:
         _run_passes(jobs, _load(jobs, store, fetcher), store, cascade, settings, outcome, metrics)
     _count_finished(outcome, metrics)

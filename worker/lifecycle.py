@@ -7,7 +7,6 @@ is ever inherited across a fork. Every handler takes the settings from the app i
 from __future__ import annotations
 
 import logging
-import os
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -33,9 +32,6 @@ if TYPE_CHECKING:
     from worker.celery_app import WorkerApp
 
 log = logging.getLogger(__name__)
-# Fault injection for the reliability tests only: each pool process takes this many seconds
-# longer to start (as TensorFlow does on a busy machine). Never set in production.
-SLOW_START = float(os.environ.get("SKUAI_FAILPOINT_SLOW_START", "0"))
 
 
 class Lifecycle:
@@ -73,8 +69,8 @@ class Lifecycle:
     def start_process(self, **_: Any) -> None:
         """In each pool process: pin its GPU, connect to Redis and, for inference workers, load
         the model."""
-        if SLOW_START:
-            time.sleep(SLOW_START)
+        if slow_start := self.app.failpoints.slow_start:  # tests only (worker/failpoints.py)
+            time.sleep(slow_start)
         device = pin_process(current_process().index)
         if device is not None:
             log.info("pool process %d uses GPU %s", current_process().index, device)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import redis
 from celery import Task, shared_task
@@ -25,6 +25,7 @@ from worker.retry_policy import RetryPolicy
 
 if TYPE_CHECKING:
     from training.cascade import Cascade
+    from worker.celery_app import WorkerApp
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +110,10 @@ def _run_chunk(
 ) -> ChunkOutcome:
     """classify_jobs (or fail_jobs, without a cascade), then its follow-ups: isolated re-runs,
     job and batch events."""
+    emitter = rt.emitter(task.app)
+    # Recorded before any job is final: a rerun after a crash or a Redis error finds its jobs
+    # final and claims none, so the events must not depend on this run's outcome.
+    event = emitter.chunk_started(task.request.id or "", job_ids)
     if isinstance(cascade, SkuaiError):
         outcome = fail_jobs(job_ids, cascade, store=rt.store, metrics=rt.metrics)
     else:
@@ -122,12 +127,26 @@ def _run_chunk(
             # A redelivery after a crash is the same message again (same id and retries); a
             # retry after a Redis error is the same task with one more retry.
             holder=f"{task.request.id}:{task.request.retries or 0}",
+            crash_on_ref=_app(task).failpoints.crash_on_ref,
         )
+    _blip_failpoint(task, rt, outcome)
     for job_id in outcome.isolate:  # interrupted before: one image per task from now on
         enqueue_classify(task.app, [job_id], queue=queue, batch_id=batch_id)
-    emitter = rt.emitter(task.app)
-    emitter.jobs_finished(outcome.finished_jobs)
+    # The fan-out sends job.* for the final jobs, batch.completed for their completed batches.
+    emitter.chunk_finished(event, outcome.finished_jobs)
     for completed in outcome.completed_batches:
         log.info("batch completed", extra={"batch_id": completed})
-        emitter.batch_completed(completed)
     return outcome
+
+
+def _app(task: Task) -> WorkerApp:
+    return cast("WorkerApp", task.app)
+
+
+def _blip_failpoint(task: Task, rt: runtime.Runtime, outcome: ChunkOutcome) -> None:
+    """A Redis error between finishing jobs and sending their events, for
+    SKUAI_FAILPOINT_BLIP_AFTER_FINISH (tests only): the task retries, as after a real blip."""
+    times = _app(task).failpoints.blip_after_finish
+    count = rt.store.conn.incr if times and outcome.finished_jobs else None
+    if count is not None and int(count("skuai:failpoint:blip_after_finish")) <= times:
+        raise redis.ConnectionError("failpoint: Redis went away after finishing jobs")
