@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import socket
+import sys
 from typing import TYPE_CHECKING, Any
 
 from celery import Celery
@@ -63,4 +64,4 @@ def _app_from_env() -> WorkerApp:
     try:
         return create_app(Settings.from_env())
     except ConfigError as exc:  # one line, not Celery's traceback, for a bad value
-        raise SystemExit(f"error: {exc.message}") from None
+        sys.exit(f"error: {exc.message}")  # as skuai's commands do (skuai/cli_base.py)
