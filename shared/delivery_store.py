@@ -84,9 +84,10 @@ class Delivery:
         }
 
 
-def delivery_id_for(event_id: str, subject: str, target: str) -> str:
-    """A Standard Webhooks message id, the same each time one event is fanned out to a target."""
-    digest = hashlib.sha256(f"{event_id}\n{subject}\n{target}".encode()).hexdigest()
+def delivery_id_for(event_type: str, subject: str, target: str) -> str:
+    """A Standard Webhooks message id: one per event type, job or batch, and target, so a
+    fan-out run again, or two events that overlap, never deliver one thing twice."""
+    digest = hashlib.sha256(f"{event_type}\n{subject}\n{target}".encode()).hexdigest()
     return "msg_" + digest[:32]
 
 
