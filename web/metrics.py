@@ -22,6 +22,7 @@ from prometheus_client import (
 
 from shared.errors import Forbidden, Unauthorized
 from shared.metrics import ClusterCollector
+from web.openapi import declare
 from web.services import services
 
 bp = Blueprint("metrics", __name__)
@@ -55,6 +56,12 @@ def instrument(app: Flask) -> None:
 
 
 @bp.get("/metrics")
+@declare(
+    ok={200: (None, "Every metric, in the Prometheus text format")},
+    errors=(401, 403),
+    public=True,
+    operation_id="metrics",
+)
 def metrics() -> Response:
     """Everything, in the Prometheus text format."""
     check_access(services().settings.metrics_token)

@@ -48,7 +48,8 @@ api = SpecTree(
 )
 REASONS = {
     400: "Bad request",
-    401: "Missing or bad API key",
+    401: "Missing or bad API key (for /metrics: SKUAI_METRICS_TOKEN, when it is set)",
+    403: "/metrics without SKUAI_METRICS_TOKEN: loopback callers only",
     404: "Not found",
     408: "The client stopped sending the body for SKUAI_CLIENT_TIMEOUT seconds",
     409: "Conflict",
@@ -63,6 +64,7 @@ EXTRAS: dict[tuple[str, str, str], dict[str, Any]] = {
     ("/v1/jobs", "post", "202"): {"headers": {"Location": {"schema": {"type": "string"}}}},
     ("/v1/batches", "post", "202"): {"headers": {"Location": {"schema": {"type": "string"}}}},
     ("/v1/webhooks", "post", "201"): {"headers": {"Location": {"schema": {"type": "string"}}}},
+    ("/metrics", "get", "200"): {"content": {"text/plain": {"schema": {"type": "string"}}}},
     ("/v1/batches/{batch_id}/results", "get", "200"): {
         "content": {
             "text/csv": {"schema": {"type": "string"}},
@@ -101,10 +103,10 @@ def declare(
 @functools.cache
 def openapi_document() -> dict[str, Any]:
     """The whole OpenAPI 3.1 document, built from the routes of the API's blueprints."""
-    from web import batches, health, jobs, models, webhooks
+    from web import batches, health, jobs, metrics, models, webhooks
 
     app = Flask("skuai-openapi")  # the routes alone: no settings or Redis needed
-    for module in (health, jobs, batches, webhooks, models):
+    for module in (health, metrics, jobs, batches, webhooks, models):
         app.register_blueprint(module.bp)
     with app.app_context():
         document: dict[str, Any] = api.spec
