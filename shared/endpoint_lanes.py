@@ -95,6 +95,18 @@ def lane_of(tenant: str, url: str) -> str:
     return hashlib.sha256(endpoint.encode()).hexdigest()[:24]
 
 
+def _queue_keys(lane: str) -> list[str]:
+    """The keys ACQUIRE and ADMIT share: the lane's slots, state and waiting line, the due
+    schedule, and the set of lanes with deliveries waiting."""
+    return [
+        keys.lane_slots(lane),
+        keys.lane(lane),
+        keys.lane_waiting(lane),
+        keys.DELIVERIES_DUE,
+        keys.LANES_WAITING,
+    ]
+
+
 class EndpointLanes:
     """Per-endpoint admission of delivery attempts, in Redis."""
 
@@ -110,14 +122,7 @@ class EndpointLanes:
         `place` (its creation time: older deliveries go first)."""
         now = time.time()
         got = self._acquire(
-            keys=[
-                keys.lane_slots(lane),
-                keys.lane(lane),
-                keys.lane_waiting(lane),
-                keys.DELIVERIES_DUE,
-                keys.LANES_WAITING,
-                keys.delivery(delivery_id),
-            ],
+            keys=[*_queue_keys(lane), keys.delivery(delivery_id)],
             args=[
                 delivery_id,
                 now,
@@ -141,13 +146,7 @@ class EndpointLanes:
         """Waiting deliveries that may go now (leased: send each, or it is handed out again)."""
         now = time.time()
         ids = self._admit(
-            keys=[
-                keys.lane_slots(lane),
-                keys.lane(lane),
-                keys.lane_waiting(lane),
-                keys.DELIVERIES_DUE,
-                keys.LANES_WAITING,
-            ],
+            keys=_queue_keys(lane),
             args=[now, now + LEASE_SECONDS, self.concurrency, lane],
         )
         return [text(i) for i in ids]

@@ -15,6 +15,7 @@ from skuai.client import SkuaiClient
 from skuai.console import console, make_progress, training_events
 from skuai.local import print_urls, running_stack, wait_for_ctrl_c
 from skuai.preflight import DEMO_FREE_BYTES, check_stack, redis_for
+from training.config import TrainConfig
 
 READY_TIMEOUT = 180.0
 
@@ -34,6 +35,17 @@ class DemoPlan:
     batch_size: int = 16  # more, smaller steps: 672 training photos make 42 steps an epoch
     width: float = 0.25
     seed: int = 7
+
+    def train_config(self, seed: int | None = None) -> TrainConfig:
+        """The training settings of this plan (with another seed, for experiments)."""
+        return TrainConfig(
+            input_size=self.image_size,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            width=self.width,
+            weights="none",
+            seed=self.seed if seed is None else seed,
+        )
 
 
 def run_demo(
@@ -99,7 +111,6 @@ def _train(catalog: Path, registry_dir: Path, plan: DemoPlan) -> list[Any]:
 def train_demo_model(catalog: Path, registry_dir: Path, plan: DemoPlan) -> None:
     """Synthesize (if needed) and train the small demo cascade into a fresh registry."""
     from skuai.quiet import import_tensorflow_quietly
-    from training.config import TrainConfig
     from training.evaluate import summary_rows
     from training.registry import Registry
     from training.train import train
@@ -108,14 +119,7 @@ def train_demo_model(catalog: Path, registry_dir: Path, plan: DemoPlan) -> None:
         _synthesize(catalog, plan)
     shutil.rmtree(registry_dir, ignore_errors=True)
     import_tensorflow_quietly()
-    config = TrainConfig(
-        input_size=plan.image_size,
-        epochs=plan.epochs,
-        batch_size=plan.batch_size,
-        width=plan.width,
-        weights="none",
-        seed=plan.seed,
-    )
+    config = plan.train_config()
     console.print("2/4 training the cascade (stage 1: grayscale -> model; stage 2: colour -> SKU)")
     with training_events(enabled=True) as events:
         outcome = train(catalog, Registry(registry_dir), config, events=events)

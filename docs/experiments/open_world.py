@@ -133,19 +133,10 @@ def draw(catalog: Path, held: Path, plan, seed: int) -> None:
 
 def train_version(catalog: Path, registry_dir: Path, plan, seed: int) -> Path:
     """A cascade trained with the demo's settings; its version folder."""
-    from training.config import TrainConfig
     from training.registry import Registry
     from training.train import train
 
-    config = TrainConfig(
-        input_size=plan.image_size,
-        epochs=plan.epochs,
-        batch_size=plan.batch_size,
-        width=plan.width,
-        weights="none",
-        seed=seed,
-    )
-    return train(catalog, Registry(registry_dir), config).path
+    return train(catalog, Registry(registry_dir), plan.train_config(seed)).path
 
 
 def routed(nets: Nets, labels: Labels, root: Path, size: int) -> float:
