@@ -25,6 +25,11 @@ from training.train_counts import TrainCounts
 # over 32 images needs about a gigabyte) whatever the chunk size or the stage-2 fan-out.
 MAX_PASS = 32
 
+# The open-world decision on every result (issue 18): "sku" (a catalog SKU, confidently),
+# "model" (the model is known, the colourway uncertain or not in the catalog) or "unknown" (not a
+# catalog model). A version without calibration (no open_world.json) always answers "sku".
+DECISIONS = ("sku", "model", "unknown")
+
 
 class Cascade:
     """Stage 1 (grayscale -> model) then stage 2 (colour -> SKU within the proposed models)."""
@@ -139,7 +144,8 @@ class Cascade:
         self.predict(np.zeros((2, size, size, 3), dtype=np.uint8))
 
     def predict(self, images: np.ndarray) -> list[dict[str, Any]]:
-        """Full cascade on a batch: one result dict per image (model, sku, candidates)."""
+        """Full cascade on a batch: one result dict per image (model, sku, candidates,
+        decision: one of DECISIONS)."""
         return self.predict_timed(images)[0]
 
     def predict_timed(self, images: np.ndarray) -> tuple[list[dict[str, Any]], dict[str, float]]:
@@ -154,5 +160,7 @@ class Cascade:
         model_rows = np.array([m for models in proposals for m in models], dtype=np.int32)
         p_sku = self.sku_probs(images[image_rows], model_rows)
         results = rank(p_model, proposals, p_sku, self.labels, self.policy)
+        for result in results:
+            result["decision"] = "sku"  # no calibration: every answer is a catalog SKU
         timings = {"stage1": stage1_done - began, "stage2": time.perf_counter() - stage1_done}
         return results, timings
