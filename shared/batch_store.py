@@ -14,6 +14,7 @@ import redis
 from shared import keys, store_scripts
 from shared.admission import RESERVATION_TTL
 from shared.batches import Batch
+from shared.decisions import DECISIONS, decision_of
 from shared.delivery_store import DELIVERY_TTL, LEASE_SECONDS
 from shared.errors import (
     Conflict,
@@ -24,7 +25,7 @@ from shared.errors import (
 )
 from shared.event_store import Event
 from shared.job_store import FINISHED_BATCH, JobStore
-from shared.jobs import FAILED, Job, utc_now
+from shared.jobs import FAILED, SUCCEEDED, Job, utc_now
 from shared.redis_client import text
 
 IDEMPOTENCY_PENDING_TTL = 600  # a crashed upload frees its key after this long at the latest
@@ -180,8 +181,18 @@ class BatchStore:
             raise NotFound(f"no batch with id {batch_id!r}")
         return batch
 
-    def page(self, batch_id: str, cursor: int, limit: int) -> tuple[list[Job], int | None]:
-        """Jobs [cursor, cursor + limit) in upload order, and the next cursor (None at the end)."""
+    def page(
+        self,
+        batch_id: str,
+        cursor: int,
+        limit: int,
+        decisions: tuple[str, ...] | None = None,
+    ) -> tuple[list[Job], int | None]:
+        """Jobs [cursor, cursor + limit) in upload order, and the next cursor (None at the end).
+        With `decisions`, only succeeded jobs with one of them, from upload position `cursor`
+        on (see `decided_page`)."""
+        if decisions is not None:
+            return self.decided_page(batch_id, cursor, limit, decisions)
         ids = [
             text(i) for i in self.conn.lrange(keys.batch_jobs(batch_id), cursor, cursor + limit - 1)
         ]
@@ -190,11 +201,56 @@ class BatchStore:
         more = len(ids) == limit and self.conn.llen(keys.batch_jobs(batch_id)) > following
         return jobs, following if more else None
 
-    def iter_jobs(self, batch_id: str) -> Iterator[Job]:
-        """Every job of the batch, a page at a time (bounded memory for exports)."""
+    def decided_page(
+        self, batch_id: str, cursor: int, limit: int, decisions: tuple[str, ...]
+    ) -> tuple[list[Job], int | None]:
+        """Up to `limit` succeeded jobs with one of `decisions`, at upload positions from
+        `cursor` on, and the position after the last (None when no more match). Read from the
+        per-decision indexes the store's scripts keep (O(log n + limit) for a batch of any
+        size); a batch with results stored before those indexes existed is scanned instead."""
+        if not self._indexed(batch_id):
+            return self._scanned_page(batch_id, cursor, limit, decisions)
+        with self.conn.pipeline(transaction=False) as pipe:
+            for decision in decisions:
+                key = keys.batch_decided(batch_id, decision)
+                pipe.zrangebyscore(key, cursor, "+inf", start=0, num=limit + 1, withscores=True)
+            found = sorted((score, text(i)) for reply in pipe.execute() for i, score in reply)
+        jobs = [job for job in self.jobs.find_many([i for _, i in found[:limit]]) if job]
+        return jobs, int(found[limit - 1][0]) + 1 if len(found) > limit else None
+
+    def _indexed(self, batch_id: str) -> bool:
+        """True when every succeeded job of the batch is in a decision index (read in one
+        transaction: a job's status and its index move in one script)."""
+        with self.conn.pipeline(transaction=True) as pipe:
+            pipe.hget(keys.batch(batch_id), SUCCEEDED)
+            for decision in DECISIONS:
+                pipe.zcard(keys.batch_decided(batch_id, decision))
+            succeeded, *indexed = pipe.execute()
+        return int(succeeded or 0) == sum(indexed)
+
+    def _scanned_page(
+        self, batch_id: str, cursor: int, limit: int, decisions: tuple[str, ...]
+    ) -> tuple[list[Job], int | None]:
+        """`decided_page` by reading the jobs in upload order, for a batch whose results
+        predate the decision indexes."""
+        source, position = keys.batch_jobs(batch_id), cursor
+        matched: list[Job] = []
+        while ids := [text(i) for i in self.conn.lrange(source, position, position + PAGE - 1)]:
+            for job in self.jobs.find_many(ids):
+                position += 1
+                if job and job.status == SUCCEEDED and decision_of(job.result or {}) in decisions:
+                    matched.append(job)
+                    if len(matched) == limit:
+                        more = self.conn.llen(source) > position
+                        return matched, position if more else None
+        return matched, None
+
+    def iter_jobs(self, batch_id: str, decisions: tuple[str, ...] | None = None) -> Iterator[Job]:
+        """Every job of the batch (with `decisions`: its succeeded jobs with one of them), a page
+        at a time (bounded memory for exports)."""
         cursor: int | None = 0
         while cursor is not None:
-            jobs, cursor = self.page(batch_id, cursor, PAGE)
+            jobs, cursor = self.page(batch_id, cursor, PAGE, decisions)
             yield from jobs
 
     def cancel(self, batch_id: str, tenant: str) -> tuple[Batch, bool]:

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared.decisions import DECISIONS, SKU
 from shared.jobs import CANCELED, FAILED, QUEUED, RUNNING, SUCCEEDED, utc_now
 from shared.redis_client import text
 
@@ -29,6 +30,7 @@ class Batch:
     status: str = QUEUED
     total: int = 0
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTED, 0))
+    decisions: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DECISIONS, 0))
     created_at: str = field(default_factory=utc_now)
     finished_at: str | None = None
     model_version: str | None = None
@@ -42,6 +44,7 @@ class Batch:
             "status": self.status,
             "total": self.total,
             "counts": self.counts,
+            "decisions": self.decisions,
             "created_at": self.created_at,
             "finished_at": self.finished_at,
             "model_version": self.model_version,
@@ -68,15 +71,25 @@ class Batch:
     def from_hash(cls, raw: Mapping[Any, Any]) -> Batch:
         """Rebuild a batch from its Redis hash."""
         f = {text(k): text(v) for k, v in raw.items()}
+        counts = {status: int(f.get(status, 0)) for status in COUNTED}
         return cls(
             id=f["id"],
             tenant=f["tenant"],
             status=f["status"],
             total=int(f.get("total", 0)),
-            counts={status: int(f.get(status, 0)) for status in COUNTED},
+            counts=counts,
+            decisions=decision_counts(counts[SUCCEEDED], f),
             created_at=f["created_at"],
             finished_at=f.get("finished_at"),
             model_version=f.get("model_version"),
             metadata=json.loads(f.get("metadata", "{}")),
             callback_url=f.get("callback_url"),
         )
+
+
+def decision_counts(succeeded: int, fields: Mapping[str, str]) -> dict[str, int]:
+    """Succeeded jobs per decision. The store's scripts count the decisions other than 'sku'
+    (`decided:<decision>`, moved with `succeeded`), so the rest are SKUs: a result stored
+    before decisions existed counts as the SKU it reads as."""
+    decided = {d: int(fields.get(f"decided:{d}", 0)) for d in DECISIONS if d != SKU}
+    return {SKU: succeeded - sum(decided.values()), **decided}

@@ -10,6 +10,7 @@ from typing import Any
 import redis
 
 from shared import keys, store_scripts
+from shared.decisions import DECISIONS, decision_of
 from shared.errors import Conflict, InvalidArgument, JobCanceled, NotFound
 from shared.jobs import CANCELED, FINAL_STATUSES, SUCCEEDED, Job, utc_now
 from shared.redis_client import text
@@ -173,7 +174,8 @@ class JobStore:
         if model_version is not None:
             fields += ["model_version", model_version]
         if result is not None:
-            fields += ["result", json.dumps(result)]
+            # A field of its own too: the store's scripts count and index it (store_scripts).
+            fields += ["result", json.dumps(result), "decision", _decision(result)]
         if error is not None:
             fields += ["error", json.dumps(error)]
         return self.script_args(job_id, *fields)
@@ -204,6 +206,13 @@ class JobStore:
             return job
         finally:
             pubsub.close()
+
+
+def _decision(result: dict[str, Any]) -> str:
+    decision = decision_of(result)
+    if decision not in DECISIONS:  # a cascade bug: a result the API could not describe
+        raise InvalidArgument(f"{decision!r} is not a decision ({', '.join(DECISIONS)})")
+    return decision
 
 
 def _finish_reply(reply: list[Any]) -> Finish:

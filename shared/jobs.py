@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.decisions import with_decision
 from shared.redis_client import text
 
 QUEUED = "queued"
@@ -102,7 +103,8 @@ class Job:
             finished_at=fields.get("finished_at"),
             model_version=fields.get("model_version"),
             metadata=json.loads(fields.get("metadata", "{}")),
-            result=json.loads(fields["result"]) if "result" in fields else None,
+            # A result stored before decisions existed reads as a catalog SKU.
+            result=with_decision(json.loads(fields["result"])) if "result" in fields else None,
             error=json.loads(fields["error"]) if "error" in fields else None,
             callback_url=fields.get("callback_url"),
             source_url=fields.get("source_url"),

@@ -38,6 +38,12 @@ def batch_jobs(batch_id: str) -> str:
     return f"{NAMESPACE}:batch:{batch_id}:jobs"
 
 
+def batch_decided(batch_id: str, decision: str) -> str:
+    """Sorted set of the batch's succeeded jobs with one decision, scored by upload position
+    (the `?decision=` filter pages through it; store_scripts keeps it)."""
+    return f"{NAMESPACE}:batch:{batch_id}:decided:{decision}"
+
+
 def batch_idempotency(batch_id: str) -> str:
     """The Idempotency-Key record an unsealed batch's upload reserved (freed if it is abandoned)."""
     return f"{NAMESPACE}:batch:{batch_id}:idempotency"

@@ -28,6 +28,10 @@ SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 COUNTERS = {
     "skuai_jobs_finished": ("Jobs (images) by final status", ("status", "kind")),
     "skuai_webhook_deliveries": ("Webhook delivery attempts by outcome", ("outcome",)),
+    "skuai_decisions": (
+        "Results by open-world decision (sku, model, unknown) and the model version that made them",
+        ("decision", "model_version"),
+    ),
 }
 HISTOGRAMS = {
     "skuai_inference_batch_size": ("Images per forward pass", BATCH_BUCKETS, ()),

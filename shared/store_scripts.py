@@ -7,6 +7,8 @@ from the job itself; this supports a single Redis (with replicas/Sentinel), not 
 
 from __future__ import annotations
 
+from shared.decisions import DECISIONS
+
 # ARGV[1] namespace, ARGV[2] ttl of finished records, ARGV[3] now (ISO time).
 _PRELUDE = """
 local ns, ttl, now = ARGV[1], tonumber(ARGV[2]), ARGV[3]
@@ -24,6 +26,22 @@ local function move_count(batch, old, new)
   redis.call('ZADD', ns .. ':batches:running', 'XX', t, batch)
 end
 
+-- A succeeded job of a batch joins the index of its decision (the `?decision=` filter pages
+-- through it in upload order), and a decision other than 'sku' is counted: 'sku' is the rest of
+-- `succeeded`, so a result stored before decisions existed reads, and counts, as one.
+local function index_decision(batch, id, jkey)
+  if batch == '' then return end
+  local bkey = ns .. ':batch:' .. batch
+  local decision = redis.call('HGET', jkey, 'decision') or 'sku'
+  if decision ~= 'sku' then redis.call('HINCRBY', bkey, 'decided:' .. decision, 1) end
+  -- a job stored before positions were: found once, in the upgrade's batches only
+  local position = redis.call('HGET', jkey, 'position') or redis.call('LPOS', bkey .. ':jobs', id)
+  if not position then return end
+  local dkey = bkey .. ':decided:' .. decision
+  redis.call('ZADD', dkey, position, id)
+  redis.call('EXPIRE', dkey, ttl)
+end
+
 -- Finish one job (fields: flat list of name, value; must include 'status').
 -- Returns its batch id ('' for none), or nil when it was already final or is gone.
 local function settle(id, fields)
@@ -35,7 +53,9 @@ local function settle(id, fields)
   redis.call('DEL', ns .. ':image:' .. id)
   redis.call('PUBLISH', ns .. ':done:' .. id, 'done')
   local batch = redis.call('HGET', jkey, 'batch_id') or ''
-  move_count(batch, old, redis.call('HGET', jkey, 'status'))
+  local status = redis.call('HGET', jkey, 'status')
+  move_count(batch, old, status)
+  if status == 'succeeded' then index_decision(batch, id, jkey) end
   if redis.call('DECR', ns .. ':pending') < 0 then redis.call('SET', ns .. ':pending', 0) end
   return batch
 end
@@ -136,12 +156,13 @@ ATTACH_DUPLICATE = (
     + """
 local dup, primary = ARGV[4], ARGV[5]
 local pkey = ns .. ':job:' .. primary
-local p = redis.call('HMGET', pkey, 'status', 'result', 'error', 'model_version')
+local p = redis.call('HMGET', pkey, 'status', 'result', 'error', 'model_version', 'decision')
 if is_final(p[1]) then
   local fields = {'status', p[1]}
   if p[2] then fields[#fields + 1] = 'result'; fields[#fields + 1] = p[2] end
   if p[3] then fields[#fields + 1] = 'error'; fields[#fields + 1] = p[3] end
   if p[4] then fields[#fields + 1] = 'model_version'; fields[#fields + 1] = p[4] end
+  if p[5] then fields[#fields + 1] = 'decision'; fields[#fields + 1] = p[5] end
   settle(dup, fields)
   return 1
 end
@@ -175,7 +196,8 @@ if ARGV[7] == '1' then
   redis.call('HINCRBY', ns .. ':reservations', batch, -1)
   redis.call('ZADD', ns .. ':reservations:due', ARGV[12], batch)
 end
-redis.call('RPUSH', bkey .. ':jobs', id)
+-- its place in upload order, which the `?decision=` filter's index is sorted by
+redis.call('HSET', jkey, 'position', redis.call('RPUSH', bkey .. ':jobs', id) - 1)
 redis.call('EXPIRE', bkey .. ':jobs', ttl)
 redis.call('HINCRBY', bkey, 'total', 1)
 redis.call('HINCRBY', bkey, ARGV[6], 1)
@@ -288,6 +310,11 @@ if ikey then
 end
 redis.call('EXPIRE', bkey .. ':jobs', ttl)
 redis.call('EXPIRE', bkey .. ':digests', ttl)
+for _, decision in ipairs({"""
+    + ", ".join(f"'{d}'" for d in DECISIONS)
+    + """}) do
+  redis.call('EXPIRE', bkey .. ':decided:' .. decision, ttl)
+end
 if maybe_complete(batch) ~= 2 then  -- jobs still running: they finish, then it completes
   redis.call('ZADD', ns .. ':batches:running', redis.call('TIME')[1], batch)
 end

@@ -95,23 +95,27 @@ class SkuaiClient:
         """GET /v1/batches/{id}."""
         return self._call("GET", f"/v1/batches/{batch_id}")
 
-    def results(self, batch_id: str) -> list[dict[str, Any]]:
-        """Every job of a batch, following the cursor page by page."""
+    def results(self, batch_id: str, decisions: list[str] | None = None) -> list[dict[str, Any]]:
+        """Every job of a batch (with `decisions`: its succeeded jobs with one of them),
+        following the cursor page by page."""
         items: list[dict[str, Any]] = []
         cursor: str | None = "0"
         while cursor is not None:
-            page = self._call(
-                "GET", f"/v1/batches/{batch_id}/results", params={"cursor": cursor, "limit": 1000}
-            )
+            params = {"cursor": cursor, "limit": 1000, **_decision_filter(decisions)}
+            page = self._call("GET", f"/v1/batches/{batch_id}/results", params=params)
             items += page["items"]
             cursor = page["next_cursor"]
         return items
 
-    def export(self, batch_id: str, media_type: str) -> Iterator[bytes]:
-        """Stream a batch's results as text/csv or application/x-ndjson."""
+    def export(
+        self, batch_id: str, media_type: str, decisions: list[str] | None = None
+    ) -> Iterator[bytes]:
+        """Stream a batch's results as text/csv or application/x-ndjson (with `decisions`: its
+        succeeded jobs with one of them)."""
         try:
             response = self.session.get(
                 f"{self.base_url}/v1/batches/{batch_id}/results",
+                params=_decision_filter(decisions),
                 headers={"Accept": media_type},
                 stream=True,
                 timeout=self.timeout,
@@ -176,6 +180,11 @@ def _seconds(value: str | None) -> float | None:
         return float(value) if value is not None else None
     except ValueError:
         return None
+
+
+def _decision_filter(decisions: list[str] | None) -> dict[str, str]:
+    """The `decision` query parameter (none without decisions)."""
+    return {"decision": ",".join(decisions)} if decisions else {}
 
 
 def _json(value: dict[str, Any]) -> str:

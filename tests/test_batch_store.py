@@ -15,7 +15,7 @@ from shared.job_store import FINISHED as JOB_FINISHED
 from shared.job_store import FINISHED_BATCH, JobStore
 from shared.jobs import CANCELED, FAILED, SUCCEEDED, Job
 
-RESULT = {"model": {"label": "m", "confidence": 1.0}}
+RESULT = {"decision": "sku", "model": {"label": "m", "confidence": 1.0}}
 
 
 @pytest.fixture()

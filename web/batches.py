@@ -21,6 +21,7 @@ from web.schemas.batches import (
     Batch,
     BatchForm,
     BatchJson,
+    ExportQuery,
     IdempotencyHeader,
     ImageUrl,
     ResultsPage,
@@ -185,24 +186,27 @@ def get_batch(batch_id: str) -> Response:
     operation_id="getBatchResults",
 )
 def batch_results(batch_id: str) -> Response:
-    """A page of jobs (`cursor`, `limit`), or the whole batch as CSV or NDJSON by `Accept`."""
+    """A page of jobs (`cursor`, `limit`), or the whole batch as CSV or NDJSON by `Accept`;
+    `decision` keeps only succeeded jobs with one of the decisions given."""
     store = services().batches
     batch = store.get(batch_id, current_tenant())
     wanted = request.accept_mimetypes.best_match(["application/json", CSV, NDJSON])
-    if wanted == CSV:
+    if wanted in (CSV, NDJSON):
+        # Exports take no paging parameters: only the filter is read (and checked).
+        exported = store.iter_jobs(batch_id, validated_query(ExportQuery).decision)
+        if wanted == NDJSON:
+            return Response(ndjson_lines(exported), mimetype=NDJSON)
         return Response(
-            csv_lines(store.iter_jobs(batch_id)),
+            csv_lines(exported),
             mimetype=CSV,
             headers={"Content-Disposition": f'attachment; filename="{batch_id}.csv"'},
         )
-    if wanted == NDJSON:
-        return Response(ndjson_lines(store.iter_jobs(batch_id)), mimetype=NDJSON)
     # Bounded by the batch: a cursor past the end means nothing, and Redis refuses indexes
     # beyond 64 bits.
     page = validated_query(ResultsQuery)
     if page.cursor > batch.total:
         raise BadRequest(f"cursor must be between 0 and {batch.total}")
-    jobs, following = store.page(batch_id, page.cursor, page.limit)
+    jobs, following = store.page(batch_id, page.cursor, page.limit, page.decision)
     return jsonify(
         {
             "items": [job.to_public() for job in jobs],

@@ -7,6 +7,7 @@ import io
 import json
 from collections.abc import Iterable, Iterator
 
+from shared.decisions import decision_of
 from shared.jobs import Job
 
 CSV = "text/csv"
@@ -15,6 +16,7 @@ CSV_COLUMNS = (
     "ref",
     "job_id",
     "status",
+    "decision",  # sku, model or unknown for a succeeded job (shared/decisions.py); else blank
     "model",
     "model_confidence",
     "sku",
@@ -46,6 +48,7 @@ def csv_lines(jobs: Iterable[Job]) -> Iterator[str]:
             job.ref or "",
             job.id,
             job.status,
+            decision_of(result) if job.result else "",
             result.get("model", {}).get("label", ""),
             result.get("model", {}).get("confidence", ""),
             result.get("sku", {}).get("label", ""),

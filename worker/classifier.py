@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from shared.decisions import decision_of
 from shared.errors import ImageExpired, InferenceFailed, InvalidImage, PoisonMessage, SkuaiError
 from shared.images import decode
 from shared.job_store import Finish, JobStore
@@ -51,6 +52,7 @@ class ChunkOutcome:
     finished_jobs: list[str] = field(default_factory=list)  # for job.succeeded/failed events
     isolate: list[str] = field(default_factory=list)
     by_status_kind: dict[tuple[str, str], int] = field(default_factory=dict)
+    by_decision: dict[tuple[str, str], int] = field(default_factory=dict)  # (decision, version)
 
     def to_dict(self) -> dict[str, object]:
         """Counts for the task's return value (shown in Flower)."""
@@ -143,6 +145,8 @@ def _crash_failpoint(jobs: list[Job], store: JobStore, spec: str) -> None:
 def _count_finished(outcome: ChunkOutcome, metrics: ClusterMetrics) -> None:
     for (status, kind), count in outcome.by_status_kind.items():
         metrics.count("skuai_jobs_finished", count, status=status, kind=kind)
+    for (decision, version), count in outcome.by_decision.items():
+        metrics.count("skuai_decisions", count, decision=decision, model_version=version)
 
 
 @dataclass
@@ -223,8 +227,12 @@ def _predict(
     for stage, seconds in timings.items():
         metrics.observe("skuai_inference_stage_seconds", seconds, stage=stage)
     pairs = [(job.id, result) for job, result in zip(ready, results, strict=True)]
-    for job, finish in zip(ready, store.succeed_many(pairs, cascade.version), strict=True):
+    finishes = store.succeed_many(pairs, cascade.version)
+    for job, result, finish in zip(ready, results, finishes, strict=True):
         _record(outcome, job, finish, ok=True)
+        if finish:  # counted once, like the job: a redelivered copy finds it final
+            key = (decision_of(result), cascade.version)
+            outcome.by_decision[key] = outcome.by_decision.get(key, 0) + 1 + len(finish.duplicates)
 
 
 def _load(jobs: list[Job], store: JobStore, fetcher: ImageFetcher) -> list[bytes | SkuaiError]:

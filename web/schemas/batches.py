@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field, WithJsonSchema
 
 from shared import defaults
+from shared.decisions import FILTER_PATTERN, Decision, parse_filter
 from web.idempotency import MAX_KEY_LENGTH
 from web.schemas.common import (
     IMAGE_DESCRIPTION,
@@ -65,10 +66,35 @@ class IdempotencyHeader(BaseModel):
     )
 
 
-class ResultsQuery(BaseModel):
+# `?decision=model,unknown`: parsed by one function (shared/decisions.py), whose 400 names the
+# accepted values; the document gives the pattern it accepts.
+DecisionFilter = Annotated[
+    tuple[Decision, ...] | None,
+    BeforeValidator(parse_filter),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": FILTER_PATTERN,
+            "description": "only succeeded jobs with one of these decisions, comma-separated "
+            "(e.g. model,unknown); with it a page may hold fewer than `limit` jobs: follow "
+            "`next_cursor` until it is null. Applies to the CSV and NDJSON exports too",
+        }
+    ),
+]
+
+
+class ExportQuery(BaseModel):
+    """What a CSV or NDJSON export of a batch's results holds."""
+
+    decision: DecisionFilter = None
+
+
+class ResultsQuery(ExportQuery):
     """Paging through a batch's jobs in upload order."""
 
-    cursor: int = Field(0, ge=0, description="where the page starts; at most the batch's total")
+    cursor: int = Field(
+        0, ge=0, description="where the page starts (an upload position); at most the batch's total"
+    )
     limit: int = Field(defaults.RESULTS_PAGE, ge=1, le=MAX_RESULTS_PAGE, description="jobs a page")
 
 
@@ -82,6 +108,14 @@ class Counts(BaseModel):
     canceled: int
 
 
+class Decisions(BaseModel):
+    """Succeeded jobs of the batch by decision (they add up to `counts.succeeded`)."""
+
+    sku: int
+    model: int
+    unknown: int
+
+
 class Batch(BaseModel):
     """A batch and its exact counts."""
 
@@ -89,6 +123,7 @@ class Batch(BaseModel):
     status: Literal["queued", "running", "completed", "canceled"]
     total: int
     counts: Counts
+    decisions: Decisions
     created_at: str = Field(json_schema_extra={"format": "date-time"})
     finished_at: str | None
     model_version: str | None

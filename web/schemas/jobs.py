@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from shared import defaults
+from shared.decisions import Decision
 from web.schemas.common import (
     IMAGE_DESCRIPTION,
     CallbackUrl,
@@ -73,8 +74,14 @@ class Candidate(BaseModel):
 
 
 class Result(BaseModel):
-    """What the cascade predicted."""
+    """What the cascade predicted; `sku` and `candidates` are its best guesses whatever the
+    decision."""
 
+    decision: Decision = Field(
+        description="how far the answer goes: 'sku' (a catalog SKU, confidently), 'model' (the "
+        "model is known, the colourway uncertain or not in the catalog: trust `model`, not "
+        "`sku`) or 'unknown' (not a catalog model)"
+    )
     model: Label
     sku: Label
     candidates: list[Candidate] = Field(max_length=5)
