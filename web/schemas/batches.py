@@ -76,8 +76,8 @@ DecisionFilter = Annotated[
             "type": "string",
             "pattern": FILTER_PATTERN,
             "description": "only succeeded jobs with one of these decisions, comma-separated "
-            "(e.g. model,unknown); with it a page may hold fewer than `limit` jobs: follow "
-            "`next_cursor` until it is null. Applies to the CSV and NDJSON exports too",
+            "(e.g. model,unknown), in upload order; `cursor` stays an upload position. "
+            "Applies to the CSV and NDJSON exports too",
         }
     ),
 ]
