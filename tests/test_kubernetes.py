@@ -41,6 +41,7 @@ from shared.queues import (
     enqueue_classify,
     make_celery,
 )
+from shared.redis_client import connect
 from shared.settings import Settings, variable
 from skuai.redis_server import find_binary
 from web.app import create_app
@@ -646,6 +647,8 @@ def test_redis_scripts_bootstrap_fail_over_and_rejoin(tmp_path: Path) -> None:
     assert report["rejoined"] == {"role": "slave", "replica_of": promoted, "kept": "1"}
     assert report["fresh_sentinel_watches"] == promoted
     assert report["failover_seconds"] < 30
+    if _sentinel_urls_accepted():
+        assert report["through_url"] == {"queued": 1, "written": "1", "queued_after_failover": 2}
 
 
 def run_redis_pods(folder: str) -> None:
@@ -722,6 +725,17 @@ def run_redis_pods(folder: str) -> None:
             "replicas_of": [role(n)[1] for n in replicas],
             "quorum": str(node(sentinels[0]).execute_command("SENTINEL", "CKQUORUM", "skuai")),
         }
+        # The URL the manifests give every container (with this test's password) reaches the
+        # primary through the sentinels: Celery's messages land in the list KEDA's trigger
+        # reads, and the service's own client writes there too.
+        url_settings = _manifest_redis_settings()
+        if url_settings is not None:
+            _publish_chunk(url_settings)
+            connect(url_settings).set("through-the-url", 1)
+            report["through_url"] = {
+                "queued": node("redis-0").llen(INFERENCE),
+                "written": node("redis-0").get("through-the-url"),
+            }
         node("redis-0").set("before-failover", 1)
         for name in replicas:
             _poll(functools.partial(has_key, name, "before-failover"), 10, "key replicated")
@@ -745,6 +759,9 @@ def run_redis_pods(folder: str) -> None:
             # min-replicas-to-write 1 is met by the other replica.
             "written": bool(node(promoted).set("after-failover", 1)),
         }
+        if url_settings is not None:  # the same URL follows the failover
+            _publish_chunk(url_settings)
+            report["through_url"]["queued_after_failover"] = node(promoted).llen(INFERENCE)
         start("redis-0")  # its data folder kept, as its volume would be
         _poll(functools.partial(follows, "redis-0", promoted), 30, "redis-0 rejoins")
         _poll(functools.partial(has_key, "redis-0", "after-failover"), 30, "redis-0 synced")
@@ -776,6 +793,25 @@ def _write_pod_scripts(root: Path) -> None:
         for port in ("6379", "26379"):
             text = text.replace(f'echo "port {port}"', f'echo "port {port}"; echo "bind $BIND_IP"')
         (root / name).write_text(text)
+
+
+def _manifest_redis_settings() -> Settings | None:
+    """Settings with the manifests' SKUAI_REDIS_URL and the test's password; None while this
+    tree's settings refuse sentinel:// URLs."""
+    if not _sentinel_urls_accepted():
+        return None
+    placeholder = _example_secrets()["skuai-redis"]["password"]
+    url = _redis_url().replace(placeholder, TEST_REDIS_PASSWORD)
+    return Settings.from_env({"SKUAI_REDIS_URL": url})
+
+
+def _publish_chunk(settings: Settings) -> None:
+    """Send one classify message the way the API sends a batch chunk."""
+    app = make_celery(settings)
+    try:
+        enqueue_classify(app, ["job_kubernetes"], queue=INFERENCE, batch_id="batch_kubernetes")
+    finally:
+        app.close()
 
 
 def _knows(sentinel: redis.Redis, replicas: set[str]) -> bool:
