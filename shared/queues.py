@@ -11,6 +11,7 @@ from typing import Any
 from celery import Celery
 from kombu import Queue
 
+from shared.redis_client import broker_url, sentinel_transport_options
 from shared.settings import Settings
 
 INTERACTIVE = "interactive"  # single-image jobs: latency matters
@@ -31,7 +32,7 @@ BRPOP_SECONDS = 1  # how long a worker's BRPOP waits for a message (Kombu's brpo
 
 def make_celery(settings: Settings, *, include: tuple[str, ...] = ()) -> Celery:
     """The Celery app configured for this service; workers pass the task modules in `include`."""
-    app = Celery("skuai", broker=settings.redis_url, include=list(include))
+    app = Celery("skuai", broker=broker_url(settings), include=list(include))
     app.conf.update(celery_config(settings, consumes=bool(include)))
     return app
 
@@ -66,6 +67,7 @@ def celery_config(settings: Settings, *, consumes: bool) -> dict[str, Any]:
             # the API only publishes, which waits SKUAI_REDIS_TIMEOUT at most.
             "socket_timeout": settings.redis_timeout + (BRPOP_SECONDS if consumes else 0),
             "socket_connect_timeout": settings.redis_timeout,
+            **sentinel_transport_options(settings),  # master_name etc. for sentinel://
         },
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,  # workers wait for Redis to come back

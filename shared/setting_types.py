@@ -6,27 +6,13 @@ from __future__ import annotations
 import math
 from pathlib import Path
 from typing import Annotated
-from urllib.parse import urlparse
 
 from pydantic import AfterValidator, BeforeValidator
 
 from shared.errors import InvalidArgument
+from shared.redis_url import check_redis_url
 
 MIN_TOKEN_LENGTH = 16  # a bearer secret short enough to guess is no secret
-
-
-def _redis_url(raw: str) -> str:
-    """a redis://, rediss:// or unix:// URL"""
-    parsed = urlparse(raw)
-    if parsed.scheme not in {"redis", "rediss", "unix"}:
-        raise InvalidArgument("expected a redis://, rediss:// or unix:// URL")
-    if parsed.scheme != "unix" and not parsed.hostname:
-        raise InvalidArgument("the URL has no host")
-    try:
-        parsed.port  # noqa: B018 - urllib raises ValueError on a bad port only when asked
-    except ValueError:
-        raise InvalidArgument("the port is not a number between 0 and 65535") from None
-    return raw
 
 
 def _path(raw: Path | None) -> Path | None:
@@ -94,7 +80,7 @@ def _one_of(*choices: str, upper: bool = False) -> AfterValidator:
 
 
 Flag = Annotated[bool, BeforeValidator(_flag)]
-RedisUrl = Annotated[str, AfterValidator(_redis_url)]
+RedisUrl = Annotated[str, AfterValidator(check_redis_url)]
 HomePath = Annotated[Path, AfterValidator(_path)]
 OptionalPath = Annotated[Path | None, AfterValidator(_path)]
 Schedule = Annotated[

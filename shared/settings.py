@@ -64,7 +64,7 @@ class Settings:
 
     redis_url: RedisUrl = setting(
         defaults.REDIS_URL,
-        "Redis for queues, jobs and results.",
+        "Redis for queues, jobs and results (sentinel://: through Sentinel, docs/reliability.md).",
         compose="${SKUAI_REDIS_URL:-redis://redis:6379/0}",
     )
     home: HomePath = setting(

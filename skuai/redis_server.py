@@ -13,6 +13,8 @@ from urllib.parse import urlparse
 import redis
 
 from shared.errors import ConfigError
+from shared.redis_client import client_for
+from shared.redis_url import redacted
 
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 START_TIMEOUT = 15.0
@@ -20,7 +22,7 @@ START_TIMEOUT = 15.0
 
 def reachable(url: str, timeout: float = 1.0) -> bool:
     """True when a Redis server answers PING at `url`."""
-    client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    client = client_for(url, timeout=timeout)  # a sentinel:// URL asks its sentinels
     try:
         return bool(client.ping())
     except (redis.RedisError, OSError):
@@ -115,12 +117,13 @@ class RedisServer:
 
 
 def ensure_redis(url: str, data_dir: Path) -> RedisServer | None:
-    """Use `url` if it answers; start an embedded server for a local URL that does not."""
+    """Use `url` if it answers; start an embedded server for a local redis:// URL that does not
+    (never for a sentinel:// one: a highly available Redis is not replaced by a local one)."""
     if reachable(url):
         return None
     parsed = urlparse(url)
     if parsed.scheme != "redis" or parsed.hostname not in LOCAL_HOSTS:
-        raise ConfigError(f"Redis at {url} is unreachable")
+        raise ConfigError(f"Redis at {redacted(url)} is unreachable")
     server = RedisServer.start(port=parsed.port or 6379, data_dir=data_dir)
     db = parsed.path.lstrip("/") or "0"
     server.url = f"redis://127.0.0.1:{parsed.port or 6379}/{db}"

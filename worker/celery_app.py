@@ -16,6 +16,7 @@ from celery import Celery
 
 from shared.errors import ConfigError
 from shared.queues import celery_config
+from shared.redis_client import broker_url
 from shared.settings import Settings
 from worker.failpoints import Failpoints
 
@@ -30,7 +31,7 @@ class WorkerApp(Celery):
     each pool process, once built after the fork) that process's runtime."""
 
     def __init__(self, settings: Settings) -> None:
-        super().__init__("skuai", broker=settings.redis_url, include=TASK_MODULES)
+        super().__init__("skuai", broker=broker_url(settings), include=TASK_MODULES)
         self.conf.update(celery_config(settings, consumes=True))
         self.settings = settings
         self.node_name = socket.gethostname()  # Celery's node name (e.g. celery@host) once known

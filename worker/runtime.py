@@ -44,7 +44,7 @@ class Runtime:
     def __init__(self, settings: Settings, name: str) -> None:
         self.settings = settings
         self.name = name
-        self.conn = connect(settings)
+        self.conn = connect(settings, ride_out_failover=True)  # a chunk finishes across a failover
         self.store = JobStore(
             self.conn, result_ttl=settings.result_ttl, image_ttl=settings.image_ttl
         )
