@@ -599,12 +599,13 @@ TEST_REDIS_PASSWORD = "0123456789abcdef"
 
 
 def _unshare() -> list[str] | None:
-    """The command that runs a process in a network and mount namespace of its own: as root,
-    or as a user where user namespaces are allowed; None where neither works."""
+    """The command that runs a process in network, mount and PID namespaces of its own: as
+    root, or as a user where user namespaces are allowed; None where neither works."""
     if not (shutil.which("unshare") and shutil.which("ip") and find_binary()):
         return None
     for prefix in (["unshare"], ["unshare", "--user", "--map-root-user"]):
-        command = [*prefix, "--net", "--mount", "--fork"]
+        # A PID namespace too, whose processes all die with the test's (--kill-child).
+        command = [*prefix, "--net", "--mount", "--pid", "--fork", "--kill-child"]
         probe = subprocess.run([*command, "unshare", "--uts", "true"], capture_output=True)
         if probe.returncode == 0:
             return command
