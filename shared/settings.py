@@ -18,6 +18,7 @@ from pydantic.fields import FieldInfo
 
 from shared import defaults
 from shared.errors import ConfigError
+from shared.redis_url import redacted
 from shared.setting_types import (
     BasicAuth,
     Flag,
@@ -199,8 +200,9 @@ class Settings:
             problems: dict[str, str] = {}
             for error in exc.errors():
                 name = str(error["loc"][0])
+                shown = redacted(raw[name]) if "://" in raw[name] else raw[name]
                 problems.setdefault(
-                    name, f"{variable(name)}={raw[name]!r} is invalid: {_explain(error)}"
+                    name, f"{variable(name)}={shown!r} is invalid: {_explain(error)}"
                 )
             raise ConfigError("\n".join(problems.values())) from None
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from shared.errors import ConfigError
+from shared.redis_url import redacted
 from shared.settings import Settings
 from skuai.console import console
 from skuai.redis_server import LOCAL_HOSTS, ensure_redis, find_binary, reachable
@@ -66,7 +67,7 @@ def check_redis(url: str) -> None:
     parsed = urlparse(url)
     if parsed.scheme != "redis" or parsed.hostname not in LOCAL_HOSTS:
         raise ConfigError(
-            f"Redis at {url} is unreachable; start it, or unset SKUAI_REDIS_URL "
+            f"Redis at {redacted(url)} is unreachable; start it, or unset SKUAI_REDIS_URL "
             "to use an embedded one"
         )
     if find_binary() is None:
