@@ -11,6 +11,8 @@ from skuai.cli_base import fail, settings
 from skuai.console import console
 from training.config import BALANCE_MODES, TrainConfig
 from training.config import PRECISIONS as TRAINING_PRECISIONS
+from training.open_world import DEFAULT_BUDGET, DEFAULT_METHOD, DEFAULT_SPLIT
+from training.open_world import METHODS as OPEN_WORLD_METHODS
 
 
 @click.command()
@@ -174,6 +176,13 @@ def _count_or_range(value: str) -> int | tuple[int, int]:
     is_flag=True,
     help="Train even when the data check finds errors, leaving the unusable files out.",
 )
+@click.option(
+    "--unknowns",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Photos (DIR/<model>/<sku>/) of SKUs and models not in DATA: measure the open-world "
+    "decision on them (unknown colourways flagged, unknown models answered unknown).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
 def train(
     data: Path,
@@ -191,6 +200,7 @@ def train(
     seed: int,
     no_activate: bool,
     force: bool,
+    unknowns: Path | None,
     as_json: bool,
 ) -> None:
     """Train both stages on DATA, evaluate on the held-out split, write a new model version."""
@@ -226,11 +236,25 @@ def train(
             f"{data} has {len(errors)} error{'s' * (len(errors) != 1)} (run `skuai data check "
             f"{data}` for the list): fix them, or pass --force to train without the unusable files"
         )
+    if unknowns is not None:  # refused before the training, not after it
+        from training.open_world_measure import unknown_samples
+
+        unknown_samples({(s.model, s.sku) for s in check.samples()}, unknowns, "the new version")
     import_tensorflow_quietly()
     with training_events(enabled=not as_json) as events:
         outcome = run_training(
             data, reg, config, activate=not no_activate, events=events, check=check, force=force
         )
+        if unknowns is not None:
+            from training.open_world_measure import record_unknowns
+
+            outcome.metrics["open_world"] = record_unknowns(
+                outcome.path,
+                unknowns,
+                progress=events.phase("measuring the open-world decision on the unknowns")
+                if events
+                else None,
+            )
     if as_json:
         click.echo(
             json.dumps(
@@ -245,8 +269,18 @@ def train(
         return
     for name, value in summary_rows(outcome.metrics):
         console.print(f"  {name:<34} {value}")
+    _print_open_world(outcome.metrics.get("open_world"))
     state = "active" if outcome.activated else "not activated"
     console.print(f"version {outcome.version} written to {outcome.path} ({state})")
+
+
+def _print_open_world(summary: dict[str, object] | None) -> None:
+    """The open-world numbers with their targets (issue 18), when the version has them."""
+    from training.open_world import summary_rows as open_world_rows
+
+    if summary:
+        for name, value in open_world_rows(summary):
+            console.print(f"  {name:<34} {value}")
 
 
 @click.group()
@@ -333,6 +367,13 @@ def models_activate(version: str, registry: Path | None, precision: str) -> None
     "blur, colour casts, mixed), with the ratio to clean accuracy.",
 )
 @click.option("--corruption-seed", default=0, show_default=True, help="Seed of that suite.")
+@click.option(
+    "--unknowns",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Photos (DIR/<model>/<sku>/) of SKUs and models VERSION does not know: measure its "
+    "open-world decision on them.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 def models_evaluate(
     version: str,
@@ -341,6 +382,7 @@ def models_evaluate(
     test_split: bool,
     corruptions: bool,
     corruption_seed: int,
+    unknowns: Path | None,
     as_json: bool,
 ) -> None:
     """Evaluate VERSION on every image under DATA (e.g. photos it was never trained on)."""
@@ -355,6 +397,10 @@ def models_evaluate(
     reg.path(version)
     # a bad dataset is reported before TensorFlow loads
     samples = folder_samples(reg, version, data, test_split=test_split)
+    if unknowns is not None:
+        from training.open_world_measure import known_pairs, unknown_samples
+
+        unknown_samples(known_pairs(reg.labels(version)), unknowns, version)
     import_tensorflow_quietly()
     passes = 1 + len(CORRUPTIONS) if corruptions else 1
     with make_progress(transient=True, disable=as_json) as progress:
@@ -367,14 +413,96 @@ def models_evaluate(
             corruption_seed=corruption_seed if corruptions else None,
             progress=lambda n: progress.advance(task, n),
         )
+        if unknowns is not None:
+            from training.cascade import Cascade
+            from training.open_world_measure import measure_unknowns
+
+            cascade = Cascade.load(reg.path(version), version=version)
+            measured = measure_unknowns(cascade, unknowns)
+            metrics.setdefault("open_world", {})["unknowns"] = measured
     if as_json:
         click.echo(json.dumps(metrics))
         return
     for name, value in summary_rows(metrics):
         console.print(f"  {name:<34} {value}")
     console.print(f"  {'unreadable images skipped':<34} {metrics['skipped_images']}")
+    _print_open_world(metrics.get("open_world"))
     if corruptions:
         _print_robustness(metrics["corruptions"])
+
+
+@models.command("calibrate")
+@click.argument("version")
+@click.option("--registry", type=click.Path(path_type=Path), default=None)
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The dataset VERSION was trained on [default: the folder its config.json names].",
+)
+@click.option(
+    "--budget",
+    default=DEFAULT_BUDGET,
+    show_default=True,
+    type=float,
+    help="Share of correctly classified validation photos allowed to lose their sku decision.",
+)
+@click.option(
+    "--split",
+    default=DEFAULT_SPLIT,
+    show_default=True,
+    type=float,
+    help="Share of the budget the unknown (stage 1) threshold spends; the model one the rest.",
+)
+@click.option(
+    "--method",
+    default=DEFAULT_METHOD,
+    show_default=True,
+    type=click.Choice(list(OPEN_WORLD_METHODS)),
+    help="The scores behind the decision (docs/training.md, 'Open world').",
+)
+@click.option(
+    "--unknowns",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Photos (DIR/<model>/<sku>/) of SKUs and models VERSION does not know: measure the "
+    "decision on them too.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the open-world summary as JSON.")
+def models_calibrate(
+    version: str,
+    registry: Path | None,
+    data: Path | None,
+    budget: float,
+    split: float,
+    method: str,
+    unknowns: Path | None,
+    as_json: bool,
+) -> None:
+    """Fit VERSION's open-world decision (sku, model or unknown) on its validation photos; a
+    calibration it had is replaced. Its metrics.json keeps the result."""
+    from skuai.console import training_events
+    from skuai.quiet import import_tensorflow_quietly
+    from training.open_world import calibrate, check_budget
+    from training.open_world_measure import known_pairs, record_unknowns, unknown_samples
+    from training.registry import Registry
+
+    reg = Registry(registry or settings().registry_dir)
+    folder = reg.path(version)
+    check_budget(budget, split)
+    if unknowns is not None:
+        unknown_samples(known_pairs(reg.labels(version)), unknowns, version)
+    import_tensorflow_quietly()
+    with training_events(enabled=not as_json) as events:
+        summary = calibrate(folder, data, budget=budget, method=method, split=split, events=events)
+        if unknowns is not None:
+            progress = events.phase("measuring the decision on the unknowns") if events else None
+            summary = record_unknowns(folder, unknowns, progress=progress)
+    if as_json:
+        click.echo(json.dumps(summary))
+        return
+    _print_open_world(summary)
+    console.print(f"open-world decision of {version} written to {folder}")
 
 
 def _print_robustness(result: dict[str, object]) -> None:

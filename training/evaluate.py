@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from training.cascade import Cascade
+from training.cascade import DECISIONS, Cascade
 from training.loading import ArraySet
 from training.train_counts import TrainCounts
 
@@ -60,6 +60,30 @@ def evaluate(cascade: Cascade, test: ArraySet, *, batch_size: int = 64) -> dict[
             **_error_kinds(predicted_sku, test, labels),
         },
         "model_confusion": confusion(test.models, predicted_model, len(labels.models)).tolist(),
+        **_open_world(cascade, results, predicted_sku == test.skus),
+    }
+
+
+def _open_world(
+    cascade: Cascade, results: list[dict[str, Any]], correct: np.ndarray
+) -> dict[str, Any]:
+    """For a calibrated cascade: its operating point, the decisions' counts, and the share of
+    correctly classified photos that lost their "sku" decision."""
+    world = cascade.open_world
+    if world is None:
+        return {}
+    decisions = np.array([r["decision"] for r in results])
+    lost = decisions[correct] != "sku"
+    return {
+        "open_world": {
+            "method": cascade.decision_method,
+            "budget": world.budget,
+            "split": world.split,
+            "thresholds": world.thresholds[cascade.decision_method or world.method],
+            "known_sku_lost": float(lost.mean()) if len(lost) else None,
+            "known_correct_photos": len(lost),
+            "decisions": {d: int(np.sum(decisions == d)) for d in DECISIONS},
+        }
     }
 
 

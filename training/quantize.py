@@ -1,5 +1,7 @@
 """int8 versions of a model version's two stages: export to ONNX, then static quantization with
-calibration images (per-channel int8 weights, uint8 activations) for ONNX Runtime."""
+calibration images (per-channel int8 weights, uint8 activations) for ONNX Runtime. Each stage is
+exported with its penultimate embedding as a second output, which the open-world decision needs
+(training/runners.py, training/open_world.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from training.runners import INT8_FILES
+from training.runners import EMBEDDING_LAYERS, INT8_FILES, with_embedding
 
 
 def export_onnx(model: Any, path: Path, sample: dict[str, np.ndarray] | np.ndarray) -> None:
@@ -37,8 +39,10 @@ def quantize_version(folder: Path, calibration: np.ndarray, models: np.ndarray) 
     ]
     written = []
     with tempfile.TemporaryDirectory() as scratch:
-        for (keras_file, sample, feeds), name in zip(stages, INT8_FILES, strict=True):
-            model = keras.saving.load_model(keras_file, compile=False)
+        for (keras_file, sample, feeds), name, layer in zip(
+            stages, INT8_FILES, EMBEDDING_LAYERS, strict=True
+        ):
+            model = with_embedding(keras.saving.load_model(keras_file, compile=False), layer)
             plain = Path(scratch) / f"{keras_file.stem}.onnx"
             prepared = Path(scratch) / f"{keras_file.stem}.prep.onnx"
             export_onnx(model, plain, sample)

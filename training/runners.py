@@ -1,6 +1,11 @@
 """Stage runners: the two cascade stages as plain functions of NumPy arrays, either Keras models
 (compiled once with a fixed signature; float32, or mixed float16/bfloat16 compute) or ONNX Runtime
-sessions of the int8 models."""
+sessions of the int8 models.
+
+Each runner returns the stage's probabilities and its penultimate embedding (stage 1's `fc`,
+stage 2's `sku_hidden`), which the open-world decision compares with the training photos'
+(training/open_world.py). The embedding is None where a runner cannot give it: int8 models
+quantized before the embeddings were exported."""
 
 from __future__ import annotations
 
@@ -10,9 +15,21 @@ from typing import Any
 
 import numpy as np
 
-ModelFn = Callable[[np.ndarray], np.ndarray]
-SkuFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+# (probabilities, penultimate embedding or None)
+StageOutput = tuple[np.ndarray, np.ndarray | None]
+ModelFn = Callable[[np.ndarray], StageOutput]
+SkuFn = Callable[[np.ndarray, np.ndarray], StageOutput]
+ProbsFn = Callable[[np.ndarray], np.ndarray]
 INT8_FILES = ("stage1.int8.onnx", "stage2.int8.onnx")
+# The penultimate layer of each stage (training/architecture.py): its output is the embedding.
+EMBEDDING_LAYERS = ("fc", "sku_hidden")
+
+
+def with_embedding(model: Any, layer: str) -> Any:
+    """`model` with a second output, the named layer's: same weights, nothing recomputed."""
+    import keras
+
+    return keras.Model(model.input, [model.output, model.get_layer(layer).output])
 
 
 def keras_runners(stage1: Any, stage2: Any, input_size: int) -> tuple[ModelFn, SkuFn]:
@@ -20,15 +37,28 @@ def keras_runners(stage1: Any, stage2: Any, input_size: int) -> tuple[ModelFn, S
     import tensorflow as tf
 
     spec = tf.TensorSpec([None, input_size, input_size, 3], tf.float32)
-    second = tf.function(
-        lambda x, m: stage2({"image": x, "model": m}, training=False),
+    first = with_embedding(stage1, EMBEDDING_LAYERS[0])
+    second = with_embedding(stage2, EMBEDDING_LAYERS[1])
+    run_first = tf.function(lambda x: first(x, training=False), input_signature=[spec])
+    run_second = tf.function(
+        lambda x, m: second({"image": x, "model": m}, training=False),
         input_signature=[spec, tf.TensorSpec([None], tf.int32)],
     )
-    return keras_runner(stage1, input_size), lambda x, m: np.asarray(second(x, m))
+
+    def model_fn(x: np.ndarray) -> StageOutput:
+        probs, embedding = run_first(x)
+        return np.asarray(probs), np.asarray(embedding, dtype=np.float32)
+
+    def sku_fn(x: np.ndarray, m: np.ndarray) -> StageOutput:
+        probs, embedding = run_second(x, m)
+        return np.asarray(probs), np.asarray(embedding, dtype=np.float32)
+
+    return model_fn, sku_fn
 
 
-def keras_runner(model: Any, input_size: int) -> ModelFn:
-    """A Keras model of one image input behind a fixed-signature tf.function."""
+def keras_runner(model: Any, input_size: int) -> ProbsFn:
+    """A Keras model of one image input behind a fixed-signature tf.function (probabilities
+    only: the flat comparison model)."""
     import tensorflow as tf
 
     spec = tf.TensorSpec([None, input_size, input_size, 3], tf.float32)
@@ -67,7 +97,8 @@ def mixed_precision_models(
 
 
 def onnx_runners(folder: Path, threads: int = 0) -> tuple[ModelFn, SkuFn]:
-    """The int8 ONNX models of a version folder in ONNX Runtime (VNNI on x86 CPUs)."""
+    """The int8 ONNX models of a version folder in ONNX Runtime (VNNI on x86 CPUs). Models
+    quantized with their embeddings (training/quantize.py) have them as a second output."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -82,10 +113,14 @@ def onnx_runners(folder: Path, threads: int = 0) -> tuple[ModelFn, SkuFn]:
     image_name = next(n for n in second_inputs if "image" in n)
     model_name = next(n for n in second_inputs if n != image_name)
 
-    def model_fn(x: np.ndarray) -> np.ndarray:
-        return np.asarray(first.run(None, {first_input: x})[0])
+    def outputs(found: list[Any]) -> StageOutput:
+        embedding = np.asarray(found[1], dtype=np.float32) if len(found) > 1 else None
+        return np.asarray(found[0]), embedding
 
-    def sku_fn(x: np.ndarray, m: np.ndarray) -> np.ndarray:
-        return np.asarray(second.run(None, {image_name: x, model_name: m})[0])
+    def model_fn(x: np.ndarray) -> StageOutput:
+        return outputs(first.run(None, {first_input: x}))
+
+    def sku_fn(x: np.ndarray, m: np.ndarray) -> StageOutput:
+        return outputs(second.run(None, {image_name: x, model_name: m}))
 
     return model_fn, sku_fn

@@ -261,6 +261,10 @@ def _write_version(
         skipped=metrics["skipped_images"],
     )
     shutil.rmtree(folder / "checkpoints", ignore_errors=True)
+    from training.open_world import calibrate
+
+    # the open-world decision (sku, model or unknown) fitted on the validation photos
+    metrics["open_world"] = calibrate(folder, data_dir, events=stages.events)
     # metrics.json last: the registry treats a version as complete only once it exists.
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
 
