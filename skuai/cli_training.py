@@ -183,6 +183,20 @@ def _count_or_range(value: str) -> int | tuple[int, int]:
     help="Photos (DIR/<model>/<sku>/) of SKUs and models not in DATA: measure the open-world "
     "decision on them (unknown colourways flagged, unknown models answered unknown).",
 )
+@click.option(
+    "--from",
+    "from_version",
+    default=None,
+    metavar="VERSION",
+    help="Add DATA's new SKUs and models to VERSION's catalog, starting from its weights and "
+    "training only what changed (seconds, not a full train); VERSION's input size, width and "
+    "split are kept, the other training options do not apply.",
+)
+@click.option(
+    "--allow-removals",
+    is_flag=True,
+    help="With --from: drop the SKUs and models of VERSION that DATA lacks (refused otherwise).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
 def train(
     data: Path,
@@ -201,6 +215,8 @@ def train(
     no_activate: bool,
     force: bool,
     unknowns: Path | None,
+    from_version: str | None,
+    allow_removals: bool,
     as_json: bool,
 ) -> None:
     """Train both stages on DATA, evaluate on the held-out split, write a new model version."""
@@ -226,6 +242,20 @@ def train(
         seed=seed,
     )
     reg = Registry(registry or settings().registry_dir)
+    if from_version is not None:
+        from skuai.cli_incremental import train_incremental
+
+        train_incremental(
+            data,
+            reg,
+            from_version,
+            allow_removals=allow_removals,
+            activate=not no_activate,
+            force=force,
+            seed=seed,
+            as_json=as_json,
+        )
+        return
     # The data check comes first, so a bad dataset is reported before TensorFlow loads.
     check = run_check(data, input_size=input_size, quiet=as_json)
     if not as_json:
@@ -292,7 +322,9 @@ def models() -> None:
 @click.option("--registry", type=click.Path(path_type=Path), default=None)
 @click.option("--json", "as_json", is_flag=True)
 def models_list(registry: Path | None, as_json: bool) -> None:
-    """List versions with their test metrics; * marks the active one."""
+    """List versions with their test metrics and lineage (`full`, or the parent and the
+    SKUs and models added and removed); * marks the active one."""
+    from training.lineage import describe
     from training.registry import Registry
 
     versions = Registry(registry or settings().registry_dir).versions()
@@ -303,6 +335,7 @@ def models_list(registry: Path | None, as_json: bool) -> None:
             "sku_top1": v.metrics.get("end_to_end", {}).get("sku_top1"),
             "model_top1": v.metrics.get("end_to_end", {}).get("model_top1"),
             "input_size": v.config.get("input_size"),
+            "lineage": v.lineage,
         }
         for v in versions
     ]
@@ -314,7 +347,10 @@ def models_list(registry: Path | None, as_json: bool) -> None:
     for row in rows:
         mark = "*" if row["active"] else " "
         sku = f"{row['sku_top1']:.2%}" if row["sku_top1"] is not None else "-"
-        click.echo(f"{mark} {row['version']:<6} input {row['input_size']}px  SKU top-1 {sku}")
+        click.echo(
+            f"{mark} {row['version']:<6} input {row['input_size']}px  SKU top-1 {sku}  "
+            + describe(row["lineage"])
+        )
 
 
 @models.command("activate")

@@ -29,6 +29,13 @@ class VersionInfo:
     metrics: dict[str, Any]
     config: dict[str, Any]
 
+    @property
+    def lineage(self) -> dict[str, Any] | None:
+        """Where the version comes from (training.lineage: parent, SKUs and models added and
+        removed, data check summary), or None for a version written before lineage existed."""
+        found = self.metrics.get("lineage", self.config.get("lineage"))
+        return found if isinstance(found, dict) else None
+
 
 class Registry:
     """A folder of model versions; the active one is named in `ACTIVE`."""

@@ -17,6 +17,7 @@ from training.config import TrainConfig
 from training.data_check import DataReport, check_dataset, files_to_check
 from training.determinism import deterministic_ops, seed_everything
 from training.labels import Labels
+from training.lineage import lineage
 from training.registry import Registry
 from training.split_record import checked_split, write_split
 
@@ -83,6 +84,7 @@ def train(
                 keras_verbose,
                 data_dir,
                 left_out=len(record["left_out"]),
+                lineage=lineage(check),  # a full train: no parent
             )
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)  # an incomplete version must not linger
@@ -104,6 +106,7 @@ def _train_into(
     data_dir: Path,
     *,
     left_out: int,
+    lineage: dict[str, Any],
 ) -> dict[str, Any]:
     """Fit every model of the run, evaluate the cascade on the test split, write the version."""
     from training.mixed_precision import resolve
@@ -118,6 +121,7 @@ def _train_into(
     stages = _Stages(folder, labels, parts, config, events, verbose, ImageSource(config.input_size))
     trained = _fit_runs(stages, runs, precision)
     metrics, train_counts = _evaluate_version(stages, trained, version, precision, left_out)
+    metrics["lineage"] = lineage
     _write_version(stages, trained, version, precision, metrics, train_counts, data_dir)
     return metrics
 
@@ -249,6 +253,7 @@ def _write_version(
         **config.to_dict(),
         "trained_in": precision,
         "data_dir": str(data_dir.resolve()),
+        "lineage": metrics["lineage"],
     }
     (folder / "config.json").write_text(json.dumps(recorded, indent=2) + "\n")
     write_report(

@@ -1,4 +1,5 @@
-"""`/v1/models`: the active version, the versions workers serve right now, labels and metrics."""
+"""`/v1/models`: the active version, the versions workers serve right now, labels, metrics and
+lineage (where each version comes from)."""
 
 from __future__ import annotations
 
@@ -33,14 +34,19 @@ def list_models() -> Response:
             "active": registry.active(),
             "live": dict(sorted(live.items())),
             "versions": [
-                _describe(registry, v.name, v.active, v.metrics) for v in registry.versions()
+                _describe(registry, v.name, v.active, v.metrics, v.lineage)
+                for v in registry.versions()
             ],
         }
     )
 
 
 def _describe(
-    registry: Registry, name: str, active: bool, metrics: dict[str, Any]
+    registry: Registry,
+    name: str,
+    active: bool,
+    metrics: dict[str, Any],
+    lineage: dict[str, Any] | None,
 ) -> dict[str, Any]:
     end_to_end = metrics.get("end_to_end", {})
     return {
@@ -48,4 +54,5 @@ def _describe(
         "active": active,
         "labels": registry.labels(name).to_dict(),
         "metrics": {key: end_to_end.get(key) for key in HEADLINE},
+        "lineage": lineage,
     }

@@ -20,6 +20,30 @@ class Readiness(BaseModel):
     checks: dict[str, Any]
 
 
+class DataCheckSummary(BaseModel):
+    """The counts of the data check a version was trained after (`skuai data check`)."""
+
+    files: int
+    usable_images: int
+    models: int
+    skus: int
+    errors: int
+    warnings: int
+
+
+class Lineage(BaseModel):
+    """Where a version comes from: its parent (null for a full train; an incremental version,
+    `skuai train DATA --from VERSION`, names the version it started from), the SKUs and models it
+    added to and removed from the parent's catalog, and its data check's counts."""
+
+    parent: str | None
+    added_skus: list[str]
+    removed_skus: list[str]
+    added_models: list[str]
+    removed_models: list[str]
+    data_check: DataCheckSummary | None = None
+
+
 class ModelVersion(BaseModel):
     """One version in the registry."""
 
@@ -27,6 +51,7 @@ class ModelVersion(BaseModel):
     active: bool
     labels: dict[str, Any]
     metrics: dict[str, float | None]
+    lineage: Lineage | None = None  # null: a version trained before lineage was recorded
 
 
 class Models(BaseModel):
