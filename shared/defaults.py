@@ -16,6 +16,7 @@ MAX_ARCHIVE_SECONDS = 60.0  # unpacking one archive (bz2 unpacks ~20 MB/s on a b
 MAX_QUEUED = 200_000
 WEBHOOK_RETRY_SCHEDULE = (5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0)
 VISIBILITY_TIMEOUT = 1800  # must exceed the longest chunk; see docs/reliability.md
+BLOB_TIMEOUT = 5.0  # seconds one blob store request may take to connect, and to answer
 REDIS_TIMEOUT = 1.0  # seconds one Redis command may take before the API answers 503
 UPLOAD_TIMEOUT = 120  # seconds an unfinished upload may add no image before it is rolled back;
 # at least twice MAX_ARCHIVE_SECONDS, as an archive entry may take that long before it is stored

@@ -126,6 +126,18 @@ class ServiceUnavailable(SkuaiError):
     retryable = True
 
 
+class BlobStoreUnavailable(ServiceUnavailable):
+    """The blob store refused or could not take a read or write (read-only, unreachable,
+    denied); every backend's failure is this, so callers catch one class."""
+
+
+class BlobStoreFull(BlobStoreUnavailable):
+    """The blob store is out of space (507): retrying helps once space is freed."""
+
+    code = "insufficient_storage"
+    http_status = 507
+
+
 class ModelNotFound(SkuaiError):
     """No model version is active yet: workers wait (retry) until one is activated."""
 

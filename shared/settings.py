@@ -10,13 +10,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, cast
+from typing import Annotated, Any, cast
 
-from pydantic import Field, JsonValue, ValidationError
+from pydantic import AfterValidator, Field, JsonValue, ValidationError
 from pydantic.dataclasses import dataclass
 from pydantic.fields import FieldInfo
 
 from shared import defaults
+from shared.blobs.url import check_blob_url
 from shared.errors import ConfigError
 from shared.redis_url import redacted
 from shared.setting_types import (
@@ -33,6 +34,7 @@ from shared.setting_types import (
 )
 
 PREFIX = "SKUAI_"
+BlobUrl = Annotated[str | None, AfterValidator(check_blob_url)]
 
 
 def setting(
@@ -156,6 +158,16 @@ class Settings:
     max_archive_seconds: float = setting(
         defaults.MAX_ARCHIVE_SECONDS, "Seconds to unpack one uploaded archive.", gt=0
     )
+    blob_url: BlobUrl = setting(
+        None,
+        "Where uploaded image bytes wait for a worker (s3://: endpoint and keys from AWS_*).",
+        shown="file://$SKUAI_HOME/blobs",
+    )
+    blob_timeout: float = setting(
+        defaults.BLOB_TIMEOUT,
+        "Seconds one blob store request may take to connect and to answer (tried twice).",
+        gt=0,
+    )
     log_format: LogFormat = setting(
         defaults.LOG_FORMAT, "Log line format.", compose="${SKUAI_LOG_FORMAT:-json}"
     )
@@ -174,6 +186,11 @@ class Settings:
                 f"SKUAI_UPLOAD_TIMEOUT={as_text(self.upload_timeout)!r} is invalid: expected at "
                 f"least twice SKUAI_MAX_ARCHIVE_SECONDS ({as_text(self.max_archive_seconds)})"
             )
+
+    @property
+    def blob_store_url(self) -> str:
+        """The blob store: `SKUAI_BLOB_URL`, or the folder `blobs/` under `SKUAI_HOME`."""
+        return self.blob_url or (self.home / "blobs").absolute().as_uri()
 
     @property
     def registry_dir(self) -> Path:

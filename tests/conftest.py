@@ -27,6 +27,7 @@ from tests.support.processes import (
     start_worker,
 )
 from tests.support.redis_databases import RedisDatabases
+from tests.support.s3_server import S3Server
 
 TINY = {"models": 3, "skus_per_model": 2, "images_per_sku": 10, "size": 32, "seed": 3}
 
@@ -35,6 +36,14 @@ TINY = {"models": 3, "skus_per_model": 2, "images_per_sku": 10, "size": 32, "see
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """A Redis server of this test session's own, on a free port, empty."""
     server = RedisServer.start(port=free_port(0), data_dir=tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real S3 server (SeaweedFS) of this session's own, on free loopback ports, with a bucket."""
+    server = S3Server.start(tmp_path_factory.mktemp("s3"))
     yield server
     server.stop()
 

@@ -53,8 +53,8 @@ NAMESPACE = "skuai"
 K8S_VERSIONS = ("1.29", kubernetes_validate.latest_version())
 # Settings the manifests prepare for but that skuai does not declare yet; no container may read
 # them until it does (then wire them in and drop them from here).
-PENDING_SETTINGS = frozenset({"SKUAI_BLOB_URL"})
-PENDING_SOURCES = frozenset({"skuai-blob-store", "skuai-s3"})
+PENDING_SETTINGS: frozenset[str] = frozenset()
+PENDING_SOURCES: frozenset[str] = frozenset()
 # Workloads and the compose service each one runs as.
 COMPOSE_SERVICE = {
     "api": "web",
