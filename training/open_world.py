@@ -51,7 +51,7 @@ DEFAULT_METHOD = "energy+cos"
 FALLBACK_METHOD = "msp"  # needs no embeddings
 DEFAULT_BUDGET = 0.05
 DEFAULT_SPLIT = 0.5
-CENTROID_PHOTOS = 32  # training photos per SKU behind the centroids
+CENTROID_PHOTOS = 16  # training photos per SKU behind the centroids (cost: seed scale has 504 SKUs)
 BANK_PHOTOS = 16  # of those, kept per SKU for the kNN methods
 MAX_K = 5
 CHUNK = 256  # photos decoded and scored at a time (bounds memory at seed scale)
@@ -171,7 +171,7 @@ def unit(x: np.ndarray) -> np.ndarray:
     return x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-9)
 
 
-def raw_scores(evidence: Evidence, bank: Bank) -> dict[str, np.ndarray]:
+def raw_scores(evidence: Evidence, bank: Bank, *, neighbours: bool = True) -> dict[str, np.ndarray]:
     """Every score the evidence allows (higher: more like a known class), before the
     z-scoring of the combination."""
     scores = {"msp": evidence.p_model.max(axis=1), "joint": evidence.confidence}
@@ -184,6 +184,8 @@ def raw_scores(evidence: Evidence, bank: Bank) -> dict[str, np.ndarray]:
         embedding = unit(evidence.stage2)
         own = bank.model_of_sku[None, :] == evidence.model[:, None]
         scores["centroid"] = np.where(own, embedding @ bank.sku_centroids.T, -np.inf).max(axis=1)
+        if not neighbours:  # serving a method without kNN skips its sort
+            return scores
         mine = bank.neighbour_model[None, :] == evidence.model[:, None]
         near = -np.sort(-np.where(mine, embedding @ bank.neighbours.T, -np.inf), axis=1)
         near = near[:, :MAX_K]
@@ -253,9 +255,9 @@ class OpenWorld:
             "info": self.info,
         }
 
-    def scores(self, evidence: Evidence) -> dict[str, np.ndarray]:
+    def scores(self, evidence: Evidence, *, neighbours: bool = True) -> dict[str, np.ndarray]:
         """Every score the evidence allows, the z-scored combination included."""
-        return with_combination(raw_scores(evidence, self.bank), self.stats)
+        return with_combination(raw_scores(evidence, self.bank, neighbours=neighbours), self.stats)
 
     def method_for(self, evidence: Evidence) -> str:
         """The version's method, or the fallback where the runners gave no embeddings."""
@@ -266,7 +268,9 @@ class OpenWorld:
     def decide(self, evidence: Evidence) -> list[str]:
         """One decision per answer."""
         method = self.method_for(evidence)
-        codes = decision_codes(self.scores(evidence), METHODS[method], self.thresholds[method])
+        chosen = METHODS[method]
+        scores = self.scores(evidence, neighbours=chosen.model.startswith("knn"))
+        codes = decision_codes(scores, chosen, self.thresholds[method])
         return [DECISIONS[c] for c in codes]
 
 
