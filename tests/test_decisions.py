@@ -3,17 +3,20 @@
 redelivery and duplicates), results stored before decisions existed, webhooks, metrics and
 `skuai submit --out`.
 
-The session's tiny cascade has no open-world calibration, so through the real worker every
-decision is "sku"; the filter and the counts are driven with "model" and "unknown" results
-written by the stores' own scripts (what a worker calls) on a Redis database of the test's own."""
+The filter and the counts are driven with known "sku", "model" and "unknown" results written by
+the stores' own scripts (what a worker calls) on a Redis database of the test's own; through the
+real worker, the session's version answers whatever its calibration says (mostly "sku"), and a
+copy calibrated with a huge budget answers "model" and "unknown" too."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import shutil
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +36,10 @@ from tests.support import metrics
 from tests.support.batches import batch_results, wait_for_batch
 from tests.support.http import TENANT, http
 from tests.support.images import catalog_images
-from tests.support.isolation import Isolated, isolated_app
+from tests.support.isolation import Isolated, OwnWorkers, isolated_app
+from tests.support.polling import wait_until
 from tests.support.processes import WorkerProcess, run_skuai
+from training.registry import Registry
 from web.schemas.batches import Batch as BatchSchema
 from web.schemas.jobs import Job as JobSchema
 
@@ -316,3 +321,50 @@ def test_submit_out_carries_the_decision(
     else:
         decisions = [json.loads(line)["result"]["decision"] for line in out.open()]
     assert len(decisions) == 3 and set(decisions) <= set(DECISIONS)
+
+
+def test_model_and_unknown_decisions_of_a_calibrated_version_through_a_worker(
+    own_db: Settings,
+    own_workers: OwnWorkers,
+    trained: str,
+    settings: Settings,
+    tiny_catalog: Path,
+    service_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    # The session's version, calibrated with a budget so large that most photos it classifies
+    # right lose their "sku" decision: real "model" and "unknown" answers from a real worker.
+    registry = tmp_path / "registry"
+    shutil.copytree(settings.registry_dir / trained, registry / trained)
+    calibrate = ["models", "calibrate", trained, "--registry", str(registry), "--budget", "0.9"]
+    run = run_skuai(*calibrate, "--data", str(tiny_catalog), "--json", env=service_env)
+    assert run.returncode == 0, run.stderr
+    Registry(registry).activate(trained)
+    iso = isolated_app(replace(own_db, registry=registry))
+    own_workers.start(iso, "calibrated", trained)
+    images = catalog_images(tiny_catalog)[::5]  # two of each SKU
+    files = [(io.BytesIO(p.read_bytes()), f"{i}.png") for i, p in enumerate(images)]
+    response = iso.client.post("/v1/batches", data={"images": files})
+    assert response.status_code == 202, response.get_json()
+    batch_id = response.get_json()["id"]
+    wait_until(
+        lambda: iso.client.get(f"/v1/batches/{batch_id}").get_json()["status"] == "completed",
+        120,
+        "the batch completing",
+    )
+    done = iso.client.get(f"/v1/batches/{batch_id}").get_json()
+    assert done["counts"]["succeeded"] == len(images)
+    items = _pages(iso.client, batch_id, "sku,model,unknown", 100)[0]["items"]
+    decided = [item["result"]["decision"] for item in items]
+    assert done["decisions"] == {d: decided.count(d) for d in DECISIONS}
+    assert done["decisions"][MODEL] + done["decisions"][UNKNOWN] > 0, done["decisions"]
+    pages = _pages(iso.client, batch_id, "model,unknown", limit=2)
+    assert [i["id"] for page in pages for i in page["items"]] == [
+        item["id"] for item in items if item["result"]["decision"] != SKU
+    ]
+    page = metrics.samples(iso.client.get("/metrics").get_data(as_text=True))
+    for decision in DECISIONS:
+        counted = metrics.value(
+            page, "skuai_decisions_total", decision=decision, model_version=trained
+        )
+        assert counted == done["decisions"][decision], decision
