@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from shared import defaults
+from shared.decisions import DECISIONS
 from skuai.cli_base import fail, settings
 from skuai.console import console
 
@@ -66,7 +67,11 @@ def submit(
     if wait_done or out is not None:
         batches = sub.wait(client, state)
         counts = {s: sum(b["counts"][s] for b in batches) for s in ("succeeded", "failed")}
-        console.print(f"classified: {counts['succeeded']} succeeded, {counts['failed']} failed")
+        decided = {d: sum(b.get("decisions", {}).get(d, 0) for b in batches) for d in DECISIONS}
+        console.print(
+            f"classified: {counts['succeeded']} succeeded, {counts['failed']} failed; "
+            + ", ".join(f"{decided[d]} {d}" for d in DECISIONS)
+        )
     if out is not None:
         sub.export(client, state, out)
         console.print(f"results written to {out}")

@@ -327,6 +327,9 @@ def test_submit_out_carries_the_decision(
     else:
         decisions = [json.loads(line)["result"]["decision"] for line in out.open()]
     assert len(decisions) == 3 and set(decisions) <= set(DECISIONS)
+    summary = ", ".join(f"{decisions.count(d)} {d}" for d in DECISIONS)
+    printed = " ".join((run.stdout + run.stderr).split())
+    assert f"3 succeeded, 0 failed; {summary}" in printed, printed
 
 
 def test_model_and_unknown_decisions_of_a_calibrated_version_through_a_worker(
