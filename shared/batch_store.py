@@ -110,7 +110,9 @@ class BatchStore:
         self, batch: Batch, job: Job, data: bytes | None, *, counter: str, reserved: bool = False
     ) -> None:
         """Store the job in its batch in one step, or 503 when the sweeper rolled the upload
-        back meanwhile (nothing is stored: the batch ended `canceled`)."""
+        back meanwhile (nothing is stored: the batch ended `canceled`). Its image goes to the
+        blob store first, so no worker ever finds the job without it."""
+        data = self.jobs.stash_image(job.id, data)
         fields = [item for pair in job.to_hash().items() for item in pair]
         args = self.jobs.script_args(
             batch.id,
@@ -122,8 +124,15 @@ class BatchStore:
             "0" if data is None else "1",
         )
         lapses = str(time.time() + RESERVATION_TTL)
-        stored = self._insert_job(args=[*args, data or b"", lapses, str(int(time.time())), *fields])
+        try:
+            stored = self._insert_job(
+                args=[*args, data or b"", lapses, str(int(time.time())), *fields]
+            )
+        except redis.RedisError:  # e.g. full: the image must not outlive the refusal
+            self.jobs.forget_images([job.id])
+            raise
         if not int(stored):
+            self.jobs.forget_images([job.id])
             raise ServiceUnavailable(ROLLED_BACK)
 
     def seal(

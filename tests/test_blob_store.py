@@ -5,6 +5,7 @@ root too), an unreachable S3 endpoint, wrong keys, a missing bucket; and what th
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -15,14 +16,19 @@ import textwrap
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import redis
 from flask import Flask
 
+from shared import keys
+from shared.batch_store import BatchStore
 from shared.blobs import BlobStore, open_blob_store
 from shared.blobs.files import PARTIAL, FileBlobStore
 from shared.blobs.s3 import S3BlobStore
+from shared.blobs.store import image_key
 from shared.blobs.url import S3Location, parse_blob_url
 from shared.errors import (
     BlobStoreFull,
@@ -30,9 +36,18 @@ from shared.errors import (
     ConfigError,
     InvalidArgument,
 )
+from shared.job_store import JobStore
+from shared.queues import make_celery
+from shared.redis_client import text
 from shared.settings import Settings
+from tests.support.batches import batch_results, wait_for_batch
+from tests.support.http import http
+from tests.support.images import distinct_images
+from tests.support.isolation import isolated_app
+from tests.support.processes import WorkerProcess
 from tests.support.s3_server import BUCKET, S3Server, free_ports
 from web.errors import register_error_handlers
+from worker.sweeper import Sweeper
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = 3.0  # seconds within which a refused request must be answered (timeout 0.5 s, 2 tries)
@@ -350,3 +365,89 @@ def test_the_api_answers_a_refusal_with_retry_after(
     assert response.status_code == status
     assert response.headers["Retry-After"] == "5"
     assert response.get_json() == {"error": {"code": code, "message": error.message}}
+
+
+# --- uploads through the service ----------------------------------------------------------------
+
+
+def _sweep_images(settings: Settings, conn: redis.Redis) -> int:
+    """One orphan pass of the sweeper inference workers run, with SKUAI_UPLOAD_TIMEOUT 0."""
+    jobs = JobStore(
+        conn,
+        result_ttl=settings.result_ttl,
+        image_ttl=settings.image_ttl,
+        blobs=open_blob_store(settings),
+    )
+    sweeper = Sweeper(
+        conn,
+        make_celery(settings),
+        BatchStore(conn, jobs),
+        stale_after=2.0 * settings.visibility_timeout,
+        upload_timeout=0,
+        chunk_size=settings.chunk_size,
+        every=0.001,
+        image_ttl=settings.image_ttl,
+    )
+    return sweeper.sweep().orphans
+
+
+def test_uploads_wait_in_the_blob_store_and_the_sweeper_removes_them_once_final(
+    own_db: Settings, tiny_catalog: Path
+) -> None:
+    iso = isolated_app(own_db)  # no worker on this database: the jobs wait
+    images = distinct_images(tiny_catalog, 3)
+    files = [(io.BytesIO(data), name) for name, data in [*images, images[0]]]  # one twice
+    response = iso.client.post(
+        "/v1/batches", data={"images": files}, content_type="multipart/form-data"
+    )
+    assert response.status_code == 202, response.json
+    batch_id = response.json["id"]  # type: ignore[index]
+    items = iso.client.get(f"/v1/batches/{batch_id}/results").json["items"]  # type: ignore[index]
+    job_ids = [item["id"] for item in items]
+    assert list(iso.conn.scan_iter(keys.image("*"))) == []  # Redis holds no image bytes
+    blobs = open_blob_store(own_db)
+    stored = blobs.get_many([image_key(j) for j in job_ids])
+    assert stored == [data for _, data in images] + [None]  # the duplicate shares its twin's
+    assert _sweep_images(own_db, iso.conn) == 0  # waiting jobs keep their images
+    assert iso.client.post(f"/v1/batches/{batch_id}/cancel").status_code == 200
+    assert _sweep_images(own_db, iso.conn) == 3
+    assert blobs.get_many([image_key(j) for j in job_ids]) == [None] * 4
+
+
+def test_a_classified_image_is_deleted_by_its_worker(
+    api_url: str, inference_worker: WorkerProcess, settings: Settings, tiny_catalog: Path
+) -> None:
+    images = distinct_images(tiny_catalog, 2, salt=7)
+    response = http.post(
+        f"{api_url}/v1/batches",
+        files=[("images", (name, data, "image/png")) for name, data in images],
+        timeout=30,
+    )
+    assert response.status_code == 202, response.text
+    batch = wait_for_batch(api_url, response.json()["id"])
+    assert batch["counts"]["succeeded"] == 2
+    job_ids = [item["id"] for item in batch_results(api_url, batch["id"])]
+    blobs = open_blob_store(settings)
+    assert blobs.get_many([image_key(j) for j in job_ids]) == [None, None]
+
+
+def test_a_store_that_cannot_write_refuses_the_upload_with_nothing_left(
+    own_db: Settings, tiny_catalog: Path, tmp_path: Path
+) -> None:
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_bytes(b"")  # the store's folder cannot be made: a file is in its place
+    iso = isolated_app(replace(own_db, blob_url=(blocked / "blobs").as_uri()))
+    files = [(io.BytesIO(data), name) for name, data in distinct_images(tiny_catalog, 2)]
+    response = iso.client.post(
+        "/v1/batches", data={"images": files}, content_type="multipart/form-data"
+    )
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
+    assert response.json["error"]["code"] == "service_unavailable"  # type: ignore[index]
+    statuses = {
+        text(iso.conn.hget(key, "status") or b"")
+        for key in iso.conn.scan_iter("skuai:batch:*")
+        if text(key).count(":") == 2
+    }
+    assert statuses == {"canceled"}  # rolled back: no half-created batch waits
+    assert int(iso.conn.get(keys.PENDING_IMAGES) or 0) == 0

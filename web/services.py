@@ -11,6 +11,7 @@ from flask import current_app
 from shared.admission import Admission
 from shared.api_keys import KeyStore
 from shared.batch_store import BatchStore
+from shared.blobs import open_blob_store
 from shared.delivery_store import DeliveryStore
 from shared.endpoint_lanes import EndpointLanes
 from shared.event_store import EventStore
@@ -46,7 +47,12 @@ class Services:
     def create(cls, settings: Settings) -> Services:
         """Connect lazily: nothing here talks to Redis until the first request."""
         conn = connect(settings)
-        jobs = JobStore(conn, result_ttl=settings.result_ttl, image_ttl=settings.image_ttl)
+        jobs = JobStore(
+            conn,
+            result_ttl=settings.result_ttl,
+            image_ttl=settings.image_ttl,
+            blobs=open_blob_store(settings),
+        )
         celery = make_celery(settings)
         webhooks, deliveries = WebhookStore(conn), DeliveryStore(conn)
         return cls(

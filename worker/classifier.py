@@ -104,6 +104,7 @@ def classify_jobs(
         _crash_failpoint(jobs, store, crash_on_ref)
     if jobs:
         _run_passes(jobs, _load(jobs, store, fetcher), store, cascade, settings, outcome, metrics)
+    store.forget_images(outcome.finished_jobs)
     _count_finished(outcome, metrics)
     log.info(
         "chunk of %d: %d succeeded, %d failed, %d skipped",
@@ -128,6 +129,7 @@ def fail_jobs(
     for job in [j for j in store.find_many(job_ids) if j is not None]:
         _record(outcome, job, store.finish(job.id, FAILED, error=error.to_dict()), ok=False)
     outcome.skipped = len(job_ids) - outcome.failed
+    store.forget_images(outcome.finished_jobs)
     _count_finished(outcome, metrics)
     log.error("chunk of %d failed: %s", len(job_ids), error.message, extra={"job_ids": job_ids})
     return outcome

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, cast
 from celery import Celery
 
 from shared.batch_store import BatchStore
+from shared.blobs import open_blob_store
 from shared.delivery_store import DeliveryStore
 from shared.endpoint_lanes import EndpointLanes
 from shared.event_store import EventStore
@@ -46,7 +47,10 @@ class Runtime:
         self.name = name
         self.conn = connect(settings, ride_out_failover=True)  # a chunk finishes across a failover
         self.store = JobStore(
-            self.conn, result_ttl=settings.result_ttl, image_ttl=settings.image_ttl
+            self.conn,
+            result_ttl=settings.result_ttl,
+            image_ttl=settings.image_ttl,
+            blobs=open_blob_store(settings),
         )
         self.batches = BatchStore(self.conn, self.store)
         self.registry = Registry(settings.registry_dir)
@@ -146,6 +150,7 @@ class Runtime:
             upload_timeout=self.settings.upload_timeout,
             chunk_size=self.settings.chunk_size,
             every=SWEEP_INTERVAL,
+            image_ttl=self.settings.image_ttl,
         )
         while not self._stopped.is_set():
             try:

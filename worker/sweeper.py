@@ -11,6 +11,13 @@ second step; if Redis goes away between the two, the message is gone although ou
 So sealed batches that made no progress for a while, with nothing left in the queue, get their
 unfinished jobs sent again (claims make that safe: finished jobs are skipped).
 
+Images in the blob store that no waiting job needs any more are removed: those of final jobs (a
+worker that could not delete them, a canceled or rolled-back upload) once older than
+SKUAI_UPLOAD_TIMEOUT, and any older than SKUAI_IMAGE_TTL (their jobs then fail as expired). An
+image whose job this Redis does not know is left to the second rule: it may be another Redis
+database's that shares the store (the tests' databases do), and a refused upload removes its
+own images at once.
+
 Each pass does bounded work, whatever the backlog: both kinds of batch sit in sorted sets by the
 time of their last progress, and a pass reads only the oldest BATCHES_PER_PASS past their
 deadline. Passes run on a thread of their own (worker/runtime.py), never in the heartbeat."""
@@ -28,12 +35,17 @@ from celery import Celery
 
 from shared import keys
 from shared.batch_store import BatchStore
+from shared.blobs import BlobStore
+from shared.blobs.store import IMAGES
+from shared.jobs import FINAL_STATUSES
 from shared.queues import INFERENCE, INTERACTIVE, enqueue_classify, enqueue_singles_task
 from shared.redis_client import text
 from shared.singles import PENDING
 
 log = logging.getLogger(__name__)
 LOCK = f"{keys.NAMESPACE}:sweeper:lock"
+ORPHANS_LOCK = f"{keys.NAMESPACE}:sweeper:orphans"  # listing blobs costs more: not every pass
+ORPHANS_PER_PASS = 1000
 PAGE = 500  # job ids read per round trip
 BATCHES_PER_PASS = 50  # of each kind; a pass stays well under a second however many wait
 
@@ -45,6 +57,7 @@ class Swept:
     abandoned: int = 0  # uploads rolled back
     resent: int = 0  # jobs sent again
     migrated: int = 0  # batches moved out of the set that preceded the sorted sets
+    orphans: int = 0  # images deleted from the blob store
 
 
 class Sweeper:
@@ -60,6 +73,7 @@ class Sweeper:
         upload_timeout: float,
         chunk_size: int,
         every: float,
+        image_ttl: float | None = None,
     ) -> None:
         self.conn = conn
         self.app = app
@@ -68,6 +82,7 @@ class Sweeper:
         self.upload_timeout = upload_timeout
         self.chunk_size = chunk_size
         self.every = every
+        self.image_ttl = image_ttl
 
     def sweep(self) -> Swept:
         """One pass, unless another process made one less than `every` seconds ago."""
@@ -80,7 +95,31 @@ class Sweeper:
         swept.abandoned = self._roll_back_stale_uploads()
         if not self.conn.llen(INFERENCE):  # while work is queued, nothing is missing yet
             swept.resent = self._resend_stalled()
+        blobs = self.batches.jobs.blobs
+        if blobs is not None and self.conn.set(
+            ORPHANS_LOCK, "1", nx=True, px=max(1, int(self.upload_timeout * 500))
+        ):
+            swept.orphans = self._remove_orphan_images(blobs)
         return swept
+
+    def _remove_orphan_images(self, blobs: BlobStore) -> int:
+        now = time.time()
+        old = blobs.older_than(now - self.upload_timeout, ORPHANS_PER_PASS, prefix=IMAGES)
+        with self.conn.pipeline(transaction=False) as pipe:
+            for key in old:
+                pipe.hget(keys.job(key.removeprefix(IMAGES)), "status")
+            statuses = pipe.execute()
+        orphans = {
+            key
+            for key, status in zip(old, statuses, strict=True)
+            if status is not None and text(status) in FINAL_STATUSES
+        }
+        if self.image_ttl is not None:  # expired: their jobs fail as such when their turn comes
+            orphans |= set(blobs.older_than(now - self.image_ttl, ORPHANS_PER_PASS, IMAGES))
+        blobs.delete_many(sorted(orphans))
+        if orphans:
+            log.info("removed %d images no waiting job needs", len(orphans))
+        return len(orphans)
 
     def _roll_back_stale_uploads(self) -> int:
         rolled_back = 0

@@ -61,7 +61,7 @@ class FileBlobStore(BlobStore):
             except OSError as exc:
                 raise _refused("delete a blob from", self.root, exc) from None
 
-    def older_than(self, cutoff: float, limit: int) -> list[str]:
+    def older_than(self, cutoff: float, limit: int, prefix: str = "") -> list[str]:
         """Keys of files last written before `cutoff`; also removes writes abandoned in
         `.partial/` before it (a process that died mid-write), which have no key to return."""
         self._remove_stale_partials(cutoff)
@@ -70,8 +70,9 @@ class FileBlobStore(BlobStore):
             for entry in _entries(shard):
                 if len(found) >= limit:
                     return found
-                if entry.is_file() and entry.stat().st_mtime < cutoff:
-                    found.append(unquote(entry.name))
+                key = unquote(entry.name)
+                if key.startswith(prefix) and _written_before(entry, cutoff):
+                    found.append(key)
         return found
 
     def check(self) -> None:
@@ -124,7 +125,7 @@ class FileBlobStore(BlobStore):
 
     def _remove_stale_partials(self, cutoff: float) -> None:
         for entry in _entries(self.root / PARTIAL):
-            if entry.is_file() and entry.stat().st_mtime < cutoff:
+            if _written_before(entry, cutoff):
                 _unlink_quietly(Path(entry.path))
 
 
@@ -137,6 +138,14 @@ def _entries(folder: Path) -> list[os.DirEntry[str]]:
         return []
     except OSError as exc:
         raise _refused("list", folder, exc) from None
+
+
+def _written_before(entry: os.DirEntry[str], cutoff: float) -> bool:
+    """A file last written before `cutoff`; False for one deleted since it was listed."""
+    try:
+        return entry.is_file() and entry.stat().st_mtime < cutoff
+    except FileNotFoundError:
+        return False
 
 
 def _unlink_quietly(path: Path) -> None:

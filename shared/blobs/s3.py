@@ -83,13 +83,13 @@ class S3BlobStore(BlobStore):
                 first = errors[0]
                 raise _refused("delete from", self.describe(), first.get("Code", "?"), str(first))
 
-    def older_than(self, cutoff: float, limit: int) -> list[str]:
+    def older_than(self, cutoff: float, limit: int, prefix: str = "") -> list[str]:
         """Keys under the prefix last modified before `cutoff`, from a listing (a bucket
         lifecycle rule that expires old objects does the same without listing)."""
         before = datetime.fromtimestamp(cutoff, UTC)
         found: list[str] = []
         pages = self.client.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=self.prefix
+            Bucket=self.bucket, Prefix=self.prefix + prefix
         )
         try:
             for page in pages:

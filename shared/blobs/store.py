@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from shared.errors import InvalidArgument
 
 MAX_KEY_LENGTH = 512
+IMAGES = "images/"  # uploaded images, by job id: the orphan sweep looks only here
 # Segments of letters, digits, '.', '_' and '-', each starting with a letter or digit: no '..',
 # no hidden files, nothing a shell, a URL or S3 treats specially; '/' separates segments.
 _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(?:/[A-Za-z0-9][A-Za-z0-9._-]*)*")
@@ -23,6 +24,11 @@ def check_key(key: str) -> str:
     if len(key) > MAX_KEY_LENGTH or not _KEY.fullmatch(key):
         raise InvalidArgument(f"{key[:80]!r} is not a blob key")
     return key
+
+
+def image_key(job_id: str) -> str:
+    """The key of a job's uploaded image."""
+    return IMAGES + job_id
 
 
 class BlobStore(ABC):
@@ -43,9 +49,9 @@ class BlobStore(ABC):
         """Remove these blobs."""
 
     @abstractmethod
-    def older_than(self, cutoff: float, limit: int) -> list[str]:
-        """Up to `limit` keys written before `cutoff` (epoch seconds), for the orphan sweep: the
-        caller deletes those nothing refers to any more."""
+    def older_than(self, cutoff: float, limit: int, prefix: str = "") -> list[str]:
+        """Up to `limit` keys starting with `prefix` written before `cutoff` (epoch seconds), for
+        the orphan sweep: the caller deletes those nothing refers to any more."""
 
     @abstractmethod
     def check(self) -> None:
