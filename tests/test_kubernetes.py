@@ -31,7 +31,6 @@ import yaml
 from flower.urls import handlers
 
 from shared import defaults
-from shared.errors import ConfigError
 from shared.metrics import ClusterCollector
 from shared.queues import (
     ALL_QUEUES,
@@ -53,8 +52,6 @@ NAMESPACE = "skuai"
 K8S_VERSIONS = ("1.29", kubernetes_validate.latest_version())
 # Settings the manifests prepare for but that skuai does not declare yet; no container may read
 # them until it does (then wire them in and drop them from here).
-PENDING_SETTINGS: frozenset[str] = frozenset()
-PENDING_SOURCES: frozenset[str] = frozenset()
 # Workloads and the compose service each one runs as.
 COMPOSE_SERVICE = {
     "api": "web",
@@ -281,17 +278,7 @@ def test_every_skuai_variable_is_a_declared_setting() -> None:
     used = {key for doc in _of_kind("ConfigMap") for key in doc.get("data", {})}
     used |= {item["name"] for _, c in _containers() for item in c.get("env", [])}
     used = {name for name in used if name.startswith("SKUAI_")}
-    assert used - PENDING_SETTINGS <= declared, sorted(used - PENDING_SETTINGS - declared)
-    assert not PENDING_SETTINGS & declared, (
-        f"{sorted(PENDING_SETTINGS & declared)} is a setting now: add skuai-blob-store and "
-        "skuai-s3 to the skuai containers' envFrom and remove it from PENDING_SETTINGS"
-    )
-    for workload, container in _containers():
-        sources = {
-            (src.get("configMapRef") or src.get("secretRef") or {}).get("name")
-            for src in container.get("envFrom", [])
-        }
-        assert not sources & PENDING_SOURCES, workload["metadata"]["name"]
+    assert used <= declared, sorted(used - declared)
 
 
 def test_every_skuai_container_starts_with_valid_settings() -> None:
@@ -300,27 +287,14 @@ def test_every_skuai_container_starts_with_valid_settings() -> None:
     assert len(containers) >= 6
     for workload, container in containers:
         env = _environment(container)
-        if not _sentinel_urls_accepted():
-            env.pop("SKUAI_REDIS_URL", None)  # test_sentinel_redis_url_is_accepted says so
         settings = Settings.from_env(env)
         assert str(settings.registry_dir) == "/registry", workload["metadata"]["name"]
         assert settings.log_format == "json"
 
 
 def test_sentinel_redis_url_is_accepted() -> None:
-    if not _sentinel_urls_accepted():
-        pytest.skip("SKUAI_REDIS_URL does not accept sentinel:// URLs in this tree yet")
     settings = Settings.from_env({"SKUAI_REDIS_URL": _redis_url()})
     assert settings.redis_url == _redis_url()
-
-
-def _sentinel_urls_accepted() -> bool:
-    """Whether this tree's settings take SPEC's `sentinel://host:port/db?master=NAME` form."""
-    try:
-        Settings.from_env({"SKUAI_REDIS_URL": "sentinel://sentinel-0:26379/0?master=skuai"})
-    except ConfigError:
-        return False
-    return True
 
 
 def test_redis_url_sentinels_and_autoscaler_agree() -> None:
@@ -648,8 +622,7 @@ def test_redis_scripts_bootstrap_fail_over_and_rejoin(tmp_path: Path) -> None:
     assert report["rejoined"] == {"role": "slave", "replica_of": promoted, "kept": "1"}
     assert report["fresh_sentinel_watches"] == promoted
     assert report["failover_seconds"] < 30
-    if _sentinel_urls_accepted():
-        assert report["through_url"] == {"queued": 1, "written": "1", "queued_after_failover": 2}
+    assert report["through_url"] == {"queued": 1, "written": "1", "queued_after_failover": 2}
 
 
 def run_redis_pods(folder: str) -> None:
@@ -730,13 +703,12 @@ def run_redis_pods(folder: str) -> None:
         # primary through the sentinels: Celery's messages land in the list KEDA's trigger
         # reads, and the service's own client writes there too.
         url_settings = _manifest_redis_settings()
-        if url_settings is not None:
-            _publish_chunk(url_settings)
-            connect(url_settings).set("through-the-url", 1)
-            report["through_url"] = {
-                "queued": node("redis-0").llen(INFERENCE),
-                "written": node("redis-0").get("through-the-url"),
-            }
+        _publish_chunk(url_settings)
+        connect(url_settings).set("through-the-url", 1)
+        report["through_url"] = {
+            "queued": node("redis-0").llen(INFERENCE),
+            "written": node("redis-0").get("through-the-url"),
+        }
         node("redis-0").set("before-failover", 1)
         for name in replicas:
             _poll(functools.partial(has_key, name, "before-failover"), 10, "key replicated")
@@ -760,9 +732,8 @@ def run_redis_pods(folder: str) -> None:
             # min-replicas-to-write 1 is met by the other replica.
             "written": bool(node(promoted).set("after-failover", 1)),
         }
-        if url_settings is not None:  # the same URL follows the failover
-            _publish_chunk(url_settings)
-            report["through_url"]["queued_after_failover"] = node(promoted).llen(INFERENCE)
+        _publish_chunk(url_settings)  # the same URL follows the failover
+        report["through_url"]["queued_after_failover"] = node(promoted).llen(INFERENCE)
         start("redis-0")  # its data folder kept, as its volume would be
         _poll(functools.partial(follows, "redis-0", promoted), 30, "redis-0 rejoins")
         _poll(functools.partial(has_key, "redis-0", "after-failover"), 30, "redis-0 synced")
@@ -796,11 +767,8 @@ def _write_pod_scripts(root: Path) -> None:
         (root / name).write_text(text)
 
 
-def _manifest_redis_settings() -> Settings | None:
-    """Settings with the manifests' SKUAI_REDIS_URL and the test's password; None while this
-    tree's settings refuse sentinel:// URLs."""
-    if not _sentinel_urls_accepted():
-        return None
+def _manifest_redis_settings() -> Settings:
+    """Settings with the manifests' SKUAI_REDIS_URL and the test's password."""
     placeholder = _example_secrets()["skuai-redis"]["password"]
     url = _redis_url().replace(placeholder, TEST_REDIS_PASSWORD)
     return Settings.from_env({"SKUAI_REDIS_URL": url})
