@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -43,7 +44,8 @@ from shared.settings import Settings
 from tests.support.batches import batch_results, wait_for_batch
 from tests.support.http import http
 from tests.support.images import distinct_images
-from tests.support.isolation import isolated_app
+from tests.support.isolation import OwnWorkers, isolated_app
+from tests.support.polling import wait_until
 from tests.support.processes import WorkerProcess
 from tests.support.s3_server import BUCKET, S3Server, free_ports
 from web.errors import register_error_handlers
@@ -428,7 +430,12 @@ def test_a_classified_image_is_deleted_by_its_worker(
     assert batch["counts"]["succeeded"] == 2
     job_ids = [item["id"] for item in batch_results(api_url, batch["id"])]
     blobs = open_blob_store(settings)
-    assert blobs.get_many([image_key(j) for j in job_ids]) == [None, None]
+    # The batch completes as the results are stored; its images go right after.
+    wait_until(
+        lambda: blobs.get_many([image_key(j) for j in job_ids]) == [None, None],
+        10,
+        "the worker deleting the images it classified",
+    )
 
 
 def test_a_store_that_cannot_write_refuses_the_upload_with_nothing_left(
@@ -451,3 +458,38 @@ def test_a_store_that_cannot_write_refuses_the_upload_with_nothing_left(
     }
     assert statuses == {"canceled"}  # rolled back: no half-created batch waits
     assert int(iso.conn.get(keys.PENDING_IMAGES) or 0) == 0
+
+
+def test_a_batch_runs_end_to_end_on_the_s3_store(
+    own_db: Settings,
+    own_workers: OwnWorkers,
+    trained: str,
+    s3_server: S3Server,
+    tiny_catalog: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in s3_server.env().items():  # the in-process API's boto3 reads these
+        monkeypatch.setenv(name, value)
+    prefix = f"e2e-{uuid.uuid4().hex[:8]}"
+    iso = isolated_app(replace(own_db, blob_url=f"s3://{BUCKET}/{prefix}"))
+    images = distinct_images(tiny_catalog, 12, salt=9)
+    files = [(io.BytesIO(data), name) for name, data in images]
+    response = iso.client.post(
+        "/v1/batches", data={"images": files}, content_type="multipart/form-data"
+    )
+    assert response.status_code == 202, response.json
+    bucket: Any = s3_server.client()
+    assert bucket.list_objects_v2(Bucket=BUCKET, Prefix=prefix)["KeyCount"] == 12  # waiting
+    own_workers.start(iso, "s3", trained, SKUAI_BLOB_URL=iso.settings.blob_url, **s3_server.env())
+    url = f"/v1/batches/{response.json['id']}"  # type: ignore[index]
+    deadline = time.monotonic() + 120
+    while (batch := iso.client.get(url).json)["status"] != "completed":  # type: ignore[index]
+        assert time.monotonic() < deadline, batch
+        time.sleep(0.2)
+    assert batch["counts"]["succeeded"] == 12  # type: ignore[index]
+    assert list(iso.conn.scan_iter(keys.image("*"))) == []
+    wait_until(  # the batch completes as the results are stored; its images go right after
+        lambda: bucket.list_objects_v2(Bucket=BUCKET, Prefix=prefix)["KeyCount"] == 0,
+        10,
+        "the worker deleting the images it classified",
+    )
