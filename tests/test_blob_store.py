@@ -493,3 +493,50 @@ def test_a_batch_runs_end_to_end_on_the_s3_store(
         10,
         "the worker deleting the images it classified",
     )
+
+
+def _job_ids(iso: Any, batch_id: str) -> list[str]:
+    items = iso.client.get(f"/v1/batches/{batch_id}/results").json["items"]
+    return [item["id"] for item in items]
+
+
+def _attempts(conn: redis.Redis, job_ids: list[str]) -> list[int]:
+    return [int(conn.hget(keys.job(j), "attempts") or 0) for j in job_ids]
+
+
+def _wait_completed(iso: Any, batch_id: str, timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while (batch := iso.client.get(f"/v1/batches/{batch_id}").json)["status"] != "completed":
+        assert time.monotonic() < deadline, batch
+        time.sleep(0.2)
+    return batch  # type: ignore[no-any-return]
+
+
+def test_a_store_that_fails_reads_for_a_moment_retries_the_chunk_soon(
+    own_db: Settings,
+    own_workers: OwnWorkers,
+    trained: str,
+    tiny_catalog: Path,
+    tmp_path: Path,
+) -> None:
+    root, away = tmp_path / "blobs", tmp_path / "away"
+    iso = isolated_app(replace(own_db, blob_url=root.as_uri()))
+    images = distinct_images(tiny_catalog, 5, salt=11)
+    files = [(io.BytesIO(data), name) for name, data in images]
+    response = iso.client.post(
+        "/v1/batches", data={"images": files}, content_type="multipart/form-data"
+    )
+    assert response.status_code == 202, response.json
+    batch_id = response.json["id"]  # type: ignore[index]
+    job_ids = _job_ids(iso, batch_id)
+    root.rename(away)
+    root.write_bytes(b"")  # a file where the folder was: every read fails (as root too)
+    own_workers.start(iso, "flaky-store", trained, SKUAI_BLOB_URL=iso.settings.blob_url)
+    wait_until(lambda: min(_attempts(iso.conn, job_ids)) >= 1, 30, "the chunk being claimed")
+    time.sleep(0.5)  # the read fails; the task retries in 1 s
+    root.unlink()
+    away.rename(root)  # the store is back
+    batch = _wait_completed(iso, batch_id, timeout=30)  # long before any sweeper resend
+    assert batch["counts"]["succeeded"] == 5
+    assert batch["counts"]["failed"] == 0
+    assert min(_attempts(iso.conn, job_ids)) >= 2  # the failed read happened, then the retry

@@ -23,7 +23,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from shared.decisions import decision_of
-from shared.errors import ImageExpired, InferenceFailed, InvalidImage, PoisonMessage, SkuaiError
+from shared.errors import (
+    BlobStoreUnavailable,
+    ImageExpired,
+    InferenceFailed,
+    InvalidImage,
+    PoisonMessage,
+    SkuaiError,
+)
 from shared.images import decode
 from shared.job_store import Finish, JobStore
 from shared.jobs import FAILED, SUCCEEDED, Job
@@ -103,7 +110,14 @@ def classify_jobs(
     if crash_on_ref:
         _crash_failpoint(jobs, store, crash_on_ref)
     if jobs:
-        _run_passes(jobs, _load(jobs, store, fetcher), store, cascade, settings, outcome, metrics)
+        try:
+            data = _load(jobs, store, fetcher)
+        except BlobStoreUnavailable:
+            # Nothing of theirs is final: hand the claims back, so that the task's retry (or
+            # any later run) takes them up at once, without counting an interruption.
+            store.hand_over(claimed)
+            raise
+        _run_passes(jobs, data, store, cascade, settings, outcome, metrics)
     store.forget_images(outcome.finished_jobs)
     _count_finished(outcome, metrics)
     log.info(

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, cast
 import redis
 from celery import Task, shared_task
 
-from shared.errors import SkuaiError
+from shared.errors import BlobStoreUnavailable, SkuaiError
 from shared.queues import (
     CLASSIFY,
     CLASSIFY_SINGLES,
@@ -53,17 +53,20 @@ def classify(self: Task, job_ids: list[str], batch_id: str | None = None) -> dic
 
 
 @shared_task(name=CLASSIFY_SINGLES, bind=True, **RETRYING)
-def classify_singles(self: Task) -> dict[str, object]:
+def classify_singles(self: Task, job_ids: list[str] | None = None) -> dict[str, object]:
     """Take every waiting single-image job (up to a chunk) into one forward pass.
 
     Each single job sends one of these tasks; under a burst, the first tasks take many jobs and
-    the later ones find the line empty, so many small requests cost about one batch."""
+    the later ones find the line empty, so many small requests cost about one batch. `job_ids`:
+    the jobs this task had already taken (and still leases), on its retry after a blob store
+    error."""
     rt = runtime.current(self.app)
     cascade = _cascade_or_error(self, rt, None)
-    job_ids = rt.singles.take(rt.settings.chunk_size)
-    if 0 < len(job_ids) < rt.settings.chunk_size and rt.settings.batch_wait_ms:
-        time.sleep(rt.settings.batch_wait_ms / 1000)  # a short, bounded wait for stragglers
-        job_ids += rt.singles.take(rt.settings.chunk_size - len(job_ids))
+    if job_ids is None:
+        job_ids = rt.singles.take(rt.settings.chunk_size)
+        if 0 < len(job_ids) < rt.settings.chunk_size and rt.settings.batch_wait_ms:
+            time.sleep(rt.settings.batch_wait_ms / 1000)  # a short, bounded wait for stragglers
+            job_ids += rt.singles.take(rt.settings.chunk_size - len(job_ids))
     if not job_ids:
         return {"taken": 0}
     outcome = _run_chunk(self, rt, cascade, job_ids, None, INTERACTIVE)
@@ -117,18 +120,21 @@ def _run_chunk(
     if isinstance(cascade, SkuaiError):
         outcome = fail_jobs(job_ids, cascade, store=rt.store, metrics=rt.metrics)
     else:
-        outcome = classify_jobs(
-            job_ids,
-            store=rt.store,
-            cascade=cascade,
-            settings=rt.settings,
-            fetcher=rt.fetcher,
-            metrics=rt.metrics,
-            # A redelivery after a crash is the same message again (same id and retries); a
-            # retry after a Redis error is the same task with one more retry.
-            holder=f"{task.request.id}:{task.request.retries or 0}",
-            crash_on_ref=_app(task).failpoints.crash_on_ref,
-        )
+        try:
+            outcome = classify_jobs(
+                job_ids,
+                store=rt.store,
+                cascade=cascade,
+                settings=rt.settings,
+                fetcher=rt.fetcher,
+                metrics=rt.metrics,
+                # A redelivery after a crash is the same message again (same id and retries); a
+                # retry after a Redis error is the same task with one more retry.
+                holder=f"{task.request.id}:{task.request.retries or 0}",
+                crash_on_ref=_app(task).failpoints.crash_on_ref,
+            )
+        except BlobStoreUnavailable as exc:
+            outcome = _retry_or_fail(task, rt, exc, job_ids)
     _blip_failpoint(task, rt, outcome)
     for job_id in outcome.isolate:  # interrupted before: one image per task from now on
         enqueue_classify(task.app, [job_id], queue=queue, batch_id=batch_id)
@@ -137,6 +143,21 @@ def _run_chunk(
     for completed in outcome.completed_batches:
         log.info("batch completed", extra={"batch_id": completed})
     return outcome
+
+
+def _retry_or_fail(
+    task: Task, rt: runtime.Runtime, exc: BlobStoreUnavailable, job_ids: list[str]
+) -> ChunkOutcome:
+    """The images could not be read (a store timeout, a 503): nothing is final and the claims
+    are handed back, so the task retries soon (worker/retry_policy.py) rather than leave its
+    jobs running until the sweeper; a store down for longer than the images live fails them."""
+    delay = RetryPolicy(give_up_after=rt.settings.image_ttl).delay(exc, task.request.retries)
+    if delay is None:
+        return fail_jobs(job_ids, exc, store=rt.store, metrics=rt.metrics)
+    log.warning("%s; retrying the chunk in %g s", exc.message, delay, extra={"job_ids": job_ids})
+    # classify_singles runs the jobs it took again, not the next ones in line.
+    kwargs = {"job_ids": job_ids} if task.name == CLASSIFY_SINGLES else None
+    raise task.retry(countdown=delay, max_retries=None, kwargs=kwargs) from None
 
 
 def _app(task: Task) -> WorkerApp:
