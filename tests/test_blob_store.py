@@ -480,7 +480,9 @@ def test_a_batch_runs_end_to_end_on_the_s3_store(
     assert response.status_code == 202, response.json
     bucket: Any = s3_server.client()
     assert bucket.list_objects_v2(Bucket=BUCKET, Prefix=prefix)["KeyCount"] == 12  # waiting
-    own_workers.start(iso, "s3", trained, SKUAI_BLOB_URL=iso.settings.blob_url, **s3_server.env())
+    own_workers.start(
+        iso, "s3", trained, SKUAI_BLOB_URL=f"s3://{BUCKET}/{prefix}", **s3_server.env()
+    )
     url = f"/v1/batches/{response.json['id']}"  # type: ignore[index]
     deadline = time.monotonic() + 120
     while (batch := iso.client.get(url).json)["status"] != "completed":  # type: ignore[index]
@@ -509,7 +511,7 @@ def _wait_completed(iso: Any, batch_id: str, timeout: float = 120) -> dict:
     while (batch := iso.client.get(f"/v1/batches/{batch_id}").json)["status"] != "completed":
         assert time.monotonic() < deadline, batch
         time.sleep(0.2)
-    return batch  # type: ignore[no-any-return]
+    return batch
 
 
 def test_a_store_that_fails_reads_for_a_moment_retries_the_chunk_soon(
@@ -531,7 +533,7 @@ def test_a_store_that_fails_reads_for_a_moment_retries_the_chunk_soon(
     job_ids = _job_ids(iso, batch_id)
     root.rename(away)
     root.write_bytes(b"")  # a file where the folder was: every read fails (as root too)
-    own_workers.start(iso, "flaky-store", trained, SKUAI_BLOB_URL=iso.settings.blob_url)
+    own_workers.start(iso, "flaky-store", trained, SKUAI_BLOB_URL=root.as_uri())
     wait_until(lambda: min(_attempts(iso.conn, job_ids)) >= 1, 30, "the chunk being claimed")
     time.sleep(0.5)  # the read fails; the task retries in 1 s
     root.unlink()
