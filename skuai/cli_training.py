@@ -275,7 +275,8 @@ def train(
         outcome = run_training(
             data, reg, config, activate=not no_activate, events=events, check=check, force=force
         )
-        if unknowns is not None:
+        calibrated = outcome.metrics.get("open_world", {}).get("calibrated", True)
+        if unknowns is not None and calibrated:  # not calibrated: its rows say why
             from training.open_world_measure import record_unknowns
 
             outcome.metrics["open_world"] = record_unknowns(
@@ -531,14 +532,16 @@ def models_calibrate(
     import_tensorflow_quietly()
     with training_events(enabled=not as_json) as events:
         summary = calibrate(folder, data, budget=budget, method=method, split=split, events=events)
-        if unknowns is not None:
+        calibrated = summary.get("calibrated", True)  # False: no validation photo was read
+        if unknowns is not None and calibrated:
             progress = events.phase("measuring the decision on the unknowns") if events else None
             summary = record_unknowns(folder, unknowns, progress=progress)
     if as_json:
         click.echo(json.dumps(summary))
         return
     _print_open_world(summary)
-    console.print(f"open-world decision of {version} written to {folder}")
+    if calibrated:
+        console.print(f"open-world decision of {version} written to {folder}")
 
 
 def _print_robustness(result: dict[str, object]) -> None:

@@ -9,9 +9,10 @@ from typing import Any
 
 import numpy as np
 
+from shared.decisions import DECISIONS
 from shared.errors import InvalidArgument
 from training.labels import Labels
-from training.open_world import DECISIONS, Evidence, OpenWorld
+from training.open_world import Evidence, OpenWorld
 from training.ranking import RankingPolicy, propose_models, rank
 from training.runners import (
     ModelFn,
@@ -33,7 +34,7 @@ __all__ = ["DECISIONS", "MAX_PASS", "Cascade"]
 
 class Cascade:
     """Stage 1 (grayscale -> model) then stage 2 (colour -> SKU within the proposed models), and
-    the open-world decision on each answer (sku, model or unknown: training/open_world.py)."""
+    the open-world decision on each answer (sku, model or unknown: training/open_world/)."""
 
     def __init__(
         self,

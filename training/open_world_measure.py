@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from shared.decisions import DECISIONS
 from shared.errors import ConfigError, DatasetError
+from training.atomic_files import write_json_atomically
 from training.dataset import Sample
 from training.labels import Labels
 from training.open_world import (
     CHUNK,
-    DECISIONS,
     METHODS,
     Evidence,
     OpenWorld,
@@ -212,5 +213,5 @@ def record_unknowns(
     summary = {**metrics.get("open_world", {}), "unknowns": report}
     summary["targets_met"] = targets_met(summary)
     metrics["open_world"] = summary
-    metrics_file.write_text(json.dumps(metrics, indent=2) + "\n")
+    write_json_atomically(metrics_file, metrics)  # the API may be reading it
     return dict(summary)

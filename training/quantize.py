@@ -1,7 +1,7 @@
 """int8 versions of a model version's two stages: export to ONNX, then static quantization with
 calibration images (per-channel int8 weights, uint8 activations) for ONNX Runtime. Each stage is
 exported with its penultimate embedding as a second output, which the open-world decision needs
-(training/runners.py, training/open_world.py)."""
+(training/runners.py, training/open_world/)."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ sessions of the int8 models.
 
 Each runner returns the stage's probabilities and its penultimate embedding (stage 1's `fc`,
 stage 2's `sku_hidden`), which the open-world decision compares with the training photos'
-(training/open_world.py). The embedding is None where a runner cannot give it: int8 models
+(training/open_world/). The embedding is None where a runner cannot give it: int8 models
 quantized before the embeddings were exported."""
 
 from __future__ import annotations

@@ -270,8 +270,10 @@ def _write_version(
 
     # the open-world decision (sku, model or unknown) fitted on the validation photos
     metrics["open_world"] = calibrate(folder, data_dir, events=stages.events)
-    # metrics.json last: the registry treats a version as complete only once it exists.
-    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    # metrics.json last, whole: the registry treats a version as complete once it exists.
+    from training.atomic_files import write_json_atomically
+
+    write_json_atomically(folder / "metrics.json", metrics)
 
 
 class _Stages:
