@@ -164,11 +164,14 @@ class BatchStore:
     def abandon(self, batch_id: str) -> int:
         """Roll back an upload that will never be sealed (refused, or its API process died):
         jobs not started are canceled, the batch ends `canceled`, its Idempotency-Key is freed.
+        The canceled jobs' images are deleted (best effort: the sweeper removes any left).
         Returns the jobs canceled, GONE (rolled back already, or no such batch), or SEALED (it
         was sealed after all: accepted, its key stays bound)."""
         reason = JobCanceled("the upload of this batch did not finish; none of it was accepted")
         args = [keys.NAMESPACE, str(ABANDONED_TTL), utc_now(), batch_id]
-        return int(self._abandon(args=[*args, json.dumps(reason.to_dict())]))
+        code, *canceled = self._abandon(args=[*args, json.dumps(reason.to_dict())])
+        self.jobs.forget_images([text(job_id) for job_id in canceled])
+        return int(code)
 
     def stale_uploads(self, older_than: float, limit: int) -> list[str]:
         """Up to `limit` unsealed batches whose upload stored nothing since `older_than`

@@ -276,9 +276,10 @@ return canceled
 # be sealed (refused, or its API process died): every job not started is canceled, running ones
 # finish, the batch ends `canceled` once they have, the queue places it reserved are given back,
 # and the Idempotency-Key its request reserved is freed unless a retry holds it already. ARGV[2]
-# (the TTL) is short: nobody was told the batch id. Returns the number of jobs canceled, -1 when
-# the batch is gone or was rolled back already, or -2 when it was sealed (it is accepted: its
-# request must answer 202 and its Idempotency-Key stays bound).
+# (the TTL) is short: nobody was told the batch id. Returns {the number of jobs canceled, their
+# ids...} (their images are to be deleted), {-1} when the batch is gone or was rolled back
+# already, or {-2} when it was sealed (it is accepted: its request must answer 202 and its
+# Idempotency-Key stays bound).
 ABANDON = (
     _PRELUDE
     + """
@@ -286,17 +287,20 @@ local batch = ARGV[4]
 local bkey = ns .. ':batch:' .. batch
 redis.call('ZREM', ns .. ':batches:unsealed', batch)
 local b = redis.call('HMGET', bkey, 'status', 'sealed', 'abandoned')
-if not b[1] then return -1 end
-if b[2] == '1' and b[3] ~= '1' then return -2 end
-if b[1] == 'completed' or b[1] == 'canceled' then return -1 end
+if not b[1] then return {-1} end
+if b[2] == '1' and b[3] ~= '1' then return {-2} end
+if b[1] == 'completed' or b[1] == 'canceled' then return {-1} end
 redis.call('HSET', bkey, 'abandoned', '1', 'cancel_requested', '1', 'sealed', '1')
 redis.call('HDEL', ns .. ':reservations', batch)  -- queue places it held (shared/admission.py)
 redis.call('ZREM', ns .. ':reservations:due', batch)
-local canceled = 0
+local canceled = {0}
 for _, id in ipairs(redis.call('LRANGE', bkey .. ':jobs', 0, -1)) do
   local status = redis.call('HGET', ns .. ':job:' .. id, 'status')
   if status == 'queued' then
-    if settle(id, {'status', 'canceled', 'error', ARGV[5]}) then canceled = canceled + 1 end
+    if settle(id, {'status', 'canceled', 'error', ARGV[5]}) then
+      canceled[1] = canceled[1] + 1
+      canceled[#canceled + 1] = id
+    end
   elseif is_final(status) then
     redis.call('EXPIRE', ns .. ':job:' .. id, ttl)
   end

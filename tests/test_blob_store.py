@@ -542,3 +542,39 @@ def test_a_store_that_fails_reads_for_a_moment_retries_the_chunk_soon(
     assert batch["counts"]["succeeded"] == 5
     assert batch["counts"]["failed"] == 0
     assert min(_attempts(iso.conn, job_ids)) >= 2  # the failed read happened, then the retry
+
+
+class _RefusesSecondWrite(FileBlobStore):
+    """A real folder store whose second write is refused, as a store that fills up or drops
+    its connection in the middle of an upload would."""
+
+    writes = 0
+
+    def put_many(self, items: Any) -> None:
+        self.writes += 1
+        if self.writes == 2:
+            raise BlobStoreUnavailable("the blob store cannot write to its folder (test)")
+        super().put_many(items)
+
+
+def test_a_write_refused_mid_upload_leaves_no_image_of_the_rolled_back_batch(
+    own_db: Settings, tiny_catalog: Path, tmp_path: Path
+) -> None:
+    root = tmp_path / "blobs"
+    iso = isolated_app(replace(own_db, blob_url=root.as_uri()))
+    services = iso.client.application.extensions["skuai"]
+    services.jobs.blobs = _RefusesSecondWrite(root)  # the API's one JobStore (BatchStore's too)
+    assert services.batches.jobs is services.jobs
+    files = [(io.BytesIO(data), name) for name, data in distinct_images(tiny_catalog, 3, salt=13)]
+    response = iso.client.post(
+        "/v1/batches", data={"images": files}, content_type="multipart/form-data"
+    )
+    assert response.status_code == 503, response.json
+    assert services.jobs.blobs.writes == 2  # the first image was stored, then its job
+    canceled = [
+        text(key)
+        for key in iso.conn.scan_iter(keys.job("*"))
+        if iso.conn.hget(key, "status") == b"canceled"
+    ]
+    assert len(canceled) == 1  # the first job, canceled by the roll-back
+    assert FileBlobStore(root).older_than(time.time() + 60, 100) == []  # and no image is left
