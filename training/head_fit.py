@@ -1,6 +1,7 @@
-"""Fitting the columns of a softmax layer on cached features, the trunk untouched: how an
-incremental version learns a new SKU (on stage 2's `sku_hidden` features) or a new model (on
-stage 1's `fc` features) in seconds instead of retraining a stage.
+"""Fitting the last layers on cached features, the trunk untouched: how an incremental version
+learns new SKUs in seconds instead of retraining a stage. `fit_columns`: stage 2's `sku_logits`
+columns of new SKUs on `sku_hidden` features; `fit_head`: stage 1's head (`fc` and the softmax)
+on trunk (`gap`) features, so new colourways and new models are routed to their model.
 
 Columns that must not move (the known SKUs of a model that gained one) enter as fixed logits,
 so the known SKUs keep their decision boundaries between each other and only lose photos to the
@@ -12,6 +13,7 @@ most of its time in per-epoch overhead."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.optimize import minimize
@@ -73,3 +75,51 @@ def fit_columns(
     kernel = found[: d * free].reshape(d, free) / scale[:, None]
     bias = found[d * free :] - mean @ kernel
     return Columns(kernel=kernel.astype(start.kernel.dtype), bias=bias.astype(start.bias.dtype))
+
+
+HEAD_EPOCHS = 30
+HEAD_LEARNING_RATE = 1e-3
+HEAD_BATCH = 64
+
+
+def fit_head(
+    stage1: Any, features: np.ndarray, targets: np.ndarray, classes: int, *, seed: int
+) -> None:
+    """Fine-tune stage 1's head (`fc`, dropout, the `model` softmax) in place on cached `gap`
+    features, from its current weights; models weigh the same whatever their photo counts."""
+    import keras
+    from keras import layers
+
+    keras.utils.set_random_seed(seed)
+    fc, out = stage1.get_layer("fc"), stage1.get_layer("model")
+    x = keras.Input((features.shape[1],))
+    hidden = layers.Dense(fc.units, activation="relu")
+    softmax = layers.Dense(classes, activation="softmax")
+    y = softmax(layers.Dropout(stage1.get_layer("dropout").rate)(hidden(x)))
+    head = keras.Model(x, y)
+    # trained on standardised features (as fit_columns, so a briefly trained trunk's tiny
+    # features train as well as large ones), folded back into `fc` after: W x + b on the raw
+    # features is (W * scale) x' + (b + W mean) on the standardised x'
+    mean, scale = features.mean(axis=0), features.std(axis=0) + SCALE_FLOOR
+    kernel, bias = fc.get_weights()
+    hidden.set_weights([kernel * scale[:, None], bias + mean @ kernel])
+    softmax.set_weights(out.get_weights())
+    features = (features - mean) / scale
+    counts = np.bincount(targets, minlength=classes).astype(np.float64)
+    weights = (len(targets) / (np.count_nonzero(counts) * np.maximum(counts, 1)))[targets]
+    head.compile(
+        optimizer=keras.optimizers.Adam(HEAD_LEARNING_RATE), loss="sparse_categorical_crossentropy"
+    )
+    head.fit(
+        features.astype(np.float32),
+        targets,
+        sample_weight=weights.astype(np.float32),
+        epochs=HEAD_EPOCHS,
+        batch_size=HEAD_BATCH,
+        shuffle=True,
+        verbose=0,
+    )
+    kernel, bias = hidden.get_weights()
+    kernel = kernel / scale[:, None]
+    fc.set_weights([kernel.astype(np.float32), (bias - mean @ kernel).astype(np.float32)])
+    out.set_weights(softmax.get_weights())

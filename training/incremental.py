@@ -1,11 +1,13 @@
 """`skuai train DATA --from VERSION`: a new version that adds SKUs (and models) to VERSION's
-catalog in seconds, starting from VERSION's weights and training only what must change.
+catalog in about a tenth of a full train's time, starting from VERSION's weights and training
+only what must change (docs/training.md, "Incremental versions", has the measurements).
 
 - The trunks stay frozen. Both stages are rebuilt for the new labels with the weights copied by
   label (training.relabel).
-- Stage 1 is VERSION's file, unchanged, unless models were added or removed; for a new model its
-  softmax layer is refitted on cached `fc` features of a capped sample of each known model's
-  training photos and the new model's photos, augmented (training.head_fit).
+- Stage 1's head (`fc` and the softmax) is fine-tuned on cached trunk features of a capped
+  sample of the known SKUs' photos and every new SKU's photos, augmented (training.head_fit):
+  a new colourway of a known model looks new in grayscale too. When the change is only SKUs
+  removed, stage 1 is VERSION's file.
 - For each model that gained SKUs, the new SKUs' `sku_logits` columns are fitted on its
   `sku_hidden` features (augmented copies of the new SKUs' photos added), the known SKUs'
   columns held fixed. Every other model's columns, FiLM rows and embedding are copied, so its
@@ -28,6 +30,8 @@ import numpy as np
 from training.data_check import DataReport, check_dataset, files_to_check
 from training.dataset import Sample, Split
 from training.determinism import deterministic_ops, seed_everything
+from training.features import augmented_copies, stage_features
+from training.head_fit import fit_head
 from training.inherited_split import inherited_split
 from training.labels import Labels
 from training.lineage import CatalogChange, check_change, compare, labels_of_report, lineage
@@ -37,7 +41,6 @@ from training.train import QuietEvents, TrainingEvents, TrainOutcome
 
 AUGMENTED_COPIES = 4  # augmented copies of each new photo the column fits see
 KNOWN_MODEL_CAP = 200  # training photos per known model that stage 1's refit sees
-FEATURE_BATCH = 64
 
 
 def train_from(
@@ -130,13 +133,12 @@ class _Run:
             "batch_norm": bool(self.parent_config.get("batch_norm", False)),
         }
         stage2 = relabel_stage2(old2, self.old_labels, self.labels, shape)
-        same_models = self.old_labels.models == self.labels.models
-        stage1 = old1 if same_models else relabel_stage1(old1, self.old_labels, self.labels, shape)
+        stage1 = relabel_stage1(old1, self.old_labels, self.labels, shape)
         self.timings["load and relabel"] = time.perf_counter() - clock
-        if self.change.added_models:
+        if self.change.added_skus:
             clock = time.perf_counter()
             self._refit_stage1(stage1)
-            self.timings["stage 1 (new models)"] = time.perf_counter() - clock
+            self.timings["stage 1 head"] = time.perf_counter() - clock
         clock = time.perf_counter()
         gained = sorted({self._model_of(sku) for sku in self.change.added_skus})
         advance = self.events.phase(f"fitting new SKUs of {len(gained)} models", len(gained))
@@ -150,32 +152,32 @@ class _Run:
         return next(m for m, skus in self.labels.skus_by_model.items() if sku in skus)
 
     def _refit_stage1(self, stage1: Any) -> None:
-        """Stage 1's softmax over all models, refitted on `fc` features: up to KNOWN_MODEL_CAP
-        training photos of each known model, and every new model's photos with augmented
-        copies; the known models' columns start where they were."""
+        """Stage 1's head (`fc` and the softmax) refitted on cached trunk features (`gap`): a
+        new colourway of a known model looks different in grayscale too, and the parent's stage
+        1 routed only 77% of them to their model (docs/training.md, "Incremental versions").
+        It sees up to KNOWN_MODEL_CAP photos of each model's known SKUs (and one augmented copy
+        of each) and every new SKU's photos (with AUGMENTED_COPIES copies), and starts from the
+        parent's head (a new model's column at zero)."""
         import keras
 
-        from training.head_fit import Columns, fit_columns
-
         rng = np.random.default_rng(self.seed)
-        chosen: list[Sample] = []
+        known: list[Sample] = []
         new_photos: list[Sample] = []
-        for model, photos in _by_model(self.parts.train).items():
-            if model in self.change.added_models:
-                new_photos += photos
-            elif len(photos) > KNOWN_MODEL_CAP:
-                picked = rng.choice(len(photos), KNOWN_MODEL_CAP, replace=False)
-                chosen += [photos[i] for i in sorted(picked)]
-            else:
-                chosen += photos
-        self.events.phase(f"stage 1: {len(self.change.added_models)} new models")
-        images, targets = self._images(chosen + new_photos, "model", augment_from=len(chosen))
-        fc = keras.Model(stage1.input, stage1.get_layer("fc").output)
-        features = _features(fc, images)
-        layer = stage1.get_layer("model")
+        added = set(self.change.added_skus)
+        for photos in _by_model(self.parts.train).values():
+            new_photos += [p for p in photos if p.sku in added]
+            old = [p for p in photos if p.sku not in added]
+            if len(old) > KNOWN_MODEL_CAP:
+                old = [old[i] for i in sorted(rng.choice(len(old), KNOWN_MODEL_CAP, replace=False))]
+            known += old
+        self.events.phase(f"stage 1: {len(known)} known and {len(new_photos)} new photos")
+        gap = keras.Model(stage1.input, stage1.get_layer("gap").output)
+        images, targets = self._images(known, "model", augment_from=0, copies=1)
+        fresh, fresh_targets = self._images(new_photos, "model", augment_from=0)
+        features = stage_features(gap, np.concatenate([images, fresh]))
+        targets = np.concatenate([targets, fresh_targets])
         seed_everything(self.seed)
-        fitted = fit_columns(features, targets, Columns(*layer.get_weights()))
-        layer.set_weights([fitted.kernel, fitted.bias])
+        fit_head(stage1, features, targets, len(self.labels.models), seed=self.seed)
 
     def _fit_new_skus(self, stage2: Any, model: str) -> None:
         """The `sku_logits` columns of `model`'s new SKUs, fitted on `sku_hidden` features of
@@ -194,7 +196,7 @@ class _Run:
             old + [p for p in photos if p.sku not in known_skus], "sku", augment_from=len(old)
         )
         hidden = keras.Model(stage2.input, stage2.get_layer("sku_hidden").output)
-        features = _features(hidden, images, labels.model_index[model])
+        features = stage_features(hidden, images, labels.model_index[model])
         local = {g: i for i, g in enumerate(known + new)}
         layer = stage2.get_layer("sku_logits")
         kernel, bias = layer.get_weights()
@@ -210,10 +212,15 @@ class _Run:
         layer.set_weights([kernel, bias])
 
     def _images(
-        self, samples: list[Sample], target: str, *, augment_from: int
+        self,
+        samples: list[Sample],
+        target: str,
+        *,
+        augment_from: int,
+        copies: int = AUGMENTED_COPIES,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Decoded `samples` with their model or SKU indices, then AUGMENTED_COPIES augmented
-        copies of `samples[augment_from:]` (the training pipeline's augmentation)."""
+        """Decoded `samples` with their model or SKU indices, then `copies` augmented copies
+        of `samples[augment_from:]` (the training pipeline's augmentation)."""
         from training.loading import load_arrays
 
         loaded = load_arrays(samples, self.labels, size=self.size)
@@ -221,9 +228,9 @@ class _Run:
         targets = loaded.models if target == "model" else loaded.skus
         kept = {str(s.path) for s in samples} - set(loaded.skipped)
         first_new = sum(1 for s in samples[:augment_from] if str(s.path) in kept)
-        copies = _augmented(loaded.images[first_new:], AUGMENTED_COPIES, self.seed)
-        images = np.concatenate([loaded.images.astype(np.float32), copies])
-        return images, np.concatenate([targets, np.tile(targets[first_new:], AUGMENTED_COPIES)])
+        augmented = augmented_copies(loaded.images[first_new:], copies, self.seed)
+        images = np.concatenate([loaded.images.astype(np.float32), augmented])
+        return images, np.concatenate([targets, np.tile(targets[first_new:], copies)])
 
     def evaluate(self, stage1: Any, stage2: Any, version: str, *, left_out: int) -> dict[str, Any]:
         """The metrics a full train records, on the test split, plus `incremental`."""
@@ -282,7 +289,7 @@ class _Run:
         from training.report import write_report
 
         self.events.phase("writing the version")
-        if self.old_labels.models == self.labels.models:
+        if not self.change.added_skus and self.old_labels.models == self.labels.models:
             shutil.copyfile(self.parent_folder / "stage1.keras", folder / "stage1.keras")
         else:
             stage1.save(folder / "stage1.keras")
@@ -330,38 +337,6 @@ def _by_model(samples: tuple[Sample, ...]) -> dict[str, list[Sample]]:
     for sample in samples:
         grouped.setdefault(sample.model, []).append(sample)
     return grouped
-
-
-def _features(extractor: Any, images: np.ndarray, model_index: int | None = None) -> np.ndarray:
-    """`extractor`'s outputs for `images` (float 0-255), batch by batch in inference mode; with
-    `model_index`, stage 2's model input is that model for every image. (Direct calls: Keras'
-    predict traces a new function for every extractor, which cost more than the features.)"""
-    out = []
-    for start in range(0, len(images), FEATURE_BATCH):
-        batch = images[start : start + FEATURE_BATCH].astype(np.float32)
-        inputs: Any = batch
-        if model_index is not None:
-            inputs = {"image": batch, "model": np.full(len(batch), model_index, np.int32)}
-        out.append(np.asarray(extractor(inputs, training=False)))
-    return np.concatenate(out)
-
-
-def _augmented(images: np.ndarray, copies: int, seed: int) -> np.ndarray:
-    """`copies` augmented versions of each image, by the training pipeline's augmentation
-    (flips, rotation, zoom, shifts, contrast, brightness, occlusion) as float 0-255."""
-    import tensorflow as tf
-
-    from training.augment import augment_batch
-
-    if not len(images) or not copies:
-        return np.zeros((0, *images.shape[1:]), np.float32)
-    augment = augment_batch(seed, degrade_photos=False)
-    batches = []
-    for _ in range(copies):
-        for start in range(0, len(images), FEATURE_BATCH):
-            chunk = tf.convert_to_tensor(images[start : start + FEATURE_BATCH])
-            batches.append(np.asarray(augment(chunk)[0]))
-    return np.concatenate(batches).astype(np.float32)
 
 
 def _peak_rss_mib() -> float:
