@@ -118,7 +118,8 @@ def classify_jobs(
             store.hand_over(claimed)
             raise
         _run_passes(jobs, data, store, cascade, settings, outcome, metrics)
-    store.forget_images(outcome.finished_jobs)
+    # Finished jobs keep their images: the sweeper deletes them once their results have surely
+    # reached every Redis replica (a result lost in a failover runs again, and needs its image).
     _count_finished(outcome, metrics)
     log.info(
         "chunk of %d: %d succeeded, %d failed, %d skipped",
@@ -143,7 +144,6 @@ def fail_jobs(
     for job in [j for j in store.find_many(job_ids) if j is not None]:
         _record(outcome, job, store.finish(job.id, FAILED, error=error.to_dict()), ok=False)
     outcome.skipped = len(job_ids) - outcome.failed
-    store.forget_images(outcome.finished_jobs)
     _count_finished(outcome, metrics)
     log.error("chunk of %d failed: %s", len(job_ids), error.message, extra={"job_ids": job_ids})
     return outcome

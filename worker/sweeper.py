@@ -11,9 +11,10 @@ second step; if Redis goes away between the two, the message is gone although ou
 So sealed batches that made no progress for a while, with nothing left in the queue, get their
 unfinished jobs sent again (claims make that safe: finished jobs are skipped).
 
-Images in the blob store that no waiting job needs any more are removed: those of final jobs (a
-worker that could not delete them, a canceled or rolled-back upload) once older than
-SKUAI_UPLOAD_TIMEOUT, and any older than SKUAI_IMAGE_TTL (their jobs then fail as expired). An
+Images in the blob store that no waiting job needs any more are removed: those of jobs final
+for SKUAI_UPLOAD_TIMEOUT (every classified job's: workers leave them here, so that a result lost
+in a Redis failover finds its image when the job runs again; a canceled upload's), paging on from
+where the last pass stopped, and any older than SKUAI_IMAGE_TTL (their jobs fail as expired). An
 image whose job this Redis does not know is left to the second rule: it may be another Redis
 database's that shares the store (the tests' databases do), and a refused upload removes its
 own images at once.
@@ -28,6 +29,7 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import redis
@@ -45,7 +47,9 @@ from shared.singles import PENDING
 log = logging.getLogger(__name__)
 LOCK = f"{keys.NAMESPACE}:sweeper:lock"
 ORPHANS_LOCK = f"{keys.NAMESPACE}:sweeper:orphans"  # listing blobs costs more: not every pass
-ORPHANS_PER_PASS = 1000
+ORPHANS_CURSOR = f"{keys.NAMESPACE}:sweeper:orphans:cursor"  # where the next orphan pass starts
+ORPHANS_PAGE = 1000  # images listed (and job states read) per round trip
+ORPHANS_SECONDS = 5.0  # a pass lists pages for about this long, then the next one goes on
 PAGE = 500  # job ids read per round trip
 BATCHES_PER_PASS = 50  # of each kind; a pass stays well under a second however many wait
 
@@ -103,22 +107,46 @@ class Sweeper:
         return swept
 
     def _remove_orphan_images(self, blobs: BlobStore) -> int:
+        """Page through the images older than SKUAI_UPLOAD_TIMEOUT for up to ORPHANS_SECONDS,
+        from where the last pass stopped (a cursor in Redis): a pass never starts over at the
+        same first page, so images of jobs still queued there cannot hide the ones after them."""
         now = time.time()
-        old = blobs.older_than(now - self.upload_timeout, ORPHANS_PER_PASS, prefix=IMAGES)
+        cursor = text(self.conn.get(ORPHANS_CURSOR) or b"")
+        began = time.monotonic()
+        removed = 0
+        while True:
+            page = blobs.list_old(now - self.upload_timeout, ORPHANS_PAGE, IMAGES, cursor)
+            removed += self._remove_unneeded(blobs, page, now)
+            if len(page) < ORPHANS_PAGE:
+                cursor = ""  # the end: the next pass starts from the first again
+                break
+            cursor = page[-1][0]
+            if time.monotonic() - began > ORPHANS_SECONDS:
+                break
+        self.conn.set(ORPHANS_CURSOR, cursor)
+        if removed:
+            log.info("removed %d images no waiting job needs", removed)
+        return removed
+
+    def _remove_unneeded(self, blobs: BlobStore, page: list[tuple[str, float]], now: float) -> int:
+        """Delete the images of jobs final for SKUAI_UPLOAD_TIMEOUT (by then their result has
+        reached every Redis replica: a failover cannot bring the job back to run again without
+        its image), and any older than SKUAI_IMAGE_TTL (their jobs fail as expired)."""
         with self.conn.pipeline(transaction=False) as pipe:
-            for key in old:
-                pipe.hget(keys.job(key.removeprefix(IMAGES)), "status")
-            statuses = pipe.execute()
-        orphans = {
+            for key, _ in page:
+                pipe.hmget(keys.job(key.removeprefix(IMAGES)), "status", "finished_at")
+            states = pipe.execute()
+        orphans = [
             key
-            for key, status in zip(old, statuses, strict=True)
-            if status is not None and text(status) in FINAL_STATUSES
-        }
-        if self.image_ttl is not None:  # expired: their jobs fail as such when their turn comes
-            orphans |= set(blobs.older_than(now - self.image_ttl, ORPHANS_PER_PASS, IMAGES))
-        blobs.delete_many(sorted(orphans))
-        if orphans:
-            log.info("removed %d images no waiting job needs", len(orphans))
+            for (key, written), (status, finished) in zip(page, states, strict=True)
+            if (self.image_ttl is not None and written < now - self.image_ttl)
+            or (
+                status is not None
+                and text(status) in FINAL_STATUSES
+                and _epoch(finished) < now - self.upload_timeout
+            )
+        ]
+        blobs.delete_many(orphans)
         return len(orphans)
 
     def _roll_back_stale_uploads(self) -> int:
@@ -194,3 +222,10 @@ class Sweeper:
             into = keys.RUNNING_BATCHES if sealed == b"1" else keys.UNSEALED_BATCHES
             self.conn.zadd(into, {batch_id: int(touched or 0)})
         return len(ids)
+
+
+def _epoch(finished_at: bytes | None) -> float:
+    """A job's `finished_at` (ISO 8601) in epoch seconds; 0 for a final job without one."""
+    if not finished_at:
+        return 0.0
+    return datetime.fromisoformat(text(finished_at)).timestamp()

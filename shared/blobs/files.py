@@ -61,18 +61,30 @@ class FileBlobStore(BlobStore):
             except OSError as exc:
                 raise _refused("delete a blob from", self.root, exc) from None
 
-    def older_than(self, cutoff: float, limit: int, prefix: str = "") -> list[str]:
-        """Keys of files last written before `cutoff`; also removes writes abandoned in
-        `.partial/` before it (a process that died mid-write), which have no key to return."""
-        self._remove_stale_partials(cutoff)
-        found: list[str] = []
-        for shard in self._shards():
-            for entry in _entries(shard):
+    def list_old(
+        self, cutoff: float, limit: int, prefix: str = "", start_after: str = ""
+    ) -> list[tuple[str, float]]:
+        """Files last written before `cutoff`, in the order of their paths (shard, then name);
+        the first page also removes writes abandoned in `.partial/` before it (a process that
+        died mid-write), which have no key to return."""
+        after: tuple[str, ...] = ()
+        if start_after:
+            after = self._path(start_after).relative_to(self.root).parts
+        else:
+            self._remove_stale_partials(cutoff)
+        found: list[tuple[str, float]] = []
+        for top, shard in self._shards():
+            if (top.name, shard.name) < after[:2]:
+                continue
+            for entry in sorted(_entries(Path(shard.path)), key=lambda e: e.name):
                 if len(found) >= limit:
                     return found
+                if (top.name, shard.name, entry.name) <= after:
+                    continue
                 key = unquote(entry.name)
-                if key.startswith(prefix) and _written_before(entry, cutoff):
-                    found.append(key)
+                written = _written_at(entry)
+                if key.startswith(prefix) and written is not None and written < cutoff:
+                    found.append((key, written))
         return found
 
     def check(self) -> None:
@@ -116,12 +128,12 @@ class FileBlobStore(BlobStore):
         for key in keys:
             _unlink_quietly(self._path(key))
 
-    def _shards(self) -> Iterable[Path]:
+    def _shards(self) -> Iterable[tuple[os.DirEntry[str], os.DirEntry[str]]]:
         for top in sorted(_entries(self.root), key=lambda e: e.name):
             if top.is_dir() and top.name != PARTIAL:
                 for shard in sorted(_entries(Path(top.path)), key=lambda e: e.name):
                     if shard.is_dir():
-                        yield Path(shard.path)
+                        yield top, shard
 
     def _remove_stale_partials(self, cutoff: float) -> None:
         for entry in _entries(self.root / PARTIAL):
@@ -142,10 +154,16 @@ def _entries(folder: Path) -> list[os.DirEntry[str]]:
 
 def _written_before(entry: os.DirEntry[str], cutoff: float) -> bool:
     """A file last written before `cutoff`; False for one deleted since it was listed."""
+    written = _written_at(entry)
+    return written is not None and written < cutoff
+
+
+def _written_at(entry: os.DirEntry[str]) -> float | None:
+    """When a file was last written; None for something else, or one deleted since listed."""
     try:
-        return entry.is_file() and entry.stat().st_mtime < cutoff
+        return entry.stat().st_mtime if entry.is_file() else None
     except FileNotFoundError:
-        return False
+        return None
 
 
 def _unlink_quietly(path: Path) -> None:

@@ -83,19 +83,22 @@ class S3BlobStore(BlobStore):
                 first = errors[0]
                 raise _refused("delete from", self.describe(), first.get("Code", "?"), str(first))
 
-    def older_than(self, cutoff: float, limit: int, prefix: str = "") -> list[str]:
-        """Keys under the prefix last modified before `cutoff`, from a listing (a bucket
-        lifecycle rule that expires old objects does the same without listing)."""
+    def list_old(
+        self, cutoff: float, limit: int, prefix: str = "", start_after: str = ""
+    ) -> list[tuple[str, float]]:
+        """Objects under the prefix last modified before `cutoff`, from a listing in key order
+        (a bucket lifecycle rule that expires old objects does the same without listing)."""
         before = datetime.fromtimestamp(cutoff, UTC)
-        found: list[str] = []
-        pages = self.client.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=self.prefix + prefix
-        )
+        found: list[tuple[str, float]] = []
+        where: dict[str, str] = {"Bucket": self.bucket, "Prefix": self.prefix + prefix}
+        if start_after:
+            where["StartAfter"] = self.prefix + check_key(start_after)
+        pages = self.client.get_paginator("list_objects_v2").paginate(**where)
         try:
             for page in pages:
                 for item in page.get("Contents", []):
-                    if item["LastModified"] < before:
-                        found.append(item["Key"][len(self.prefix) :])
+                    if (written := item["LastModified"]) < before:
+                        found.append((item["Key"][len(self.prefix) :], written.timestamp()))
                         if len(found) >= limit:
                             return found
         except (ClientError, BotoCoreError) as exc:

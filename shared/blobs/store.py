@@ -49,9 +49,17 @@ class BlobStore(ABC):
         """Remove these blobs."""
 
     @abstractmethod
+    def list_old(
+        self, cutoff: float, limit: int, prefix: str = "", start_after: str = ""
+    ) -> list[tuple[str, float]]:
+        """Up to `limit` (key, when written) of the blobs whose key starts with `prefix` written
+        before `cutoff` (epoch seconds), in an order that does not change, from just after the
+        key `start_after` ('': from the first): the orphan sweep pages through a store of any
+        size with it, and deletes those nothing refers to any more."""
+
     def older_than(self, cutoff: float, limit: int, prefix: str = "") -> list[str]:
-        """Up to `limit` keys starting with `prefix` written before `cutoff` (epoch seconds), for
-        the orphan sweep: the caller deletes those nothing refers to any more."""
+        """The keys of the first `limit` blobs `list_old` gives."""
+        return [key for key, _ in self.list_old(cutoff, limit, prefix)]
 
     @abstractmethod
     def check(self) -> None:
