@@ -255,12 +255,6 @@ def test_the_document_declares_the_decision_and_the_filter(iso: Isolated) -> Non
     assert parameter["in"] == "query" and parameter["schema"]["pattern"]
 
 
-def test_the_cascade_and_the_api_know_the_same_decisions() -> None:
-    from training.open_world import DECISIONS as MADE
-
-    assert MADE == DECISIONS
-
-
 # --- through the real API, worker, webhook worker and receiver ---------------------------------
 
 
