@@ -614,3 +614,13 @@ def test_the_orphan_sweep_pages_on_past_images_still_waiting(
     assert removed == [0, 0, 0, 2]
     left = FileBlobStore(tmp_path / "blobs").older_than(time.time() + 60, 100)
     assert left == listed[:-2]  # the waiting jobs' images stay
+
+
+def test_the_upload_routes_document_a_full_store() -> None:
+    from web.openapi import openapi_document
+
+    paths = openapi_document()["paths"]
+    for path in ("/v1/batches", "/v1/jobs"):
+        responses = paths[path]["post"]["responses"]
+        assert {"503", "507"} <= set(responses), path
+        assert "blob store is full" in responses["507"]["description"]

@@ -43,7 +43,7 @@ FORM_FIELDS = 16  # non-file parts a batch form may carry besides its images
     form=BatchForm,
     headers=IdempotencyHeader,
     ok={202: (Batch, "Accepted; each image is a job of the batch")},
-    errors=(400, 408, 409, 413, 415, 422, 503),
+    errors=(400, 408, 409, 413, 415, 422, 503, 507),
     operation_id="createBatch",
 )
 def create_batch() -> tuple[Response, int, dict[str, str]]:

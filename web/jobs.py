@@ -31,7 +31,7 @@ bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
     json=JobJson,
     form=JobForm,
     ok={202: (Job, "Queued; `Location` points at the job")},
-    errors=(400, 408, 413, 415, 422, 503),
+    errors=(400, 408, 413, 415, 422, 503, 507),
     operation_id="createJob",
 )
 def create_job() -> tuple[Response, int, dict[str, str]]:

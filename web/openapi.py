@@ -57,7 +57,8 @@ REASONS = {
     415: f"Unsupported type: an image not in {ACCEPTED_NAMES}, or another body or archive",
     422: "Not a decodable image, or an Idempotency-Key reused with another request",
     429: "Rate, queue or long-poll (`?wait=`) limit; see Retry-After",
-    503: "Redis unavailable",
+    503: "Redis or the blob store unavailable; see Retry-After",
+    507: "The blob store is full; see Retry-After",
 }
 # What the models cannot say: response headers, and the exports of a batch's results.
 EXTRAS: dict[tuple[str, str, str], dict[str, Any]] = {
