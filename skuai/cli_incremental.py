@@ -30,6 +30,7 @@ def train_incremental(
     force: bool,
     seed: int | None,
     as_json: bool,
+    unknowns: Path | None = None,
 ) -> None:
     """Check DATA at VERSION's input size, refuse a shrinking or unchanged catalog, train the
     incremental version, print its metrics and phase times (or the outcome as JSON)."""
@@ -40,11 +41,16 @@ def train_incremental(
     folder = registry.path(parent)
     input_size = int(json.loads((folder / "config.json").read_text())["input_size"])
     # by the folders, before minutes of checking photos (train_from compares the usable ones)
-    change = compare(registry.labels(parent), labels_of(list_dataset(data).images))
+    new_labels = labels_of(list_dataset(data).images)
+    change = compare(registry.labels(parent), new_labels)
     reason = refusal(change, parent, allow_removals=allow_removals)
     if reason is not None:
         click.echo(f"error: {reason}", err=True)
         sys.exit(USAGE_ERROR)
+    if unknowns is not None:  # refused before the training, not after it
+        from training.open_world_measure import known_pairs, unknown_samples
+
+        unknown_samples(known_pairs(new_labels), unknowns, "the new version")
     check = run_check(data, input_size=input_size, quiet=as_json)
     if not as_json:
         print_summary(check, force=force)
@@ -71,6 +77,17 @@ def train_incremental(
             force=force,
             seed=seed,
         )
+        calibrated = outcome.metrics.get("open_world", {}).get("calibrated", True)
+        if unknowns is not None and calibrated:  # not calibrated: its rows say why
+            from training.open_world_measure import record_unknowns
+
+            outcome.metrics["open_world"] = record_unknowns(
+                outcome.path,
+                unknowns,
+                progress=events.phase("measuring the open-world decision on the unknowns")
+                if events
+                else None,
+            )
     if as_json:
         click.echo(
             json.dumps(

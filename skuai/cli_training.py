@@ -169,7 +169,12 @@ def _count_or_range(value: str) -> int | tuple[int, int]:
     help="Training compute: auto is fp16 on a GPU, bf16 on a CPU with BF16 units, else fp32. "
     "Versions are saved in float32 either way.",
 )
-@click.option("--seed", default=0, show_default=True)
+@click.option(
+    "--seed",
+    type=int,
+    default=None,
+    help="Seed of the split and the weights [default: 0; with --from, VERSION's].",
+)
 @click.option("--no-activate", is_flag=True, help="Register the version without activating it.")
 @click.option(
     "--force",
@@ -239,7 +244,7 @@ def train(
         balance=balance,
         compare_flat=compare_flat,
         precision=precision,
-        seed=seed,
+        seed=0 if seed is None else seed,
     )
     reg = Registry(registry or settings().registry_dir)
     if from_version is not None:
@@ -254,6 +259,7 @@ def train(
             force=force,
             seed=seed,
             as_json=as_json,
+            unknowns=unknowns,
         )
         return
     # The data check comes first, so a bad dataset is reported before TensorFlow loads.

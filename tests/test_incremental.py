@@ -249,3 +249,22 @@ def test_lineage_is_listed_by_the_cli_and_the_api(
     assert versions[PARENT]["lineage"]["parent"] is None
     assert versions[PARENT]["lineage"]["data_check"]["usable_images"] == 60
     assert versions["v90"]["lineage"] is None
+
+
+def test_unknowns_that_the_new_catalog_knows_are_refused_before_training(
+    catalogs: Catalogs, registry: Registry
+) -> None:
+    before = sorted(p.name for p in registry.root.iterdir())
+    run = run_skuai(
+        "train",
+        str(catalogs.plus_sku),
+        "--registry",
+        str(registry.root),
+        "--from",
+        PARENT,
+        "--unknowns",
+        str(catalogs.plus_sku),
+    )
+    assert run.returncode != 0
+    assert "should hold only SKUs" in run.stderr and "Traceback" not in run.stderr, run.stderr
+    assert sorted(p.name for p in registry.root.iterdir()) == before

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from training.atomic_files import write_json_atomically
 from training.data_check import DataReport, check_dataset, files_to_check
 from training.dataset import Sample, Split
 from training.determinism import deterministic_ops, seed_everything
@@ -37,7 +38,7 @@ from training.labels import Labels
 from training.lineage import CatalogChange, check_change, compare, labels_of_report, lineage
 from training.registry import Registry
 from training.split_record import write_split
-from training.train import QuietEvents, TrainingEvents, TrainOutcome
+from training.train import QuietEvents, TrainingEvents, TrainOutcome, peak_rss_mib
 
 AUGMENTED_COPIES = 4  # augmented copies of each new photo the column fits see
 KNOWN_MODEL_CAP = 200  # training photos per known model that stage 1's refit sees
@@ -264,7 +265,7 @@ class _Run:
         }
         self.timings["evaluate"] = time.perf_counter() - clock
         metrics["timings_seconds"] = self.timings
-        metrics["training"] = {"precision": "fp32", "peak_rss_mib": _peak_rss_mib()}
+        metrics["training"] = {"precision": "fp32", "peak_rss_mib": peak_rss_mib()}
         added = set(self.change.added_skus)
         metrics["incremental"] = {
             "from": self.parent,
@@ -320,7 +321,7 @@ class _Run:
         metrics["open_world"] = calibrate(folder, data_dir, events=self.events)
         self.timings["open-world calibration"] = time.perf_counter() - clock
         metrics["incremental"]["seconds"] = round(time.perf_counter() - started, 1)
-        (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        write_json_atomically(folder / "metrics.json", metrics)
 
 
 def top1_of(metrics: dict[str, Any], chosen: Callable[[str], bool]) -> float | None:
@@ -337,10 +338,3 @@ def _by_model(samples: tuple[Sample, ...]) -> dict[str, list[Sample]]:
     for sample in samples:
         grouped.setdefault(sample.model, []).append(sample)
     return grouped
-
-
-def _peak_rss_mib() -> float:
-    """Peak resident memory of this process so far (Linux reports KiB)."""
-    import resource
-
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

@@ -113,12 +113,6 @@ def lineage(
     }
 
 
-def lineage_of(recorded: dict[str, Any]) -> dict[str, Any] | None:
-    """The lineage in a version's metrics.json or config.json, or None for an older version."""
-    found = recorded.get("lineage")
-    return found if isinstance(found, dict) else None
-
-
 def describe(found: dict[str, Any] | None) -> str:
     """One short line for `skuai models list`: `full`, or `from v3 +2 SKUs -1 model`."""
     if found is None:

@@ -225,7 +225,7 @@ def _evaluate_version(
     metrics["training"] = {
         **stages.throughput,
         "precision": precision,
-        "peak_rss_mib": _peak_rss_mib(),
+        "peak_rss_mib": peak_rss_mib(),
     }
     return metrics, train_counts
 
@@ -346,7 +346,7 @@ class _Stages:
         }
 
 
-def _peak_rss_mib() -> float:
+def peak_rss_mib() -> float:
     """Peak resident memory of this process so far (Linux reports KiB)."""
     import resource
 
