@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from shared.errors import ConfigError
 from training.open_world.bank import Bank, unit
 from training.open_world.evidence import Evidence
 from training.open_world.methods import MAX_K, Method
@@ -78,5 +79,6 @@ def _below(score: np.ndarray | None, threshold: float | None, count: int) -> np.
     if threshold is None:
         return np.zeros(count, dtype=bool)
     if score is None:
-        raise KeyError("a threshold without its score")  # a calibration that cannot be applied
+        # a calibration this version's runners cannot apply: recalibrate it
+        raise ConfigError("the open-world calibration has a threshold whose score is missing")
     return np.asarray(score < threshold)
