@@ -145,8 +145,9 @@ def _classify(client: SkuaiClient, samples: list[Any]) -> list[dict[str, Any]]:
 
 def _report(jobs: list[dict[str, Any]], samples: list[Any]) -> dict[str, float]:
     console.print("4/4 results")
-    table = Table("image", "true SKU", "predicted SKU", "confidence", "")
+    table = Table("image", "true SKU", "predicted SKU", "confidence", "decision", "")
     model_hits = sku_hits = 0
+    decided: dict[str, int] = {}
     for job, sample in zip(jobs, samples, strict=True):
         result = job.get("result") or {}
         error = job.get("error") or {}
@@ -154,6 +155,8 @@ def _report(jobs: list[dict[str, Any]], samples: list[Any]) -> dict[str, float]:
         model_hits += result.get("model", {}).get("label") == sample.model
         hit = predicted == sample.sku
         sku_hits += hit
+        decision = result.get("decision") or "-"
+        decided[decision] = decided.get(decision, 0) + 1
         if table.row_count < 12:
             confidence = result.get("sku", {}).get("confidence")
             table.add_row(
@@ -161,6 +164,7 @@ def _report(jobs: list[dict[str, Any]], samples: list[Any]) -> dict[str, float]:
                 sample.sku,
                 predicted,
                 f"{confidence:.2f}" if confidence is not None else "-",
+                decision,
                 "[green]ok[/green]" if hit else "[red]miss[/red]",
             )
     console.print(table)
@@ -169,5 +173,8 @@ def _report(jobs: list[dict[str, Any]], samples: list[Any]) -> dict[str, float]:
     console.print(
         f"model accuracy {model_hits / n:.1%}   SKU accuracy {sku_hits / n:.1%}   "
         f"({len(jobs)} held-out images, model version {', '.join(versions)})"
+    )
+    console.print(
+        "decisions: " + ", ".join(f"{count} {name}" for name, count in sorted(decided.items()))
     )
     return {"model_accuracy": model_hits / n, "sku_accuracy": sku_hits / n}
