@@ -469,6 +469,10 @@ def test_a_store_that_cannot_write_refuses_the_upload_with_nothing_left(
     }
     assert statuses == {"canceled"}  # rolled back: no half-created batch waits
     assert int(iso.conn.get(keys.PENDING_IMAGES) or 0) == 0
+    ready = iso.client.get("/readyz")  # and readiness says why, so traffic goes elsewhere
+    assert ready.status_code == 503
+    assert ready.json["checks"]["redis"] == "ok"  # type: ignore[index]
+    assert ready.json["checks"]["blob_store"] != "ok"  # type: ignore[index]
 
 
 def test_a_batch_runs_end_to_end_on_the_s3_store(

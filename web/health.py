@@ -1,13 +1,15 @@
-"""`/healthz` (liveness, cheap) and `/readyz` (Redis answers and an inference worker is ready)."""
+"""`/healthz` (liveness, cheap) and `/readyz` (Redis answers, the blob store takes writes, an
+inference worker is ready)."""
 
 from __future__ import annotations
 
 import redis
 from flask import Blueprint, Response, jsonify
 
+from shared.errors import SkuaiError
 from web.openapi import declare
 from web.schemas.service import Health, Readiness
-from web.services import services
+from web.services import Services, services
 
 bp = Blueprint("health", __name__)
 
@@ -26,7 +28,8 @@ def healthz() -> Response:
     operation_id="readyz",
 )
 def readyz() -> tuple[Response, int]:
-    """Ready when Redis answers and at least one inference worker has a model loaded."""
+    """Ready when Redis answers, the blob store takes a write, and at least one inference
+    worker has a model loaded."""
     svc = services()
     checks: dict[str, object] = {}
     live: list[dict[str, object]] = []
@@ -42,7 +45,19 @@ def readyz() -> tuple[Response, int]:
     except Exception as exc:  # readiness reports failures rather than raising them
         checks["redis"] = f"unreachable: {exc.__class__.__name__}"
         live = []
-    ready = checks.get("redis") == "ok" and bool(live)
+    checks["blob_store"] = _blob_store(svc)
+    ready = checks.get("redis") == "ok" and checks["blob_store"] == "ok" and bool(live)
     return jsonify({"status": "ready" if ready else "not_ready", "checks": checks}), (
         200 if ready else 503
     )
+
+
+def _blob_store(svc: Services) -> str:
+    """ "ok", or why an upload would be refused now (a full or unwritable store, S3 down)."""
+    if svc.jobs.blobs is None:
+        return "ok"
+    try:
+        svc.jobs.blobs.check()
+    except SkuaiError as exc:
+        return exc.message
+    return "ok"
