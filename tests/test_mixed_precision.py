@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared.cpu import cpu_has_bf16
+from shared.cpu import cpu_has_bf16, native_precisions
 from tests.conftest import TINY_CASCADE
 from training.config import TrainConfig
 
@@ -75,3 +75,29 @@ def test_cpu_bf16_units_come_from_the_cpu_flags(flags: str, expected: bool, tmp_
     cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
     assert cpu_has_bf16(str(cpuinfo)) is expected
     assert cpu_has_bf16(str(tmp_path / "missing")) is False
+
+
+@pytest.mark.parametrize(
+    ("flags", "native"),
+    [
+        ("fpu avx2", ("fp32",)),
+        ("fpu avx2 avx_vnni", ("fp32", "int8")),
+        ("fpu avx512f avx512_vnni avx512_bf16", ("fp32", "bf16", "int8")),
+        ("fpu amx_bf16 amx_int8 amx_tile", ("fp32", "bf16", "int8")),
+    ],
+)
+def test_native_precisions_come_from_the_cpu_flags(
+    flags: str, native: tuple[str, ...], tmp_path: Path
+) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+    assert native_precisions(str(cpuinfo)) == native
+    assert native_precisions(str(tmp_path / "missing")) == ("fp32",)
+
+
+def test_bench_times_fp32_the_served_precision_and_the_ones_asked_for() -> None:
+    from skuai.bench.harness import raw_precisions
+
+    assert raw_precisions(("int8",), "fp32") == ("fp32", "int8")
+    assert raw_precisions(("fp32",), "bf16") == ("fp32", "bf16")  # the served one is timed
+    assert raw_precisions(None, "fp32") == native_precisions()  # default: what the CPU runs

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -50,9 +51,11 @@ def run(
     plot: Path | None,
     quiet: bool = False,
     precision: str = "fp32",
+    precisions: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
     """Every scenario at `size` px, served in `precision`; returns the numbers (and writes JSON
-    and a plot)."""
+    and a plot). The raw phase times `precisions` (default: those this CPU runs natively), and
+    always fp32 and the served precision."""
     from shared.errors import ConfigError
     from skuai.quiet import import_tensorflow_quietly
     from training.precision import allow_for_timing, describe, precision_allowed
@@ -80,7 +83,8 @@ def run(
         "precision": precision,
     }
     trained = size == plan.image_size
-    result["raw"] = _raw(registry, version, files, trained=trained)
+    timed = raw_precisions(precisions, precision)
+    result["raw"] = _raw(registry, version, files, trained=trained, precisions=timed)
     if precision != "fp32" and not trained:
         allow_for_timing(registry.path(version), precision)
     if precision != "fp32" and not precision_allowed(registry.path(version), precision):
@@ -112,7 +116,23 @@ def run(
     return result
 
 
-def _raw(registry: Registry, version: str, files: list[Path], *, trained: bool) -> dict[str, Any]:
+def raw_precisions(asked: tuple[str, ...] | None, served: str) -> tuple[str, ...]:
+    """The precisions the raw phase times: fp32 first, then `asked` (default: the ones this CPU
+    runs natively; an emulated bf16 can take many minutes at 224 px), and the served one."""
+    from shared.cpu import native_precisions
+
+    wanted = native_precisions() if asked is None else asked
+    return tuple(p for p in ("fp32", "bf16", "int8") if p == "fp32" or p == served or p in wanted)
+
+
+def _raw(
+    registry: Registry,
+    version: str,
+    files: list[Path],
+    *,
+    trained: bool,
+    precisions: tuple[str, ...],
+) -> dict[str, Any]:
     from training.cascade import Cascade
     from training.precision import check_precision
     from training.quantize import quantize_version
@@ -122,14 +142,22 @@ def _raw(registry: Registry, version: str, files: list[Path], *, trained: bool) 
     pixels = np.stack(
         [decode(p.read_bytes(), size=fp32.input_size, max_pixels=10**8) for p in files[:128]]
     )
-    console.print("raw: the cascade in-process on decoded tensors (fp32, bf16, int8)")
+    others = [p for p in precisions if p != "fp32"]
+    console.print(f"raw: the cascade in-process on decoded tensors ({', '.join(precisions)})")
+    began = time.perf_counter()
     raw: dict[str, Any] = {"fp32": raw_throughput(fp32, pixels)}
+    if others:
+        took = time.perf_counter() - began
+        console.print(
+            f"raw fp32 took {took:.0f} s; {', '.join(others)} will take about as long each "
+            "where the CPU runs them natively"
+        )
     if trained:  # the int8 check quantizes with training images
-        raw["bf16_accuracy_check"] = check_precision(registry, version, "bf16")
-        raw["int8_accuracy_check"] = check_precision(registry, version, "int8")
-    else:  # random weights (224 px): timing only, int8 calibrated on the benchmark images
+        for precision in others:
+            raw[f"{precision}_accuracy_check"] = check_precision(registry, version, precision)
+    elif "int8" in others:  # random weights (224 px): timing only, int8 calibrated here
         quantize_version(folder, pixels[:32], np.zeros(32, dtype=np.int32))
-    for precision in ("bf16", "int8"):
+    for precision in others:
         cascade = Cascade.load(folder, version=version, precision=precision)
         raw[precision] = raw_throughput(cascade, pixels)
         raw[f"{precision}_speedup"] = round(
