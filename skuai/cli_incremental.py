@@ -15,6 +15,7 @@ import click
 
 from skuai.cli_base import fail
 from skuai.console import console
+from skuai.train_outcome import echo_json, measure_unknowns
 from training.registry import Registry
 
 USAGE_ERROR = 2  # click's exit status for a command line that cannot work
@@ -77,28 +78,9 @@ def train_incremental(
             force=force,
             seed=seed,
         )
-        calibrated = outcome.metrics.get("open_world", {}).get("calibrated", True)
-        if unknowns is not None and calibrated:  # not calibrated: its rows say why
-            from training.open_world_measure import record_unknowns
-
-            outcome.metrics["open_world"] = record_unknowns(
-                outcome.path,
-                unknowns,
-                progress=events.phase("measuring the open-world decision on the unknowns")
-                if events
-                else None,
-            )
+        measure_unknowns(outcome, unknowns, events)
     if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "version": outcome.version,
-                    "path": str(outcome.path),
-                    "activated": outcome.activated,
-                    "metrics": outcome.metrics,
-                }
-            )
-        )
+        echo_json(outcome)
         return
     _print_outcome(outcome.metrics)
     state = "active" if outcome.activated else "not activated"

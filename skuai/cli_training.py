@@ -9,6 +9,7 @@ import click
 
 from skuai.cli_base import fail, settings
 from skuai.console import console
+from skuai.train_outcome import echo_json, measure_unknowns
 from training.config import BALANCE_MODES, TrainConfig
 from training.config import PRECISIONS as TRAINING_PRECISIONS
 from training.open_world import DEFAULT_BUDGET, DEFAULT_METHOD, DEFAULT_SPLIT
@@ -281,28 +282,9 @@ def train(
         outcome = run_training(
             data, reg, config, activate=not no_activate, events=events, check=check, force=force
         )
-        calibrated = outcome.metrics.get("open_world", {}).get("calibrated", True)
-        if unknowns is not None and calibrated:  # not calibrated: its rows say why
-            from training.open_world_measure import record_unknowns
-
-            outcome.metrics["open_world"] = record_unknowns(
-                outcome.path,
-                unknowns,
-                progress=events.phase("measuring the open-world decision on the unknowns")
-                if events
-                else None,
-            )
+        measure_unknowns(outcome, unknowns, events)
     if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "version": outcome.version,
-                    "path": str(outcome.path),
-                    "activated": outcome.activated,
-                    "metrics": outcome.metrics,
-                }
-            )
-        )
+        echo_json(outcome)
         return
     for name, value in summary_rows(outcome.metrics):
         console.print(f"  {name:<34} {value}")
