@@ -13,7 +13,8 @@ from web.tenancy import authenticate
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the API; settings come from the environment unless given."""
-    from web import batches, docs, health, jobs, metrics, models, webhooks
+    from web import batches, docs, feedback, health, jobs, metrics, models, review, webhooks
+    from web.console import bp as console
 
     settings = settings or Settings.from_env()
     app = Flask("skuai")
@@ -28,7 +29,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(batches.bp)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(models.bp)
+    app.register_blueprint(feedback.bp)
+    app.register_blueprint(review.bp)
     app.register_blueprint(docs.bp)
     app.register_blueprint(metrics.bp)
     app.register_blueprint(docs.swagger_ui)
+    app.register_blueprint(console)  # /console: its own session, CSRF and CSP (web/console)
     return app
