@@ -5,6 +5,7 @@ from __future__ import annotations
 REDIS_URL = "redis://127.0.0.1:6379/0"
 HOME = "~/.skuai"
 RESULT_TTL = 7 * 24 * 3600  # seconds a finished job stays readable
+RESULT_ARCHIVE_TTL = 90 * 24 * 3600  # seconds a finished batch's archived results stay readable
 IMAGE_TTL = 24 * 3600  # seconds an uploaded image waits for a worker at most
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 MAX_IMAGE_PIXELS = 40_000_000

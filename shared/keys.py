@@ -149,5 +149,8 @@ QUEUE_RESERVATIONS_DUE = f"{NAMESPACE}:reservations:due"
 # completed yet -> when they last made progress.
 UNSEALED_BATCHES = f"{NAMESPACE}:batches:unsealed"
 RUNNING_BATCHES = f"{NAMESPACE}:batches:running"
+# Batches final and not archived yet -> when they ended (store_scripts adds them in the step that
+# completes them; shared/result_archive.py removes them once their results are in the blob store).
+UNARCHIVED_BATCHES = f"{NAMESPACE}:batches:unarchived"
 # The set that held both before, drained into them by the sweeper a page at a time.
 OPEN_BATCHES = f"{NAMESPACE}:batches:open"

@@ -78,6 +78,11 @@ class Settings:
     )
     log_level: LogLevel = setting(defaults.LOG_LEVEL, "Log level of every process.")
     result_ttl: int = setting(defaults.RESULT_TTL, "Seconds a finished job stays readable.", gt=0)
+    result_archive_ttl: int = setting(
+        defaults.RESULT_ARCHIVE_TTL,
+        "Seconds a finished batch's results stay readable from the blob store after Redis.",
+        gt=0,
+    )
     image_ttl: int = setting(
         defaults.IMAGE_TTL, "Seconds an uploaded image waits for a worker at most.", gt=0
     )

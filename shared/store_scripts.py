@@ -68,6 +68,8 @@ local function maybe_complete(batch)
   if tonumber(b[2] or '0') + tonumber(b[3] or '0') > 0 then return 1 end
   redis.call('HSET', bkey, 'status', b[5] == '1' and 'canceled' or 'completed', 'finished_at', now)
   redis.call('ZREM', ns .. ':batches:running', batch)
+  -- in the same step, so that a crash before its results are archived cannot lose the archive
+  redis.call('ZADD', ns .. ':batches:unarchived', redis.call('TIME')[1], batch)
   redis.call('EXPIRE', bkey, ttl)
   redis.call('EXPIRE', ns .. ':batch:' .. batch .. ':jobs', ttl)
   return 2

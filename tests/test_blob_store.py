@@ -505,9 +505,10 @@ def test_a_batch_runs_end_to_end_on_the_s3_store(
         time.sleep(0.2)
     assert batch["counts"]["succeeded"] == 12  # type: ignore[index]
     assert list(iso.conn.scan_iter(keys.image("*"))) == []
-    assert bucket.list_objects_v2(Bucket=BUCKET, Prefix=prefix)["KeyCount"] == 12  # kept...
+    waiting = f"{prefix}/images/"  # the batch's result archive sits beside them, in results/
+    assert bucket.list_objects_v2(Bucket=BUCKET, Prefix=waiting)["KeyCount"] == 12  # kept...
     assert _sweep_images(iso.settings, iso.conn) == 12  # ...until the sweeper's pass
-    assert bucket.list_objects_v2(Bucket=BUCKET, Prefix=prefix)["KeyCount"] == 0
+    assert bucket.list_objects_v2(Bucket=BUCKET, Prefix=waiting)["KeyCount"] == 0
 
 
 def _job_ids(iso: Any, batch_id: str) -> list[str]:

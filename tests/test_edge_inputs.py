@@ -16,13 +16,13 @@ import pytest
 import requests
 
 from shared.errors import BadRequest
+from shared.exports import csv_lines
 from shared.jobs import Job
 from shared.settings import Settings
 from shared.url_guard import address_allowed, check_url
 from tests.support.http import tenant_session
 from tests.support.isolation import isolated_app
 from tests.support.processes import launch_api, wait_healthy
-from web.exports import csv_lines
 
 DEEP = 100_000
 DEEP_ARRAY = "[" * DEEP + "]" * DEEP
@@ -150,7 +150,9 @@ def test_csv_neutralises_tab_cr_and_every_text_cell() -> None:
         ),
         Job(id="job_3", tenant="t", ref="a-b"),
     ]
-    rows = list(csv.DictReader(io.StringIO("".join(csv_lines(jobs)), newline="")))
+    rows = list(
+        csv.DictReader(io.StringIO("".join(csv_lines(job.to_public() for job in jobs)), newline=""))
+    )
     assert [row["ref"] for row in rows] == ["'\t=1+2", "'\r@x", "a-b"]
     assert rows[0]["error_message"] == "'-bad"
     assert rows[1]["model"] == "'+m" and rows[1]["model_confidence"] == "0.5"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
@@ -10,11 +11,12 @@ from flask import Blueprint, Response, jsonify, request
 from shared.batch_store import SEALED, IdempotencyKey
 from shared.batches import Batch as StoredBatch
 from shared.batches import new_batch_id
-from shared.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from shared.errors import BadRequest, NotFound, PayloadTooLarge, UnsupportedMediaType
+from shared.exports import CSV, NDJSON, csv_lines, ndjson_lines
+from shared.result_archive import ResultArchive
 from shared.url_guard import check_url
 from web.archives import ArchiveLimits, UnpackClock, iter_archive
 from web.batch_intake import BatchIntake
-from web.exports import CSV, NDJSON, csv_lines, ndjson_lines
 from web.idempotency import idempotency_key, request_fingerprint
 from web.openapi import declare
 from web.schemas.batches import (
@@ -174,8 +176,13 @@ def _add_urls(intake: BatchIntake, images: list[ImageUrl]) -> None:
 @bp.get("/<batch_id>")
 @declare(ok={200: (Batch, "The batch")}, errors=(404, 503), operation_id="getBatch")
 def get_batch(batch_id: str) -> Response:
-    """Status and exact counts."""
-    return jsonify(services().batches.get(batch_id, current_tenant()).to_public())
+    """Status and exact counts (from the result archive once Redis no longer has the batch)."""
+    svc, tenant = services(), current_tenant()
+    try:
+        batch = svc.batches.get(batch_id, tenant)
+    except NotFound:
+        batch = _archive(svc, batch_id).batch(batch_id, tenant)
+    return jsonify(batch.to_public())
 
 
 @bp.get("/<batch_id>/results")
@@ -187,31 +194,60 @@ def get_batch(batch_id: str) -> Response:
 )
 def batch_results(batch_id: str) -> Response:
     """A page of jobs (`cursor`, `limit`), or the whole batch as CSV or NDJSON by `Accept`;
-    `decision` keeps only succeeded jobs with one of the decisions given."""
-    store = services().batches
-    batch = store.get(batch_id, current_tenant())
+    `decision` keeps only succeeded jobs with one of the decisions given. Once the batch's Redis
+    records are gone, the same answers come from its result archive."""
+    svc, tenant = services(), current_tenant()
+    store, archive = svc.batches, None
+    try:
+        batch = store.get(batch_id, tenant)
+    except NotFound:
+        archive = _archive(svc, batch_id)
+        batch = archive.batch(batch_id, tenant)
     wanted = request.accept_mimetypes.best_match(["application/json", CSV, NDJSON])
     if wanted in (CSV, NDJSON):
         # Exports take no paging parameters: only the filter is read (and checked).
-        exported = store.iter_jobs(batch_id, validated_query(ExportQuery).decision)
-        if wanted == NDJSON:
-            return Response(ndjson_lines(exported), mimetype=NDJSON)
-        return Response(
-            csv_lines(exported),
-            mimetype=CSV,
-            headers={"Content-Disposition": f'attachment; filename="{batch_id}.csv"'},
-        )
+        decisions = validated_query(ExportQuery).decision
+        if archive is None:
+            exported = (job.to_public() for job in store.iter_jobs(batch_id, decisions))
+            return _export(_lines(exported, wanted), wanted, batch_id)
+        if decisions is None:  # the bytes stored when the batch completed
+            return _export([archive.export(batch_id, wanted).decode()], wanted, batch_id)
+        return _export(_lines(archive.jobs(batch_id).filtered(decisions), wanted), wanted, batch_id)
     # Bounded by the batch: a cursor past the end means nothing, and Redis refuses indexes
     # beyond 64 bits.
     page = validated_query(ResultsQuery)
     if page.cursor > batch.total:
         raise BadRequest(f"cursor must be between 0 and {batch.total}")
-    jobs, following = store.page(batch_id, page.cursor, page.limit, page.decision)
+    if archive is not None:
+        items, following = archive.jobs(batch_id).page(page.cursor, page.limit, page.decision)
+    else:
+        jobs, following = store.page(batch_id, page.cursor, page.limit, page.decision)
+        items = [job.to_public() for job in jobs]
     return jsonify(
-        {
-            "items": [job.to_public() for job in jobs],
-            "next_cursor": str(following) if following is not None else None,
-        }
+        {"items": items, "next_cursor": str(following) if following is not None else None}
+    )
+
+
+def _archive(svc: Services, batch_id: str) -> ResultArchive:
+    """The result archive; NotFound where the service keeps none (a store without blobs)."""
+    if svc.jobs.blobs is None:
+        raise NotFound(f"no batch with id {batch_id!r}")
+    return ResultArchive(svc.jobs.blobs)
+
+
+def _lines(jobs: Iterable[dict[str, Any]], wanted: str) -> Iterator[str]:
+    """The jobs (public shapes) as NDJSON or CSV lines."""
+    return ndjson_lines(jobs) if wanted == NDJSON else csv_lines(jobs)
+
+
+def _export(lines: Iterable[str], wanted: str, batch_id: str) -> Response:
+    """An export's lines, streamed (CSV as a download)."""
+    if wanted == NDJSON:
+        return Response(lines, mimetype=NDJSON)
+    return Response(
+        lines,
+        mimetype=CSV,
+        headers={"Content-Disposition": f'attachment; filename="{batch_id}.csv"'},
     )
 
 

@@ -257,11 +257,8 @@ def _load(jobs: list[Job], store: JobStore, fetcher: ImageFetcher) -> list[bytes
     uploaded = dict(zip([j.id for j in jobs], store.images([j.id for j in jobs]), strict=True))
 
     def one(job: Job) -> bytes | SkuaiError:
-        if job.source_url:
-            try:
-                return fetcher.fetch(job.source_url)
-            except SkuaiError as exc:
-                return exc
+        if job.source_url and uploaded[job.id] is None:  # a rerun reads it from the store
+            return fetcher.fetch_into(store, job.id, job.source_url)
         if (data := uploaded[job.id]) is None:
             return ImageExpired("the image expired before a worker took it")
         return data

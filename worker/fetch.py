@@ -1,11 +1,15 @@
 """Fetching images that were submitted as URLs: size and time limits, no redirects, and the
-SSRF guard on the address actually connected to."""
+SSRF guard on the address actually connected to. A fetched image is then kept in the blob store
+as an upload is (`images/<job id>`): Redis never holds its bytes, a rerun of its job (a crash, a
+result lost in a failover) reads it there instead of fetching again, and the sweeper deletes it
+once its job is final."""
 
 from __future__ import annotations
 
 import requests
 
 from shared.errors import FetchFailed
+from shared.job_store import JobStore
 from shared.url_guard import guarded_session
 
 CONNECT_TIMEOUT = 5.0
@@ -32,6 +36,16 @@ class ImageFetcher:
                 return self._read(response, url)
         except requests.RequestException as exc:
             raise FetchFailed(f"cannot fetch {url}: {_reason(exc)}") from None
+
+    def fetch_into(self, store: JobStore, job_id: str, url: str) -> bytes | FetchFailed:
+        """The body of `url`, stored as the job's image, or the FetchFailed that replaces it. A
+        store that refuses the write raises BlobStoreUnavailable: the chunk is retried."""
+        try:
+            data = self.fetch(url)
+        except FetchFailed as exc:
+            return exc
+        store.stash_image(job_id, data)
+        return data
 
     def _read(self, response: requests.Response, url: str) -> bytes:
         declared = response.headers.get("Content-Length")

@@ -151,6 +151,7 @@ class Runtime:
             chunk_size=self.settings.chunk_size,
             every=SWEEP_INTERVAL,
             image_ttl=self.settings.image_ttl,
+            archive_ttl=self.settings.result_archive_ttl,
         )
         while not self._stopped.is_set():
             try:

@@ -19,6 +19,10 @@ image whose job this Redis does not know is left to the second rule: it may be a
 database's that shares the store (the tests' databases do), and a refused upload removes its
 own images at once.
 
+Batches that completed and have no result archive yet (their worker died in between, or the store
+refused) are archived, and archives older than SKUAI_RESULT_ARCHIVE_TTL deleted
+(shared/result_archive.py).
+
 Each pass does bounded work, whatever the backlog: both kinds of batch sit in sorted sets by the
 time of their last progress, and a pass reads only the oldest BATCHES_PER_PASS past their
 deadline. Passes run on a thread of their own (worker/runtime.py), never in the heartbeat."""
@@ -42,6 +46,7 @@ from shared.blobs.store import IMAGES
 from shared.jobs import FINAL_STATUSES
 from shared.queues import INFERENCE, INTERACTIVE, enqueue_classify, enqueue_singles_task
 from shared.redis_client import text
+from shared.result_archive import ResultArchive, archive_due, expire_archives
 from shared.singles import PENDING
 
 log = logging.getLogger(__name__)
@@ -62,6 +67,8 @@ class Swept:
     resent: int = 0  # jobs sent again
     migrated: int = 0  # batches moved out of the set that preceded the sorted sets
     orphans: int = 0  # images deleted from the blob store
+    archived: int = 0  # completed batches whose results were archived
+    expired: int = 0  # archive blobs deleted past SKUAI_RESULT_ARCHIVE_TTL
 
 
 class Sweeper:
@@ -78,6 +85,7 @@ class Sweeper:
         chunk_size: int,
         every: float,
         image_ttl: float | None = None,
+        archive_ttl: float | None = None,
     ) -> None:
         self.conn = conn
         self.app = app
@@ -87,6 +95,7 @@ class Sweeper:
         self.chunk_size = chunk_size
         self.every = every
         self.image_ttl = image_ttl
+        self.archive_ttl = archive_ttl
 
     def sweep(self) -> Swept:
         """One pass, unless another process made one less than `every` seconds ago."""
@@ -100,11 +109,24 @@ class Sweeper:
         if not self.conn.llen(INFERENCE):  # while work is queued, nothing is missing yet
             swept.resent = self._resend_stalled()
         blobs = self.batches.jobs.blobs
+        if blobs is not None:
+            swept.archived = archive_due(self.batches, ResultArchive(blobs), BATCHES_PER_PASS)
         if blobs is not None and self.conn.set(
             ORPHANS_LOCK, "1", nx=True, px=max(1, int(self.upload_timeout * 500))
         ):
             swept.orphans = self._remove_orphan_images(blobs)
+            swept.expired = self._remove_expired_archives(blobs)
         return swept
+
+    def _remove_expired_archives(self, blobs: BlobStore) -> int:
+        """Delete result archives older than SKUAI_RESULT_ARCHIVE_TTL (none without one)."""
+        if self.archive_ttl is None:
+            return 0
+        cutoff = time.time() - self.archive_ttl
+        removed = expire_archives(blobs, cutoff, ORPHANS_PAGE, ORPHANS_SECONDS)
+        if removed:
+            log.info("removed %d result archive blobs past their retention", removed)
+        return removed
 
     def _remove_orphan_images(self, blobs: BlobStore) -> int:
         """Page through the images older than SKUAI_UPLOAD_TIMEOUT for up to ORPHANS_SECONDS,

@@ -19,6 +19,7 @@ from shared.queues import (
     INTERACTIVE,
     enqueue_classify,
 )
+from shared.result_archive import archive_completed
 from worker import runtime
 from worker.classifier import ChunkOutcome, classify_jobs, fail_jobs
 from worker.retry_policy import RetryPolicy
@@ -142,6 +143,7 @@ def _run_chunk(
     emitter.chunk_finished(event, outcome.finished_jobs)
     for completed in outcome.completed_batches:
         log.info("batch completed", extra={"batch_id": completed})
+    archive_completed(rt.batches, outcome.completed_batches)  # else the sweeper does
     return outcome
 
 

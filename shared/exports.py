@@ -1,14 +1,16 @@
-"""Streaming a whole batch's results as CSV or NDJSON, a page at a time (bounded memory)."""
+"""A batch's results as CSV or NDJSON, one line at a time (bounded memory), from the jobs' public
+shape: the API streams them from Redis, and the result archive (shared/result_archive.py) stores
+the same bytes for when Redis no longer has the batch."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 from shared.decisions import decision_of
-from shared.jobs import Job
 
 CSV = "text/csv"
 NDJSON = "application/x-ndjson"
@@ -36,24 +38,25 @@ def csv_cell(value: object) -> object:
     return value
 
 
-def csv_lines(jobs: Iterable[Job]) -> Iterator[str]:
-    """A header, then one row per job with `ref` beside its prediction or error."""
+def csv_lines(jobs: Iterable[Mapping[str, Any]]) -> Iterator[str]:
+    """A header, then one row per job (its public shape) with `ref` beside its prediction or
+    error."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(CSV_COLUMNS)
     for job in jobs:
-        result, error = job.result or {}, job.error or {}
+        result, error = job["result"] or {}, job["error"] or {}
         # Every text cell, not just `ref`: labels and error messages can carry client text too.
         row = [
-            job.ref or "",
-            job.id,
-            job.status,
-            decision_of(result) if job.result else "",
+            job["ref"] or "",
+            job["id"],
+            job["status"],
+            decision_of(result) if job["result"] else "",
             result.get("model", {}).get("label", ""),
             result.get("model", {}).get("confidence", ""),
             result.get("sku", {}).get("label", ""),
             result.get("sku", {}).get("confidence", ""),
-            job.model_version or "",
+            job["model_version"] or "",
             error.get("code", ""),
             error.get("message", ""),
         ]
@@ -64,7 +67,7 @@ def csv_lines(jobs: Iterable[Job]) -> Iterator[str]:
     yield buffer.getvalue()
 
 
-def ndjson_lines(jobs: Iterable[Job]) -> Iterator[str]:
-    """One job object per line."""
+def ndjson_lines(jobs: Iterable[Mapping[str, Any]]) -> Iterator[str]:
+    """One job object (its public shape) per line."""
     for job in jobs:
-        yield json.dumps(job.to_public()) + "\n"
+        yield json.dumps(job) + "\n"
