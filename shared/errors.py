@@ -90,6 +90,13 @@ class IdempotencyKeyReused(SkuaiError):
     http_status = 422
 
 
+class InvalidLabel(SkuaiError):
+    """A correction names a label the job's catalog lacks (or a new label without saying so)."""
+
+    code = "invalid_label"
+    http_status = 422
+
+
 class RequestTimeout(SkuaiError):
     """The client stopped sending its request body for the client timeout."""
 

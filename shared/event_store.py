@@ -26,6 +26,7 @@ from shared.redis_client import text
 
 JOBS = "jobs"  # job.succeeded / job.failed for each finished job listed
 BATCH = "batch"  # batch.completed for one batch
+CORRECTED = "corrected"  # job.corrected for each '<job id>:<correction seq>' listed
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import logging
 
 from celery import Celery
 
-from shared.event_store import BATCH, JOBS, Event, EventStore
+from shared.event_store import BATCH, CORRECTED, JOBS, Event, EventStore
 from shared.queues import DELIVER, FAN_OUT, WEBHOOKS
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,10 @@ class EventEmitter:
     def batch_completed(self, batch_id: str) -> None:
         """`batch.completed`, exactly once per batch (callers emit it on the completing call)."""
         self._emit(Event(kind=BATCH, ids=[batch_id]))
+
+    def job_corrected(self, job_id: str, seq: int) -> None:
+        """`job.corrected` for the job's correction number `seq` (shared/feedback_store.py)."""
+        self._emit(Event(kind=CORRECTED, ids=[f"{job_id}:{seq}"]))
 
     def fan_out(self, event: Event) -> None:
         """Hand an event recorded elsewhere (with a batch's seal) to the webhook queue."""

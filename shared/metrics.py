@@ -32,6 +32,11 @@ COUNTERS = {
         "Results by open-world decision (sku, model, unknown) and the model version that made them",
         ("decision", "model_version"),
     ),
+    "skuai_corrections": (
+        "Corrections received (POST .../feedback) by kind and the model version corrected",
+        ("kind", "model_version"),
+    ),
+    "skuai_review_kept": ("Images kept for review by reason", ("reason",)),
 }
 HISTOGRAMS = {
     "skuai_inference_batch_size": ("Images per forward pass", BATCH_BUCKETS, ()),

@@ -17,7 +17,7 @@ from shared.errors import BadRequest, NotFound
 from shared.jobs import utc_now
 from shared.redis_client import text
 
-EVENTS = ("job.succeeded", "job.failed", "batch.completed")
+EVENTS = ("job.succeeded", "job.failed", "batch.completed", "job.corrected")
 ACTIVE = "active"
 DISABLED = "disabled"
 _ENABLE = """

@@ -16,6 +16,7 @@ from skuai.cli_base import fail, settings
 from skuai.cli_clients import bench, keys, submit
 from skuai.cli_config import config
 from skuai.cli_data import data
+from skuai.cli_feedback import feedback, keys_review
 from skuai.cli_training import models, synth, train
 from skuai.console import console
 
@@ -119,8 +120,9 @@ def flower(port: int) -> None:
     run_flower(settings(), port=port)
 
 
-for _command in (synth, data, train, models, submit, bench, keys, config):
+for _command in (synth, data, train, models, submit, bench, keys, config, feedback):
     cli.add_command(_command)
+keys.add_command(keys_review)
 
 
 def main() -> None:

@@ -55,7 +55,8 @@ REASONS = {
     409: "Conflict",
     413: "Too large",
     415: f"Unsupported type: an image not in {ACCEPTED_NAMES}, or another body or archive",
-    422: "Not a decodable image, or an Idempotency-Key reused with another request",
+    422: "Not a decodable image, an Idempotency-Key reused with another request, or a "
+    "correction's label not in the job's catalog",
     429: "Rate, queue or long-poll (`?wait=`) limit; see Retry-After",
     503: "Redis or the blob store unavailable; see Retry-After",
     507: "The blob store is full; see Retry-After",
@@ -104,10 +105,10 @@ def declare(
 @functools.cache
 def openapi_document() -> dict[str, Any]:
     """The whole OpenAPI 3.1 document, built from the routes of the API's blueprints."""
-    from web import batches, health, jobs, metrics, models, webhooks
+    from web import batches, feedback, health, jobs, metrics, models, review, webhooks
 
     app = Flask("skuai-openapi")  # the routes alone: no settings or Redis needed
-    for module in (health, metrics, jobs, batches, webhooks, models):
+    for module in (health, metrics, jobs, batches, webhooks, models, feedback, review):
         app.register_blueprint(module.bp)
     with app.app_context():
         document: dict[str, Any] = api.spec

@@ -21,7 +21,8 @@ from shared.batch_store import BatchStore
 from shared.batches import COMPLETED
 from shared.delivery_store import LEASE_SECONDS, SKIPPED, Delivery, DeliveryStore, delivery_id_for
 from shared.endpoint_lanes import EndpointLanes, lane_of
-from shared.event_store import JOBS, Event, EventStore
+from shared.event_store import CORRECTED, JOBS, Event, EventStore
+from shared.feedback_store import FeedbackStore
 from shared.job_store import JobStore
 from shared.jobs import CANCELED, FAILED, SUCCEEDED
 from shared.webhook_store import ACTIVE, Subscription, WebhookStore
@@ -78,6 +79,8 @@ class FanOut:
             ids = event.ids[start : start + CHUNK]
             if event.kind == JOBS:
                 found = self._job_occurrences(ids, waiting, batch_ids)
+            elif event.kind == CORRECTED:
+                found = self._correction_occurrences(ids)
             else:
                 found = self._batch_occurrences(ids, final_only=False)
             created += self._add(event, list(found), subscriptions)
@@ -125,6 +128,22 @@ class FanOut:
                     yield Occurrence(
                         job.tenant, event_type, job.id, job.to_public(), job.callback_url
                     )
+
+    def _correction_occurrences(self, ids: list[str]) -> Iterator[Occurrence]:
+        """job.corrected: the job with the correction the event names (each its own delivery,
+        so a later correction of the same job is sent too); never to the job's callback_url."""
+        feedback = FeedbackStore(self.jobs.conn)
+        for subject in ids:
+            job_id, _, seq = subject.rpartition(":")
+            job = self.jobs.find(job_id)
+            history = feedback.history(job.tenant, job_id) if job is not None else []
+            if job is None or not 0 < int(seq) <= len(history):
+                log.warning(
+                    "job %s or its correction %s expired before its event was sent", job_id, seq
+                )
+                continue
+            data = {**job.to_public(), "correction": history[int(seq) - 1].to_public()}
+            yield Occurrence(job.tenant, "job.corrected", subject, data, None)
 
     def _batch_occurrences(self, ids: list[str], *, final_only: bool) -> Iterator[Occurrence]:
         for batch_id in ids:

@@ -20,6 +20,7 @@ from shared.queues import (
     enqueue_classify,
 )
 from shared.result_archive import archive_completed
+from shared.review_store import keep_for_review
 from worker import runtime
 from worker.classifier import ChunkOutcome, classify_jobs, fail_jobs
 from worker.retry_policy import RetryPolicy
@@ -141,6 +142,8 @@ def _run_chunk(
         enqueue_classify(task.app, [job_id], queue=queue, batch_id=batch_id)
     # The fan-out sends job.* for the final jobs, batch.completed for their completed batches.
     emitter.chunk_finished(event, outcome.finished_jobs)
+    # Before the sweeper deletes them: images the tenants' review opt-ins ask to keep.
+    keep_for_review(rt.store, outcome.finished_jobs, rt.metrics)
     for completed in outcome.completed_batches:
         log.info("batch completed", extra={"batch_id": completed})
     archive_completed(rt.batches, outcome.completed_batches)  # else the sweeper does

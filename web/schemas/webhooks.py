@@ -9,7 +9,7 @@ from pydantic import BaseModel, BeforeValidator, Field
 from shared.webhook_store import parse_events
 from web.schemas.common import Url
 
-Event = Literal["job.succeeded", "job.failed", "batch.completed"]
+Event = Literal["job.succeeded", "job.failed", "batch.completed", "job.corrected"]
 
 
 class WebhookCreate(BaseModel):
