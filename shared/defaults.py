@@ -25,6 +25,7 @@ CHUNK_SIZE = 64  # two forward passes of 32: the second is decoded while the fir
 LOG_LEVEL = "INFO"
 LOG_FORMAT = "text"
 INFERENCE_PRECISION = "auto"  # fp16 on a GPU, fp32 on the CPU
+DECODE_THREADS = 0  # per inference worker process; 0: one per core in its CPU affinity
 API_PORT = 8000
 FLOWER_PORT = 5555
 MAX_WAIT_SECONDS = 30

@@ -131,6 +131,11 @@ class Settings:
     inference_precision: Precision = setting(
         defaults.INFERENCE_PRECISION, "Inference precision; auto: fp16 on a GPU, fp32 on the CPU."
     )
+    decode_threads: int = setting(
+        defaults.DECODE_THREADS,
+        "Threads that decode images in each inference worker process; 0: one per core it may use.",
+        ge=0,
+    )
     rate_limit: float = setting(
         defaults.RATE_LIMIT, "Requests per second per API key, sustained.", gt=0
     )

@@ -1,9 +1,9 @@
 """classify_jobs: claim a chunk of jobs, load their images in one round trip, decode them and run
 the cascade pass by pass, and store each result. Every image fails or succeeds on its own.
 
-Decoding is pipelined with the model: while the cascade runs on one pass of images, a helper
-thread decodes the next (Pillow releases the GIL), so after the first pass the model does not
-wait for decoding.
+Decoding is pipelined with the model: while the cascade runs on one pass of images, the
+process's decode pool (worker/decode_pool.py, a thread per core) decodes the next, and a writer
+thread stores the previous pass's results, so the model waits for neither after the first pass.
 
 A chunk whose worker vanished comes back (acks_late); its images are then split into chunks of
 one, so that an image that kills workers can only take itself down. Only runs of an image alone
@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import logging
 import os
-import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,16 +28,15 @@ from shared.errors import (
     BlobStoreUnavailable,
     ImageExpired,
     InferenceFailed,
-    InvalidImage,
     PoisonMessage,
     SkuaiError,
 )
-from shared.images import decode
 from shared.job_store import Finish, JobStore
 from shared.jobs import FAILED, SUCCEEDED, Job
 from shared.metrics import ClusterMetrics
 from shared.settings import Settings
 from training.cascade import MAX_PASS
+from worker.decode_pool import DecodePool, PendingPass
 from worker.fetch import ImageFetcher
 
 if TYPE_CHECKING:
@@ -80,11 +80,12 @@ def classify_jobs(
     fetcher: ImageFetcher,
     metrics: ClusterMetrics,
     holder: str,
+    decoder: DecodePool,
     crash_on_ref: str | None = None,
 ) -> ChunkOutcome:
-    """Run one chunk for the task `holder` ('<task id>:<retries>'); safe to run twice
-    (finished jobs are skipped, results written once). `crash_on_ref`: a failpoint (tests only,
-    worker/failpoints.py)."""
+    """Run one chunk for the task `holder` ('<task id>:<retries>'), decoding on `decoder`'s
+    threads; safe to run twice (finished jobs are skipped, results written once).
+    `crash_on_ref`: a failpoint (tests only, worker/failpoints.py)."""
     outcome = ChunkOutcome()
     claims = store.claim_many(job_ids, holder)
     claimed = [job_id for job_id, claim in claims.items() if claim]
@@ -117,7 +118,7 @@ def classify_jobs(
             # any later run) takes them up at once, without counting an interruption.
             store.hand_over(claimed)
             raise
-        _run_passes(jobs, data, store, cascade, settings, outcome, metrics)
+        _run_passes(jobs, data, store, cascade, settings, outcome, metrics, decoder)
     # Finished jobs keep their images: the sweeper deletes them once their results have surely
     # reached every Redis replica (a result lost in a failover runs again, and needs its image).
     _count_finished(outcome, metrics)
@@ -166,13 +167,13 @@ def _count_finished(outcome: ChunkOutcome, metrics: ClusterMetrics) -> None:
 
 
 @dataclass
-class _Decoded:
-    """One pass of images decoded: the jobs ready for the model, their pixels, the failures."""
+class _Written:
+    """One job's final state as stored: the finish, whether it succeeded, and its result."""
 
-    ready: list[Job] = field(default_factory=list)
-    pixels: list[np.ndarray] = field(default_factory=list)
-    failures: list[tuple[Job, dict[str, str]]] = field(default_factory=list)
-    seconds: float = 0.0
+    job: Job
+    finish: Finish
+    ok: bool
+    result: dict[str, Any] | None = None
 
 
 def _run_passes(
@@ -183,72 +184,77 @@ def _run_passes(
     settings: Settings,
     outcome: ChunkOutcome,
     metrics: ClusterMetrics,
+    decoder: DecodePool,
 ) -> None:
-    """Decode pass k+1 on a helper thread while the cascade runs pass k."""
+    """The pool decodes pass k+1 while the cascade runs pass k; a writer thread stores pass k's
+    results and metrics meanwhile. Outcomes are recorded once every write is done."""
     passes = [slice(i, i + MAX_PASS) for i in range(0, len(jobs), MAX_PASS)]
 
-    def decode_pass(part: slice) -> _Decoded:
-        return _decode(jobs[part], data[part], cascade.input_size, settings.max_image_pixels)
+    def start(part: slice) -> PendingPass[Job]:
+        return decoder.submit(
+            jobs[part], data[part], size=cascade.input_size, max_pixels=settings.max_image_pixels
+        )
 
-    with ThreadPoolExecutor(1, thread_name_prefix="decode") as decoder:
-        pending = decoder.submit(decode_pass, passes[0])
+    writes: list[Future[list[_Written]]] = []
+    observed: list[Future[None]] = []
+    with ThreadPoolExecutor(1, thread_name_prefix="results") as writer:
+        pending = start(passes[0])
         for index in range(len(passes)):
             decoded = pending.result()
             if index + 1 < len(passes):
-                pending = decoder.submit(decode_pass, passes[index + 1])
-            metrics.observe("skuai_inference_stage_seconds", decoded.seconds, stage="decode")
-            for job, error in decoded.failures:
-                _record(outcome, job, store.finish(job.id, FAILED, error=error), ok=False)
+                pending = start(passes[index + 1])
+            stages = {"decode": decoded.seconds}
+            if decoded.failures:
+                writes.append(writer.submit(_store_failures, store, decoded.failures))
             if decoded.ready:
-                _predict(decoded.ready, decoded.pixels, store, cascade, outcome, metrics)
+                stored, timings = _predict(decoded.ready, decoded.pixels, store, cascade)
+                writes.append(writer.submit(stored))
+                stages |= timings
+            observed.append(writer.submit(_observe, metrics, stages, len(decoded.ready)))
+        for done_metrics in observed:
+            done_metrics.result()
+        for write in writes:  # in order; a Redis error here makes the task retry, as before
+            for done in write.result():
+                _record(outcome, done.job, done.finish, ok=done.ok)
+                if done.ok and done.finish and done.result is not None:
+                    # counted once, like the job: a redelivered copy finds it final
+                    key = (decision_of(done.result), cascade.version)
+                    count = outcome.by_decision.get(key, 0) + 1 + len(done.finish.duplicates)
+                    outcome.by_decision[key] = count
 
 
-def _decode(
-    jobs: list[Job], data: list[bytes | SkuaiError], size: int, max_pixels: int
-) -> _Decoded:
-    began = time.perf_counter()
-    decoded = _Decoded()
-    for job, raw in zip(jobs, data, strict=True):
-        try:
-            if isinstance(raw, SkuaiError):
-                raise raw
-            decoded.pixels.append(decode(raw, size=size, max_pixels=max_pixels))
-            decoded.ready.append(job)
-        except SkuaiError as exc:  # InvalidImage, UnsupportedMediaType, FetchFailed...
-            decoded.failures.append((job, exc.to_dict()))
-        except MemoryError:
-            error = InvalidImage("the image needs too much memory")
-            decoded.failures.append((job, error.to_dict()))
-    decoded.seconds = time.perf_counter() - began
-    return decoded
+def _store_failures(store: JobStore, failures: list[tuple[Job, dict[str, str]]]) -> list[_Written]:
+    return [_Written(job, store.finish(job.id, FAILED, error=e), False) for job, e in failures]
+
+
+def _observe(metrics: ClusterMetrics, stages: dict[str, float], batch_size: int) -> None:
+    """A pass's metrics, off the model's thread (each is a Redis round trip)."""
+    if batch_size:
+        metrics.observe("skuai_inference_batch_size", batch_size)
+    for stage, seconds in stages.items():
+        metrics.observe("skuai_inference_stage_seconds", seconds, stage=stage)
 
 
 def _predict(
-    ready: list[Job],
-    pixels: list[np.ndarray],
-    store: JobStore,
-    cascade: Cascade,
-    outcome: ChunkOutcome,
-    metrics: ClusterMetrics,
-) -> None:
+    ready: list[Job], pixels: list[np.ndarray], store: JobStore, cascade: Cascade
+) -> tuple[Callable[[], list[_Written]], dict[str, float]]:
+    """Run the cascade on one pass; returns how to store its results, and the stage timings."""
     try:
         results, timings = cascade.predict_timed(np.stack(pixels))
     except Exception:  # a broken model must fail its jobs loudly, not leave them running
         log.exception("the cascade failed on a chunk of %d", len(ready))
         error = InferenceFailed("the model failed on this chunk; see worker logs").to_dict()
-        for job in ready:
-            _record(outcome, job, store.finish(job.id, FAILED, error=error), ok=False)
-        return
-    metrics.observe("skuai_inference_batch_size", len(ready))
-    for stage, seconds in timings.items():
-        metrics.observe("skuai_inference_stage_seconds", seconds, stage=stage)
-    pairs = [(job.id, result) for job, result in zip(ready, results, strict=True)]
-    finishes = store.succeed_many(pairs, cascade.version)
-    for job, result, finish in zip(ready, results, finishes, strict=True):
-        _record(outcome, job, finish, ok=True)
-        if finish:  # counted once, like the job: a redelivered copy finds it final
-            key = (decision_of(result), cascade.version)
-            outcome.by_decision[key] = outcome.by_decision.get(key, 0) + 1 + len(finish.duplicates)
+        return partial(_store_failures, store, [(job, error) for job in ready]), {}
+
+    def stored() -> list[_Written]:
+        pairs = [(job.id, result) for job, result in zip(ready, results, strict=True)]
+        finishes = store.succeed_many(pairs, cascade.version)
+        return [
+            _Written(job, finish, True, result)
+            for job, result, finish in zip(ready, results, finishes, strict=True)
+        ]
+
+    return stored, timings
 
 
 def _load(jobs: list[Job], store: JobStore, fetcher: ImageFetcher) -> list[bytes | SkuaiError]:

@@ -25,6 +25,7 @@ from shared.url_guard import guarded_session
 from shared.webhook_store import WebhookStore
 from shared.workers import HEARTBEAT_TTL, WorkerRegistry
 from training.registry import Registry
+from worker.decode_pool import DecodePool, decode_threads
 from worker.delivery import DeliveryPolicy, WebhookDelivery
 from worker.fan_out import FanOut
 from worker.fetch import ImageFetcher
@@ -65,6 +66,8 @@ class Runtime:
             max_bytes=settings.max_image_bytes, allow_private=settings.allow_private_urls
         )
         self.models = ModelCache(self.registry, self.conn, precision=settings.inference_precision)
+        # Threads start on first use, in this (forked) process; webhook workers never start any.
+        self.decoder = DecodePool(decode_threads(settings.decode_threads))
         self._stopped = threading.Event()
         self._serves_model = False
         self._delivery: WebhookDelivery | None = None
@@ -165,6 +168,7 @@ class Runtime:
     def stop(self) -> None:
         """Stop the heartbeat and withdraw this process from the live list."""
         self._stopped.set()
+        self.decoder.close()
         try:
             self.workers.withdraw(self.name)
         except Exception as exc:  # shutting down: nothing left to do but say so
@@ -177,6 +181,7 @@ def start(app: WorkerApp, *, load_model: bool) -> Runtime:
     built = Runtime(app.settings, f"{app.node_name}:{os.getpid()}")
     app.runtime = built
     if load_model:
+        log.info("decoding images on %d threads", built.decoder.threads)
         try:
             built.models.active()
         except Exception as exc:  # keep serving: tasks retry until a model is active

@@ -133,6 +133,7 @@ def _run_chunk(
                 # A redelivery after a crash is the same message again (same id and retries); a
                 # retry after a Redis error is the same task with one more retry.
                 holder=f"{task.request.id}:{task.request.retries or 0}",
+                decoder=rt.decoder,
                 crash_on_ref=_app(task).failpoints.crash_on_ref,
             )
         except BlobStoreUnavailable as exc:
