@@ -39,3 +39,5 @@ RATE_LIMIT = 50.0  # requests per second per API key, sustained
 RATE_BURST = 200  # requests per API key in a burst
 WORKER_MAX_MEMORY_MB = 8192  # a pool process above this is replaced after its current task
 BATCH_WAIT_MS = 2  # how long a worker waits for more single-image jobs to batch together
+SKU_SHARE_WINDOW = 1000  # latest predictions per tenant behind /metrics' SKU shares
+SKU_SHARE_TOP = 10  # SKUs per tenant /metrics gives a share (bounds the labels)

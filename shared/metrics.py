@@ -25,6 +25,8 @@ from shared.workers import WorkerRegistry
 PREFIX = f"{keys.NAMESPACE}:metrics"
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Softmax confidences crowd near 1 when all is well: finer buckets there show a drift early.
+CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 COUNTERS = {
     "skuai_jobs_finished": ("Jobs (images) by final status", ("status", "kind")),
     "skuai_webhook_deliveries": ("Webhook delivery attempts by outcome", ("outcome",)),
@@ -41,6 +43,11 @@ COUNTERS = {
 HISTOGRAMS = {
     "skuai_inference_batch_size": ("Images per forward pass", BATCH_BUCKETS, ()),
     "skuai_inference_stage_seconds": ("Seconds per stage of a chunk", SECONDS_BUCKETS, ("stage",)),
+    "skuai_top_confidence": (
+        "Confidence of each answer (its SKU's joint probability) by the model version that made it",
+        CONFIDENCE_BUCKETS,
+        ("model_version",),
+    ),
 }
 
 
@@ -71,6 +78,21 @@ class ClusterMetrics:
             pipe.sadd(f"{PREFIX}:{name}:labels", _label_key(labels))
             pipe.execute()
 
+    def observe_many(self, name: str, values: Sequence[float], **labels: str) -> None:
+        """Record many observations of one label set in a histogram, in one round trip."""
+        if not values:
+            return
+        buckets = HISTOGRAMS[name][1]
+        key = f"{PREFIX}:{name}:{_label_key(labels)}"
+        with self.conn.pipeline(transaction=False) as pipe:
+            for bound in buckets:
+                if within := sum(1 for value in values if value <= bound):
+                    pipe.hincrby(key, repr(float(bound)), within)
+            pipe.hincrby(key, "+Inf", len(values))
+            pipe.hincrbyfloat(key, "sum", float(sum(values)))
+            pipe.sadd(f"{PREFIX}:{name}:labels", _label_key(labels))
+            pipe.execute()
+
 
 class ClusterCollector(Collector):
     """Reads the shared metrics and live gauges from Redis when Prometheus scrapes."""
@@ -83,6 +105,7 @@ class ClusterCollector(Collector):
         yield from self._histograms()
         yield from self._queues()
         yield from self._workers()
+        yield from self._redis_memory()
         pending = GaugeMetricFamily("skuai_pending_images", "Images accepted and not final yet")
         pending.add_metric([], float(self.conn.get(keys.PENDING_IMAGES) or 0))
         yield pending
@@ -142,6 +165,19 @@ class ClusterCollector(Collector):
             if worker.get("serves_model"):
                 info.add_metric([worker["name"], str(worker.get("model_version"))], 1.0)
         yield info
+
+    def _redis_memory(self) -> Iterator[Any]:
+        try:
+            memory = self.conn.info("memory")
+        except redis.ResponseError:  # INFO refused by an ACL: nothing to show, not an error
+            return
+        for name, field, doc in (
+            ("skuai_redis_used_memory_bytes", "used_memory", "Bytes Redis holds"),
+            ("skuai_redis_maxmemory_bytes", "maxmemory", "Redis's maxmemory (0: no limit)"),
+        ):
+            gauge = GaugeMetricFamily(name, doc)
+            gauge.add_metric([], float(memory.get(field, 0)))
+            yield gauge
 
 
 def _cumulative(buckets: Sequence[float], values: dict[str, float]) -> list[tuple[str, float]]:

@@ -99,6 +99,14 @@ class Settings:
         None,
         "Bearer token Prometheus sends for /metrics; unset, /metrics answers loopback only.",
     )
+    sku_share_window: int = setting(
+        defaults.SKU_SHARE_WINDOW,
+        "Latest predictions per tenant that /metrics' SKU shares (skuai_sku_share) cover.",
+        gt=0,
+    )
+    sku_share_top: int = setting(
+        defaults.SKU_SHARE_TOP, "Most predicted SKUs per tenant that /metrics gives a share.", gt=0
+    )
     webhook_retry_schedule: Schedule = setting(
         defaults.WEBHOOK_RETRY_SCHEDULE, "Seconds between webhook delivery attempts."
     )

@@ -20,7 +20,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
-PROFILES = ("tools", "cpu")  # enable every service, so all of them are validated
+PROFILES = ("tools", "cpu", "monitoring")  # enable every service, so all are validated
 FLOWER_AUTH = "ops:test-only-password"
 COMPOSE_TIMEOUT = 120
 # Variables that change the rendered file; the caller's values must not leak into the test.

@@ -22,6 +22,7 @@ from prometheus_client import (
 
 from shared.errors import Forbidden, Unauthorized
 from shared.metrics import ClusterCollector
+from shared.sku_share import SkuShareCollector
 from web.openapi import declare
 from web.services import services
 
@@ -72,6 +73,7 @@ def metrics() -> Response:
         registry.register(REQUESTS)
         registry.register(LATENCY)
     registry.register(ClusterCollector(services().conn))
+    registry.register(SkuShareCollector(services().conn, top=services().settings.sku_share_top))
     return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
 
 

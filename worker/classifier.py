@@ -35,6 +35,7 @@ from shared.job_store import Finish, JobStore
 from shared.jobs import FAILED, SUCCEEDED, Job
 from shared.metrics import ClusterMetrics
 from shared.settings import Settings
+from shared.sku_share import SkuShares
 from training.cascade import MAX_PASS
 from worker.decode_pool import DecodePool, PendingPass
 from worker.fetch import ImageFetcher
@@ -60,6 +61,8 @@ class ChunkOutcome:
     isolate: list[str] = field(default_factory=list)
     by_status_kind: dict[tuple[str, str], int] = field(default_factory=dict)
     by_decision: dict[tuple[str, str], int] = field(default_factory=dict)  # (decision, version)
+    confidences: dict[str, list[float]] = field(default_factory=dict)  # version -> top confidence
+    predicted: list[tuple[str, str]] = field(default_factory=list)  # (tenant, sku): SKU shares
 
     def to_dict(self) -> dict[str, object]:
         """Counts for the task's return value (shown in Flower)."""
@@ -122,6 +125,7 @@ def classify_jobs(
     # Finished jobs keep their images: the sweeper deletes them once their results have surely
     # reached every Redis replica (a result lost in a failover runs again, and needs its image).
     _count_finished(outcome, metrics)
+    SkuShares(store.conn, settings.sku_share_window).record(outcome.predicted)
     log.info(
         "chunk of %d: %d succeeded, %d failed, %d skipped",
         len(job_ids),
@@ -164,6 +168,17 @@ def _count_finished(outcome: ChunkOutcome, metrics: ClusterMetrics) -> None:
         metrics.count("skuai_jobs_finished", count, status=status, kind=kind)
     for (decision, version), count in outcome.by_decision.items():
         metrics.count("skuai_decisions", count, decision=decision, model_version=version)
+    for version, confidences in outcome.confidences.items():
+        metrics.observe_many("skuai_top_confidence", confidences, model_version=version)
+
+
+def _note_answer(
+    outcome: ChunkOutcome, job: Job, result: dict[str, Any], version: str, copies: int
+) -> None:
+    """An answer's confidence and SKU for the drift metrics (duplicates count, as decisions)."""
+    confidence = float(result["sku"]["confidence"])
+    outcome.confidences.setdefault(version, []).extend([confidence] * copies)
+    outcome.predicted += [(job.tenant, str(result["sku"]["label"]))] * copies
 
 
 @dataclass
@@ -221,6 +236,8 @@ def _run_passes(
                     key = (decision_of(done.result), cascade.version)
                     count = outcome.by_decision.get(key, 0) + 1 + len(done.finish.duplicates)
                     outcome.by_decision[key] = count
+                    copies = 1 + len(done.finish.duplicates)
+                    _note_answer(outcome, done.job, done.result, cascade.version, copies)
 
 
 def _store_failures(store: JobStore, failures: list[tuple[Job, dict[str, str]]]) -> list[_Written]:
