@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 LOCK = f"{keys.NAMESPACE}:sweeper:lock"
 ORPHANS_LOCK = f"{keys.NAMESPACE}:sweeper:orphans"  # listing blobs costs more: not every pass
 ORPHANS_CURSOR = f"{keys.NAMESPACE}:sweeper:orphans:cursor"  # where the next orphan pass starts
+ARCHIVES_LOCK = f"{keys.NAMESPACE}:sweeper:archives"  # retention lists the whole store: hourly
+ARCHIVES_EVERY = 3600.0  # seconds between retention passes (archives live for days)
 ORPHANS_PAGE = 1000  # images listed (and job states read) per round trip
 ORPHANS_SECONDS = 5.0  # a pass lists pages for about this long, then the next one goes on
 PAGE = 500  # job ids read per round trip
@@ -115,6 +117,9 @@ class Sweeper:
             ORPHANS_LOCK, "1", nx=True, px=max(1, int(self.upload_timeout * 500))
         ):
             swept.orphans = self._remove_orphan_images(blobs)
+        if blobs is not None and self.conn.set(
+            ARCHIVES_LOCK, "1", nx=True, px=int(ARCHIVES_EVERY * 1000)
+        ):
             swept.expired = self._remove_expired_archives(blobs)
         return swept
 
