@@ -166,6 +166,7 @@ def bytes_key(tenant: str) -> str:
 
 
 OPTED_IN = f"{keys.NAMESPACE}:review:tenants"  # tenants keeping anything: workers check it first
+KEEPING = f"{keys.NAMESPACE}:review:keeping"  # tenants with kept images (the sweeper expires them)
 
 
 class ReviewStore:
@@ -214,6 +215,7 @@ class ReviewStore:
         with self.conn.pipeline(transaction=True) as pipe:
             pipe.zadd(order_key(job.tenant), {job.id: item.kept_epoch})
             pipe.incrby(bytes_key(job.tenant), item.size)
+            pipe.sadd(KEEPING, job.tenant)
             pipe.execute()
         self.enforce(job.tenant)
         return item
@@ -277,6 +279,18 @@ class ReviewStore:
             removed += self.delete(tenant, oldest[:1])
             self.conn.zrem(order_key(tenant), oldest[0])
         return removed
+
+
+def expire_review_images(conn: redis.Redis, blobs: BlobStore) -> int:
+    """For the sweeper: every tenant's retention and cap, also for tenants with no traffic;
+    a tenant with nothing left kept leaves the set. Returns how many images were removed."""
+    store = ReviewStore(conn, blobs)
+    removed = 0
+    for tenant in sorted(text(t) for t in conn.smembers(KEEPING)):
+        removed += store.enforce(tenant)
+        if not store.kept_count(tenant):
+            conn.srem(KEEPING, tenant)
+    return removed
 
 
 def keep_finished(jobs: JobStore, job_ids: list[str]) -> dict[str, int]:

@@ -16,9 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import redis
 import requests
 from PIL import Image
 
+from shared.blobs import open_blob_store
+from shared.review_store import ReviewStore, expire_review_images
 from shared.settings import Settings
 from tests.support.http import tenant_session
 from tests.support.polling import wait_until
@@ -143,6 +146,10 @@ def test_the_cap_evicts_the_oldest_and_the_retention_removes(
 
     _opt_in(api_url, session, keep=["sample"], sample=1.0, retention_days=1 / 86400)
     time.sleep(1.2)
+    # The sweeper's pass (worker/sweeper.py), without waiting for the worker's to come round.
+    conn = redis.Redis.from_url(settings.redis_url)
+    expire_review_images(conn, open_blob_store(settings))  # (or the worker's pass, just before)
+    assert ReviewStore(conn, open_blob_store(settings)).kept_count("review-cap") == 0
     assert _kept(api_url, session) == []
     assert session.get(f"{api_url}/v1/review/{last}/image", timeout=10).status_code == 404
 

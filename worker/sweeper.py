@@ -47,6 +47,7 @@ from shared.jobs import FINAL_STATUSES
 from shared.queues import INFERENCE, INTERACTIVE, enqueue_classify, enqueue_singles_task
 from shared.redis_client import text
 from shared.result_archive import ResultArchive, archive_due, expire_archives
+from shared.review_store import expire_review_images
 from shared.singles import PENDING
 
 log = logging.getLogger(__name__)
@@ -117,6 +118,7 @@ class Sweeper:
             ORPHANS_LOCK, "1", nx=True, px=max(1, int(self.upload_timeout * 500))
         ):
             swept.orphans = self._remove_orphan_images(blobs)
+            expire_review_images(self.conn, blobs)  # tenants' review retention and caps
         if blobs is not None and self.conn.set(
             ARCHIVES_LOCK, "1", nx=True, px=int(ARCHIVES_EVERY * 1000)
         ):

@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from pydantic_core import PydanticCustomError
 
 from shared.decisions import Decision
+from shared.errors import BadRequest
 
 MAX_NOTE = 1000
 MAX_ROWS = 10_000
@@ -30,7 +30,8 @@ class FeedbackBody(BaseModel):
     """What the job shows: a catalog `sku`, a catalog `model` (colourway not given), or
     `not_in_catalog` with the new `label` (and optionally the `model` it belongs to)."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Strict: `"not_in_catalog": "no"` is refused, not read as a boolean.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     sku: Label | None = Field(None, description="a SKU of the job's model version's catalog")
     model: Label | None = Field(
@@ -56,8 +57,9 @@ class FeedbackBody(BaseModel):
         return self
 
 
-def _wrong(message: str) -> PydanticCustomError:
-    return PydanticCustomError("correction", message)
+def _wrong(message: str) -> BadRequest:
+    # Not a ValueError, so pydantic lets it through as it is: the message stays one sentence.
+    return BadRequest(message)
 
 
 class BatchFeedbackRow(FeedbackBody):
@@ -133,7 +135,7 @@ class BatchFeedback(BaseModel):
 class ReviewSettingsBody(BaseModel):
     """The tenant's review opt-in; `keep: []` keeps nothing new."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     keep: list[Reason] = Field(
         description="uncertain: a decision other than sku, or sku confidence under "
@@ -162,8 +164,8 @@ class ReviewQuery(BaseModel):
     since: str | None = Field(
         None,
         max_length=40,
-        description="ISO 8601 date or time: kept at or after it",
-        json_schema_extra={"format": "date-time"},
+        # No "format": a date alone (2026-11-01) is welcome too.
+        description="ISO 8601 date or date and time (UTC unless it says): kept at or after it",
     )
     cursor: int = Field(0, ge=0, description="the previous page's next_cursor")
     limit: int = Field(100, ge=1, le=500)
