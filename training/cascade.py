@@ -107,12 +107,10 @@ class Cascade:
             stage1, stage2 = mixed_precision_models(folder, config, labels, precision)
             model_fn, sku_fn = keras_runners(stage1, stage2, size)
         elif precision == "fp32":
-            import keras
+            from training.backends import load_saved  # on any Keras backend
 
-            import training.architecture  # noqa: F401 - registers the custom layers
-
-            stage1 = keras.saving.load_model(folder / "stage1.keras", compile=False)
-            stage2 = keras.saving.load_model(folder / "stage2.keras", compile=False)
+            stage1 = load_saved(folder / "stage1.keras")
+            stage2 = load_saved(folder / "stage2.keras")
             model_fn, sku_fn = keras_runners(stage1, stage2, size)
         else:
             raise InvalidArgument(f"unknown precision {precision!r}; use fp32, fp16, bf16 or int8")

@@ -33,17 +33,10 @@ def with_embedding(model: Any, layer: str) -> Any:
 
 
 def keras_runners(stage1: Any, stage2: Any, input_size: int) -> tuple[ModelFn, SkuFn]:
-    """Keras models behind tf.functions that are never retraced for a new batch size."""
-    import tensorflow as tf
-
-    spec = tf.TensorSpec([None, input_size, input_size, 3], tf.float32)
+    """The two stages as functions of NumPy arrays, compiled once on any Keras backend."""
     first = with_embedding(stage1, EMBEDDING_LAYERS[0])
     second = with_embedding(stage2, EMBEDDING_LAYERS[1])
-    run_first = tf.function(lambda x: first(x, training=False), input_signature=[spec])
-    run_second = tf.function(
-        lambda x, m: second({"image": x, "model": m}, training=False),
-        input_signature=[spec, tf.TensorSpec([None], tf.int32)],
-    )
+    run_first, run_second = _compiled_stages(first, second, input_size)
 
     def model_fn(x: np.ndarray) -> StageOutput:
         probs, embedding = run_first(x)
@@ -57,13 +50,41 @@ def keras_runners(stage1: Any, stage2: Any, input_size: int) -> tuple[ModelFn, S
 
 
 def keras_runner(model: Any, input_size: int) -> ProbsFn:
-    """A Keras model of one image input behind a fixed-signature tf.function (probabilities
-    only: the flat comparison model)."""
+    """A Keras model of one image input, compiled once (probabilities only: the flat
+    comparison model)."""
+    from training.backends import backend
+
+    if backend() != "tensorflow":
+        from training.backends import predictor
+
+        run_any = predictor(model)
+        return lambda x: np.asarray(run_any(x))
     import tensorflow as tf
 
     spec = tf.TensorSpec([None, input_size, input_size, 3], tf.float32)
     run = tf.function(lambda x: model(x, training=False), input_signature=[spec])
     return lambda x: np.asarray(run(x))
+
+
+def _compiled_stages(first: Any, second: Any, input_size: int) -> tuple[Any, Any]:
+    """TensorFlow: tf.functions that are never retraced for a new batch size. JAX and PyTorch:
+    training/backends.py (TensorFlow is then never imported)."""
+    from training.backends import backend
+
+    if backend() != "tensorflow":
+        from training.backends import predictor
+
+        run_first_any, run_second_any = predictor(first), predictor(second)
+        return run_first_any, lambda x, m: run_second_any({"image": x, "model": m})
+    import tensorflow as tf
+
+    spec = tf.TensorSpec([None, input_size, input_size, 3], tf.float32)
+    run_first = tf.function(lambda x: first(x, training=False), input_signature=[spec])
+    run_second = tf.function(
+        lambda x, m: second({"image": x, "model": m}, training=False),
+        input_signature=[spec, tf.TensorSpec([None], tf.int32)],
+    )
+    return run_first, run_second
 
 
 def mixed_precision_models(
@@ -72,9 +93,9 @@ def mixed_precision_models(
     """The version's two stages rebuilt by the shared builder with 16-bit compute and float32
     weights and outputs (Keras mixed precision): fp16 for GPUs with tensor cores, bf16 for CPUs
     with AVX-512 BF16 / AMX, where oneDNN runs the convolutions in bfloat16."""
-    import keras
 
     from training.architecture import build_stage1, build_stage2
+    from training.backends import load_saved
     from training.mixed_precision import policy
 
     shape: dict[str, Any] = {
@@ -82,10 +103,7 @@ def mixed_precision_models(
         "width": float(config["width"]),
         "batch_norm": bool(config.get("batch_norm", False)),
     }
-    saved = [
-        keras.saving.load_model(folder / name, compile=False)
-        for name in ("stage1.keras", "stage2.keras")
-    ]
+    saved = [load_saved(folder / name) for name in ("stage1.keras", "stage2.keras")]
     with policy(precision):
         rebuilt = [
             build_stage1(len(labels.models), **shape),

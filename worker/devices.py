@@ -31,6 +31,32 @@ def pin_process(index: int) -> str | None:
     return device
 
 
+def configure_devices() -> list[str]:
+    """The GPUs the Keras backend of this process sees (empty: the CPU), each set to take
+    memory as it needs it rather than all at once; TensorFlow is imported only when it is the
+    backend (KERAS_BACKEND)."""
+    # Read by JAX when it first touches a device: several processes may then share a GPU.
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    from training.backends import backend
+
+    name = backend()
+    if name == "tensorflow":
+        return configure_tensorflow()
+    if name == "jax":
+        import jax
+
+        gpus = [str(d) for d in jax.devices() if d.platform == "gpu"]
+    elif name == "torch":
+        import torch
+
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        gpus = [f"cuda:{i} ({torch.cuda.get_device_name(i)})" for i in range(count)]
+    else:
+        gpus = []
+    log.info("inference on %s with %s", ", ".join(gpus) if gpus else "the CPU", name)
+    return gpus
+
+
 def configure_tensorflow() -> list[str]:
     """Memory growth on every visible GPU; returns their names (empty: running on the CPU)."""
     import tensorflow as tf

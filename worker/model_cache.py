@@ -77,10 +77,10 @@ class ModelCache:
     def _load(self, version: str) -> Cascade:
         from shared.cpu import cpu_has_bf16
         from training.cascade import Cascade
-        from worker.devices import configure_tensorflow
+        from worker.devices import configure_devices
 
         if not self._loaded:
-            self._gpus = configure_tensorflow()
+            self._gpus = configure_devices()
         folder = self.registry.path(version)
         precision = self.precision
         if precision == "auto":  # mixed precision where tensor cores make it pay

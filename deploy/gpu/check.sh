@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The GPU worker path and `skuai bench` on a PyTorch/JAX CUDA image without TensorFlow (see
+# deploy/README.md, "Keras backends"). Run from the repository root with the wheels of what the
+# image lacks in .whl/ (py3.12 manylinux x86_64); writes at most 8 files to $OUT.
+#   OUT=/tmp/out bash deploy/gpu/check.sh [backends...]   (default: jax torch)
+set -uo pipefail
+OUT=${OUT:-/tmp/skuai-gpu-out}
+BUDGET_S=${BUDGET_S:-420}        # the whole script, install included
+IMAGES=${IMAGES:-256}            # bench and worker-path images
+SIZE=${SIZE:-224}
+if (( $# )); then BACKENDS=("$@"); else BACKENDS=(jax torch); fi
+PY=${PY:-python3}
+mkdir -p "$OUT"
+START=$(date +%s)
+left() { echo $((BUDGET_S - ($(date +%s) - START))); }
+exec > >(tee "$OUT/check.log") 2>&1
+
+echo "== install the wheels the image lacks"
+MISSING=$($PY - <<'PY'
+import glob, importlib.metadata as md, re
+for wheel in sorted(glob.glob(".whl/*.whl")):
+    name = re.sub(r"[-_.]+", "-", wheel.split("/")[-1].split("-")[0]).lower()
+    try:
+        md.version(name)  # the image's own copy wins: never shadow numpy, jax or torch deps
+    except md.PackageNotFoundError:
+        print(wheel)
+PY
+)
+# shellcheck disable=SC2086
+$PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site $MISSING
+export PYTHONPATH=/tmp/site:$PWD
+export SKUAI_HOME=${SKUAI_HOME:-/tmp/skuai-home}
+export XLA_PYTHON_CLIENT_PREALLOCATE=false
+echo "installed: $(echo "$MISSING" | wc -w) wheels in $(( $(date +%s) - START )) s"
+
+{
+  nvidia-smi || echo "nvidia-smi: not available"
+  $PY -c "import sys; print(sys.version)"
+  for b in "${BACKENDS[@]}"; do
+    KERAS_BACKEND=$b timeout 120 $PY - <<'PY'
+import sys, keras
+from worker.devices import configure_devices
+print(keras.backend.backend(), "keras", keras.__version__, "gpus:", configure_devices(),
+      "tensorflow imported:", "tensorflow" in sys.modules)
+PY
+  done
+} > "$OUT/env.txt" 2>&1
+cat "$OUT/env.txt"
+
+for b in "${BACKENDS[@]}"; do
+  if (( $(left) < 90 )); then echo "== $b: skipped, $(left) s left"; continue; fi
+  echo "== $b: the worker path ($(left) s left)"
+  KERAS_BACKEND=$b timeout $(( $(left) / 3 )) $PY deploy/gpu/worker_path.py "$OUT/worker-$b.json" \
+    --images "$IMAGES" --size "$SIZE" || echo "worker path on $b failed or timed out: $?"
+  if (( $(left) < 60 )); then echo "== $b: bench skipped, $(left) s left"; continue; fi
+  echo "== $b: skuai bench --size $SIZE --images $IMAGES ($(left) s left)"
+  # the last backend may use all that is left; the others half
+  share=$(( $(left) / 2 ))
+  [[ $b == "${BACKENDS[-1]}" ]] && share=$(( $(left) - 10 ))
+  KERAS_BACKEND=$b timeout "$share" $PY -m skuai bench --size "$SIZE" --images "$IMAGES" \
+    --precisions fp32 --out "$OUT/bench-$b.json" || echo "bench on $b failed or timed out: $?"
+done
+tar czf "$OUT/logs.tar.gz" -C "$SKUAI_HOME" logs 2>/dev/null
+echo "== done in $(( $(date +%s) - START )) s; files: $(ls "$OUT" | tr '\n' ' ')"
