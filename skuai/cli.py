@@ -16,8 +16,10 @@ from skuai.cli_base import fail, settings
 from skuai.cli_clients import bench, keys, submit
 from skuai.cli_config import config
 from skuai.cli_data import data
+from skuai.cli_export import models_export
 from skuai.cli_feedback import feedback, keys_review
 from skuai.cli_training import models, synth, train
+from skuai.cli_tune import tune
 from skuai.console import console
 
 # TensorFlow's C++ start-up chatter is noise for users of the command line (and its children).
@@ -120,9 +122,10 @@ def flower(port: int) -> None:
     run_flower(settings(), port=port)
 
 
-for _command in (synth, data, train, models, submit, bench, keys, config, feedback):
+for _command in (synth, data, train, tune, models, submit, bench, keys, config, feedback):
     cli.add_command(_command)
 keys.add_command(keys_review)
+models.add_command(models_export)
 
 
 def main() -> None:

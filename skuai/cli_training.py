@@ -203,6 +203,22 @@ def _count_or_range(value: str) -> int | tuple[int, int]:
     is_flag=True,
     help="With --from: drop the SKUs and models of VERSION that DATA lacks (refused otherwise).",
 )
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Training settings from a JSON file (`skuai tune`'s best.json, a version's "
+    "config.json); options given on the command line override it.",
+)
+@click.option(
+    "--kfold",
+    type=click.IntRange(2),
+    default=None,
+    metavar="K",
+    help="Cross-validate instead: train K times, each tested on its own fold (duplicates kept "
+    "within a fold); metrics as mean ± std with per-fold values. Registers nothing.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
 def train(
     data: Path,
@@ -223,30 +239,42 @@ def train(
     unknowns: Path | None,
     from_version: str | None,
     allow_removals: bool,
+    config_file: Path | None,
+    kfold: int | None,
     as_json: bool,
 ) -> None:
     """Train both stages on DATA, evaluate on the held-out split, write a new model version."""
     from skuai.cli_data import print_summary, run_check
+    from skuai.config_overrides import explicit_settings
     from skuai.console import training_events
     from skuai.quiet import import_tensorflow_quietly
-    from training.config import TrainConfig
     from training.evaluate import summary_rows
     from training.registry import Registry
     from training.train import train as run_training
 
-    config = TrainConfig(
-        input_size=input_size,
-        epochs=epochs,
-        batch_size=batch_size,
-        weights=weights,
-        width=width,
-        patience=patience,
-        occlusion=occlusion,
-        balance=balance,
-        compare_flat=compare_flat,
-        precision=precision,
-        seed=0 if seed is None else seed,
-    )
+    options = {
+        "input_size": input_size,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "weights": weights,
+        "width": width,
+        "patience": patience,
+        "occlusion": occlusion,
+        "balance": balance,
+        "compare_flat": compare_flat,
+        "precision": precision,
+        "seed": 0 if seed is None else seed,
+    }
+    if config_file is not None and seed is None:
+        del options["seed"]  # the file's seed, unless --seed is given
+    config = explicit_settings(config_file, options)
+    if kfold is not None:
+        if from_version is not None:
+            fail("--kfold trains from scratch: it does not combine with --from")
+        from skuai.cli_kfold import kfold_command
+
+        kfold_command(data, config, kfold, force=force, as_json=as_json)
+        return
     reg = Registry(registry or settings().registry_dir)
     if from_version is not None:
         from skuai.cli_incremental import train_incremental
@@ -264,7 +292,7 @@ def train(
         )
         return
     # The data check comes first, so a bad dataset is reported before TensorFlow loads.
-    check = run_check(data, input_size=input_size, quiet=as_json)
+    check = run_check(data, input_size=config.input_size, quiet=as_json)
     if not as_json:
         print_summary(check, force=force)
     errors = check.errors()

@@ -26,16 +26,18 @@ JPEG_RATE, JPEG_QUALITY = 0.5, (15, 75)  # share re-encoded as JPEG; its quality
 DEGRADE_RATE = 0.5  # share of images degraded at all: the rest stay clean photos
 
 
-def augmenter(seed: int) -> keras.Sequential:
-    """Geometric and photometric variation (Keras' random preprocessing layers)."""
+def augmenter(seed: int, strength: float = 1.0) -> keras.Sequential:
+    """Geometric and photometric variation (Keras' random preprocessing layers); `strength`
+    scales every range (1: the defaults below; `skuai tune` searches it)."""
+    k = strength
     return keras.Sequential(
         [
             _layer("RandomFlip", "horizontal", seed=seed),
-            _layer("RandomRotation", ROTATION, fill_mode="nearest", seed=seed + 1),
-            _layer("RandomZoom", (-0.1, 0.15), fill_mode="nearest", seed=seed + 2),
-            _layer("RandomTranslation", 0.06, 0.06, fill_mode="nearest", seed=seed + 3),
-            _layer("RandomContrast", CONTRAST, seed=seed + 4),
-            _layer("RandomBrightness", 0.15, value_range=(0, 255), seed=seed + 5),
+            _layer("RandomRotation", ROTATION * k, fill_mode="nearest", seed=seed + 1),
+            _layer("RandomZoom", (-0.1 * k, 0.15 * k), fill_mode="nearest", seed=seed + 2),
+            _layer("RandomTranslation", 0.06 * k, 0.06 * k, fill_mode="nearest", seed=seed + 3),
+            _layer("RandomContrast", CONTRAST * k, seed=seed + 4),
+            _layer("RandomBrightness", 0.15 * k, value_range=(0, 255), seed=seed + 5),
         ],
         name="augment",
     )
@@ -125,10 +127,14 @@ def _gaussian_blur(images: tf.Tensor, sigma: float) -> tf.Tensor:
 
 
 def augment_batch(
-    seed: int, occlusion: float = OCCLUSION_RATE, *, degrade_photos: bool = True
+    seed: int,
+    occlusion: float = OCCLUSION_RATE,
+    *,
+    degrade_photos: bool = True,
+    strength: float = 1.0,
 ) -> Any:
     """A tf.data map function: (inputs, *rest) -> augmented float images, the rest unchanged."""
-    layers = augmenter(seed)
+    layers = augmenter(seed, strength)
 
     def image(x: tf.Tensor) -> tf.Tensor:
         x = layers(tf.cast(x, tf.float32), training=True)

@@ -27,9 +27,11 @@ class TrainConfig:
     batch_norm: bool | None = None  # None: on when training from scratch (see resolved_batch_norm)
     learning_rate: float = 1e-3
     fine_tune_learning_rate: float = 1e-5
+    weight_decay: float = 0.0  # decoupled (AdamW) when above 0; `skuai tune` searches it
     patience: int = 4
     augment: bool = True
     occlusion: float = 0.3  # share of training images given an occluding patch
+    augment_strength: float = 1.0  # scales the geometric and photometric ranges (training.augment)
     # stage 1 also sees blur, exposure, colour casts, JPEG (training.augment); off by default: at
     # demo scale its effect was within the seed-to-seed spread (docs/training.md, "Robustness")
     degrade_photos: bool = False
@@ -57,6 +59,12 @@ class TrainConfig:
             raise InvalidArgument("learning rates must be above 0")
         if self.patience < 1:
             raise InvalidArgument(f"--patience must be at least 1 (got {self.patience})")
+        if not 0 <= self.weight_decay < 1:
+            raise InvalidArgument(f"weight_decay must be in [0, 1) (got {self.weight_decay})")
+        if not 0 < self.augment_strength <= 2:
+            raise InvalidArgument(
+                f"augment_strength must be in (0, 2] (got {self.augment_strength})"
+            )
         if not 0 <= self.occlusion <= 1:
             raise InvalidArgument(f"--occlusion must be in [0, 1] (got {self.occlusion})")
         if self.balance not in BALANCE_MODES:

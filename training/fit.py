@@ -85,7 +85,7 @@ def fit_stage(
             continue
         set_trunk_trainable(model, trunk_trainable)
         model.compile(
-            optimizer=keras.optimizers.Adam(learning_rate),
+            optimizer=_optimizer(config, learning_rate),
             loss="sparse_categorical_crossentropy",
             weighted_metrics=["accuracy"],
         )
@@ -104,6 +104,13 @@ def fit_stage(
             history.setdefault(key, []).extend(float(v) for v in values)
     history["epochs"] = progress.epochs
     return history
+
+
+def _optimizer(config: TrainConfig, learning_rate: float) -> keras.optimizers.Optimizer:
+    """Adam, or AdamW (decoupled weight decay) when the config asks for weight decay."""
+    if config.weight_decay > 0:
+        return keras.optimizers.AdamW(learning_rate, weight_decay=config.weight_decay)
+    return keras.optimizers.Adam(learning_rate)
 
 
 class StopWhenNothingReadable(keras.callbacks.Callback):

@@ -89,7 +89,14 @@ def stream(
         # serialise it anyway). Each call is a whole batch; prefetching still overlaps it.
         # Photo degradations for stage 1 only: they cost stage 2 colourways (docs/training.md)
         degrade = config.degrade_photos and target == "model"
-        data = data.map(augment_batch(config.seed, config.occlusion, degrade_photos=degrade))
+        data = data.map(
+            augment_batch(
+                config.seed,
+                config.occlusion,
+                degrade_photos=degrade,
+                strength=config.augment_strength,
+            )
+        )
     return data.prefetch(AUTOTUNE)
 
 

@@ -23,8 +23,6 @@ def export_onnx(model: Any, path: Path, sample: dict[str, np.ndarray] | np.ndarr
 def quantize_version(folder: Path, calibration: np.ndarray, models: np.ndarray) -> list[Path]:
     """Write `stage1.int8.onnx` and `stage2.int8.onnx` next to the Keras models."""
     import keras
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     import training.architecture  # noqa: F401 - registers the custom layers
 
@@ -44,22 +42,31 @@ def quantize_version(folder: Path, calibration: np.ndarray, models: np.ndarray) 
         ):
             model = with_embedding(keras.saving.load_model(keras_file, compile=False), layer)
             plain = Path(scratch) / f"{keras_file.stem}.onnx"
-            prepared = Path(scratch) / f"{keras_file.stem}.prep.onnx"
             export_onnx(model, plain, sample)
-            quant_pre_process(str(plain), str(prepared), skip_symbolic_shape=True)
-            quantize_static(
-                str(prepared),
-                str(folder / name),
-                _Calibration(str(prepared), feeds),
-                quant_format=QuantFormat.QDQ,
-                # Only the heavy ops: the -1e9 mask and softmax of stage 2 must stay float.
-                op_types_to_quantize=["Conv", "MatMul", "Gemm"],
-                per_channel=True,
-                activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8,
-            )
+            quantize_onnx(plain, folder / name, feeds, scratch=Path(scratch))
             written.append(folder / name)
     return written
+
+
+def quantize_onnx(plain: Path, out: Path, feeds: dict[str, np.ndarray], *, scratch: Path) -> None:
+    """Static int8 quantization of a float ONNX model, calibrated on `feeds` (also used by the
+    edge export, training/edge_export.py)."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    prepared = scratch / f"{plain.stem}.prep.onnx"
+    quant_pre_process(str(plain), str(prepared), skip_symbolic_shape=True)
+    quantize_static(
+        str(prepared),
+        str(out),
+        _Calibration(str(prepared), feeds),
+        quant_format=QuantFormat.QDQ,
+        # Only the heavy ops: the -1e9 mask and softmax of stage 2 must stay float.
+        op_types_to_quantize=["Conv", "MatMul", "Gemm"],
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+    )
 
 
 class _Calibration:
