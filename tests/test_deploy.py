@@ -20,7 +20,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
-PROFILES = ("tools", "cpu", "monitoring")  # enable every service, so all are validated
+PROFILES = ("tools", "cpu", "s3", "monitoring")  # enable every service, so all are validated
 FLOWER_AUTH = "ops:test-only-password"
 COMPOSE_TIMEOUT = 120
 # Variables that change the rendered file; the caller's values must not leak into the test.
@@ -34,6 +34,7 @@ FILE_VARIABLES = frozenset(
         "WORKER_IMAGE",
         "WORKER_EXTRA",
         "TRAIN_DATA",
+        "SEAWEEDFS_IMAGE",
     }
 )
 SKUAI_SERVICES = ("web", "inference-worker", "webhook-worker", "flower")
@@ -62,7 +63,7 @@ class ComposeCLI:
         env = {
             key: value
             for key, value in os.environ.items()
-            if not key.startswith(("SKUAI_", "COMPOSE_")) and key not in FILE_VARIABLES
+            if not key.startswith(("SKUAI_", "COMPOSE_", "AWS_")) and key not in FILE_VARIABLES
         }
         env.update(extra_env)
         profiles = [arg for profile in PROFILES for arg in ("--profile", profile)]
@@ -148,12 +149,18 @@ def empty_env_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def services(compose: ComposeCLI, empty_env_file: Path) -> dict[str, dict[str, Any]]:
     """The services as this Compose CLI resolves them, with the required secret set."""
+    return _render(compose, empty_env_file)
+
+
+def _render(compose: ComposeCLI, env_file: Path) -> dict[str, dict[str, Any]]:
+    """The services as this Compose CLI resolves them with `env_file` as `.env` (and the
+    required secret set)."""
     env = {"SKUAI_FLOWER_BASIC_AUTH": FLOWER_AUTH}
     if compose.major >= 2:
-        done = compose.run("config", "--format", "json", env_file=empty_env_file, extra_env=env)
+        done = compose.run("config", "--format", "json", env_file=env_file, extra_env=env)
         assert done.returncode == 0, done.stderr
         return dict(json.loads(done.stdout)["services"])
-    done = compose.run("config", env_file=empty_env_file, extra_env=env)
+    done = compose.run("config", env_file=env_file, extra_env=env)
     assert done.returncode == 0, done.stderr
     return dict(_load_yaml(done.stdout, compose)["services"])
 
@@ -298,3 +305,118 @@ def test_worker_healthchecks_ping_their_own_node(services: dict[str, dict[str, A
         node_prefix = command[command.index("--name") + 1]
         check = " ".join(services[name]["healthcheck"]["test"])
         assert f"--destination {node_prefix}@$" in check and "HOSTNAME" in check, name
+
+
+# --- the blob store -----------------------------------------------------------------------------
+
+BLOB_SERVICES = ("web", "inference-worker", "inference-worker-cpu", "webhook-worker", "flower")
+S3_ENV = {  # what deploy/README.md puts in .env to use the bundled S3 store
+    "SKUAI_BLOB_URL": "s3://skuai-images/blobs",
+    "AWS_ENDPOINT_URL": "http://s3:8333",
+    "AWS_REGION": "us-east-1",
+    "AWS_ACCESS_KEY_ID": "skuai",
+    "AWS_SECRET_ACCESS_KEY": "0123456789abcdef0123456789abcdef",
+}
+
+
+def test_the_default_blob_store_is_the_shared_home_volume(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """Without SKUAI_BLOB_URL the API and the inference workers share SKUAI_HOME (where the
+    file store keeps its images) on one volume, and the S3 store runs only with its profile."""
+    for name in ("web", "inference-worker", "inference-worker-cpu"):
+        env = services[name]["environment"]
+        assert env["SKUAI_HOME"] == "/var/lib/skuai", name
+        assert not env.get("SKUAI_BLOB_URL"), name  # unset: the declared default, a folder
+        assert not env.get("AWS_ENDPOINT_URL"), name
+        assert ("home", "/var/lib/skuai", False) in _mounts(services[name]), name
+    assert services["s3"]["profiles"] == ["s3"]
+
+
+def test_the_s3_store_keeps_its_data_and_stays_private(services: dict[str, dict[str, Any]]) -> None:
+    """A named volume for its data, no host port, and a healthcheck on its S3 port."""
+    s3 = services["s3"]
+    assert ("s3-data", "/data", False) in _mounts(s3)
+    assert not s3.get("ports")
+    assert "http://127.0.0.1:8333/healthz" in s3["healthcheck"]["test"]
+    assert s3["image"].startswith("chrislusf/seaweedfs:")
+
+
+def test_s3_settings_reach_every_service_that_opens_the_store(
+    compose: ComposeCLI, tmp_path: Path
+) -> None:
+    """With .env set as deploy/README.md says, the skuai services get the store's URL and
+    boto3's variables, the store gets the URL and its keys, and the endpoint is its port."""
+    env_file = tmp_path / "s3.env"
+    env_file.write_text("".join(f"{key}={value}\n" for key, value in S3_ENV.items()))
+    services = _render(compose, env_file)
+    for name in BLOB_SERVICES:
+        env = services[name]["environment"]
+        assert {key: env.get(key) for key in S3_ENV} == S3_ENV, name
+    store_env = services["s3"]["environment"]
+    for key in ("SKUAI_BLOB_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        assert store_env[key] == S3_ENV[key], key
+    assert "-s3.port=8333" in _s3_script(services)  # AWS_ENDPOINT_URL's port
+
+
+def _s3_script(services: dict[str, dict[str, Any]]) -> str:
+    """The shell script the s3 service runs, as its shell sees it (`$$` is Compose's `$`)."""
+    s3 = services["s3"]
+    entrypoint = s3["entrypoint"]
+    assert (shlex.split(entrypoint) if isinstance(entrypoint, str) else entrypoint) == [
+        "/bin/sh",
+        "-c",
+    ]
+    command = s3["command"]
+    script = command if isinstance(command, str) else command[0]
+    return str(script).replace("$$", "$")
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({}, "SKUAI_BLOB_URL=s3://"),
+        ({**S3_ENV, "SKUAI_BLOB_URL": "file:///var/lib/skuai/blobs"}, "SKUAI_BLOB_URL=s3://"),
+        ({**S3_ENV, "AWS_SECRET_ACCESS_KEY": ""}, "AWS_SECRET_ACCESS_KEY"),
+        ({**S3_ENV, "AWS_ACCESS_KEY_ID": ""}, "AWS_ACCESS_KEY_ID"),
+        (S3_ENV, None),
+    ],
+)
+def test_the_s3_store_starts_only_with_a_bucket_and_keys(
+    services: dict[str, dict[str, Any]], tmp_path: Path, env: dict[str, str], says: str | None
+) -> None:
+    """The service's script, run with a stand-in `weed`: without an s3:// URL or without keys
+    it refuses, naming what to set; else it starts `weed mini` on the URL's bucket."""
+    (tmp_path / "weed").write_text('#!/bin/sh\nprintf "%s\\n" "$@" > "$WEED_ARGS"\n')
+    (tmp_path / "weed").chmod(0o755)
+    args = tmp_path / "args"
+    done = subprocess.run(
+        ["/bin/sh", "-c", _s3_script(services)],
+        env={"PATH": f"{tmp_path}:/usr/bin:/bin", "WEED_ARGS": str(args), **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    if says is not None:
+        assert done.returncode != 0
+        assert says in done.stderr
+        assert not args.exists()
+        return
+    assert done.returncode == 0, done.stderr
+    argv = args.read_text().split("\n")
+    assert argv[0] == "mini"
+    assert {"-bucket=skuai-images", "-dir=/data", "-ip.bind=0.0.0.0", "-s3.port=8333"} <= set(argv)
+
+
+def test_redis_maxmemory_is_the_one_the_sizing_guide_assumes(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """deploy/README.md sizes Redis by job records for the compose default `maxmemory`."""
+    command = _command(services["redis"])
+    maxmemory = command[command.index("--maxmemory") + 1]
+    guide = (ROOT / "deploy" / "README.md").read_text()
+    assert f"| `REDIS_MAXMEMORY` | `{maxmemory}` |" in guide
+    sizing = guide.split("## Sizing Redis", 1)[1].split("\n## ", 1)[0]
+    assert f"default `REDIS_MAXMEMORY` of {maxmemory.removesuffix('gb')} GB" in sizing
+    assert "never in Redis" in sizing  # by records: image bytes wait in the blob store
