@@ -29,13 +29,21 @@ ATOL = 1e-4
 # Run in a fresh interpreter under KERAS_BACKEND: TensorFlow is made unimportable first, so the
 # serving path (worker tasks, model cache, cascade) must not need it.
 PROBE = """
-import importlib.abc, json, sys
+import importlib.abc, importlib.machinery, json, sys
 from pathlib import Path
 
-class NoTensorFlow(importlib.abc.MetaPathFinder):
+class NoTensorFlow(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    # a spec without origin, whose import fails: what PyTorch's probe for TensorFlow skips
     def find_spec(self, name, path, target=None):
         if name.split(".")[0] == "tensorflow":
-            raise ImportError("TensorFlow is blocked in this probe")
+            return importlib.machinery.ModuleSpec(name, self)
+        return None
+
+    def create_module(self, spec):
+        raise ImportError(f"{spec.name} is blocked in this probe")
+
+    def exec_module(self, module):
+        pass
 
 sys.meta_path.insert(0, NoTensorFlow())
 import numpy as np

@@ -31,6 +31,8 @@ $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade
 export PYTHONPATH=/tmp/site:$PWD
 export SKUAI_HOME=${SKUAI_HOME:-/tmp/skuai-home}
 export XLA_PYTHON_CLIENT_PREALLOCATE=false
+# the bench, its worker and its sync baseline compile the same programs: compile them once
+export JAX_COMPILATION_CACHE_DIR=$SKUAI_HOME/jax-cache
 echo "installed: $(echo "$MISSING" | wc -w) wheels in $(( $(date +%s) - START )) s"
 
 {
