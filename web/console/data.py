@@ -4,6 +4,7 @@ function as the session's tenant, so the rules (limits, idempotency, tenancy) ar
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -48,8 +49,7 @@ def batch_grid(batch_id: str) -> Response:
     """A page of results filtered by decision and confidence, sorted."""
     query = validated_query(GridQuery)
     exported = _export(batch_id, NDJSON)
-    jobs = (json.loads(line) for line in exported.response if line.strip())
-    return jsonify(grid_page(jobs, query).model_dump())
+    return jsonify(grid_page(records(exported.response), query).model_dump())
 
 
 @bp.get("/api/batches/<batch_id>/results.<kind>")
@@ -60,6 +60,17 @@ def export(batch_id: str, kind: str) -> Response:
     response = _export(batch_id, EXPORTS[kind])
     response.headers["Content-Disposition"] = f'attachment; filename="{batch_id}.{kind}"'
     return response
+
+
+def records(chunks: Iterable[str | bytes]) -> Iterator[dict[str, Any]]:
+    """The objects of an NDJSON stream, whatever its chunks (a line each, or the whole export)."""
+    pending = ""
+    for chunk in chunks:
+        pending += chunk.decode() if isinstance(chunk, bytes) else chunk
+        *lines, pending = pending.split("\n")
+        yield from (json.loads(line) for line in lines if line.strip())
+    if pending.strip():
+        yield json.loads(pending)
 
 
 def _export(batch_id: str, mimetype: str) -> Response:
