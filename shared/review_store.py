@@ -12,23 +12,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import time
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import redis
 
 from shared import keys
 from shared.blobs import BlobStore
-from shared.job_store import JobStore
 from shared.jobs import Job, utc_now
 from shared.redis_client import text
-
-if TYPE_CHECKING:
-    from shared.metrics import ClusterMetrics
-
-log = logging.getLogger(__name__)
 
 UNCERTAIN = "uncertain"
 SAMPLE = "sample"
@@ -279,55 +272,3 @@ class ReviewStore:
             removed += self.delete(tenant, oldest[:1])
             self.conn.zrem(order_key(tenant), oldest[0])
         return removed
-
-
-def expire_review_images(conn: redis.Redis, blobs: BlobStore) -> int:
-    """For the sweeper: every tenant's retention and cap, also for tenants with no traffic;
-    a tenant with nothing left kept leaves the set. Returns how many images were removed."""
-    store = ReviewStore(conn, blobs)
-    removed = 0
-    for tenant in sorted(text(t) for t in conn.smembers(KEEPING)):
-        removed += store.enforce(tenant)
-        if not store.kept_count(tenant):
-            conn.srem(KEEPING, tenant)
-    return removed
-
-
-def keep_finished(jobs: JobStore, job_ids: list[str]) -> dict[str, int]:
-    """After a chunk: keep the images of its finished jobs that their tenants' opt-ins ask for;
-    returns how many were kept per reason. One Redis read when no tenant opted in."""
-    if jobs.blobs is None or not job_ids:
-        return {}
-    store = ReviewStore(jobs.conn, jobs.blobs)
-    opted = store.opted_in()
-    if not opted:
-        return {}
-    chosen: list[tuple[Job, list[str]]] = []
-    settings: dict[str, ReviewSettings] = {}
-    for job in jobs.find_many(job_ids):
-        if job is None or job.tenant not in opted or job.result is None:
-            continue
-        if job.tenant not in settings:
-            settings[job.tenant] = store.settings(job.tenant)
-        if reasons := settings[job.tenant].reasons_for(job):
-            chosen.append((job, reasons))
-    kept: dict[str, int] = {}
-    # Duplicates and URL jobs have no image of their own under images/: nothing to keep.
-    for (job, reasons), image in zip(chosen, jobs.images([j.id for j, _ in chosen]), strict=True):
-        if image is not None:
-            store.keep(job, image, reasons)
-            for reason in reasons:
-                kept[reason] = kept.get(reason, 0) + 1
-    return kept
-
-
-def keep_for_review(jobs: JobStore, job_ids: list[str], metrics: ClusterMetrics) -> None:
-    """`keep_finished`, counted in skuai_review_kept; a side channel: a failure only logs, it
-    never fails or retries the chunk whose results are stored already."""
-    try:
-        kept = keep_finished(jobs, job_ids)
-    except Exception as exc:  # the blob store or Redis refused: these images are not kept
-        log.warning("could not keep images for review: %s", exc, extra={"job_ids": job_ids})
-        return
-    for reason, count in kept.items():
-        metrics.count("skuai_review_kept", count, reason=reason)

@@ -21,7 +21,8 @@ import requests
 from PIL import Image
 
 from shared.blobs import open_blob_store
-from shared.review_store import ReviewStore, expire_review_images
+from shared.review_keeper import expire_review_images
+from shared.review_store import ReviewStore
 from shared.settings import Settings
 from tests.support.http import tenant_session
 from tests.support.polling import wait_until

@@ -47,7 +47,7 @@ from shared.jobs import FINAL_STATUSES
 from shared.queues import INFERENCE, INTERACTIVE, enqueue_classify, enqueue_singles_task
 from shared.redis_client import text
 from shared.result_archive import ResultArchive, archive_due, expire_archives
-from shared.review_store import expire_review_images
+from shared.review_keeper import expire_review_images
 from shared.singles import PENDING
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from shared.queues import (
     enqueue_classify,
 )
 from shared.result_archive import archive_completed
-from shared.review_store import keep_for_review
+from shared.review_keeper import keep_for_review
 from worker import runtime
 from worker.classifier import ChunkOutcome, classify_jobs, fail_jobs
 from worker.retry_policy import RetryPolicy
