@@ -27,7 +27,7 @@ from shared import keys
 from shared.batch_store import BatchStore
 from shared.batches import Batch
 from shared.blobs import BlobStore
-from shared.decisions import decision_of
+from shared.decisions import DECISIONS, decision_of
 from shared.errors import BlobStoreUnavailable, InvalidArgument, NotFound
 from shared.exports import CSV, csv_lines, ndjson_lines
 from shared.jobs import CANCELED, SUCCEEDED
@@ -143,9 +143,32 @@ def archive_batch(batches: BatchStore, archive: ResultArchive, batch_id: str) ->
     abandoned = batches.conn.hget(keys.batch(batch_id), "abandoned")
     written = batch is not None and not abandoned
     if batch is not None and written:
-        archive.write(batch, [job.to_public() for job in batches.iter_jobs(batch_id)])
+        jobs = [job.to_public() for job in batches.iter_jobs(batch_id)]
+        archive.write(batch, jobs)
+        _expire_with_its_jobs(batches.conn, batch_id, [job["id"] for job in jobs])
     batches.conn.zrem(keys.UNARCHIVED_BATCHES, batch_id)
     return written
+
+
+def _expire_with_its_jobs(conn: redis.Redis, batch_id: str, job_ids: list[str]) -> None:
+    """Let the batch's own Redis keys expire no later than its first job to expire. Each job's
+    TTL runs from when it finished, the batch's from when it completed: until then, pages read
+    from Redis would miss the jobs gone already, where the archive has them all."""
+    with conn.pipeline(transaction=False) as pipe:
+        for job_id in job_ids:
+            pipe.pttl(keys.job(job_id))
+        left = min((ms for ms in pipe.execute() if ms > 0), default=None)
+    if left is None:
+        return
+    names = [keys.batch(batch_id), keys.batch_jobs(batch_id), keys.batch_digests(batch_id)]
+    names += [keys.batch_decided(batch_id, decision) for decision in DECISIONS]
+    with conn.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.pttl(name)
+        for name, ms in zip(names, pipe.execute(), strict=True):
+            if ms > left:  # only ever sooner (-2: no such key, -1: none to shorten)
+                pipe.pexpire(name, left)
+        pipe.execute()
 
 
 def archive_due(batches: BatchStore, archive: ResultArchive, limit: int) -> int:

@@ -131,8 +131,14 @@ def test_results_are_served_from_the_archive_after_redis_forgets_the_batch(
     batch_id = response.json()["id"]
     assert wait_for_batch(api_url, batch_id)["status"] == "completed"
     blobs = open_blob_store(settings)
-    wait_until(lambda: None not in _archived(blobs, batch_id), 20, "the archive")  # by its worker
-    assert not conn.zscore(keys.UNARCHIVED_BATCHES, batch_id)
+    # By its worker, which takes it off the list last (after writing and shortening TTLs).
+    wait_until(lambda: not conn.zscore(keys.UNARCHIVED_BATCHES, batch_id), 20, "the archive")
+    assert None not in _archived(blobs, batch_id)
+    # Its Redis records go no later than its first job does: Redis never serves a partial batch.
+    job_ids = [text(j) for j in conn.lrange(keys.batch_jobs(batch_id), 0, -1)]
+    first_gone = min(conn.pttl(keys.job(j)) for j in job_ids)
+    assert 0 < conn.pttl(keys.batch(batch_id)) <= first_gone
+    assert 0 < conn.pttl(keys.batch_jobs(batch_id)) <= first_gone
     from_redis = _answers(_via_http(api_url), batch_id)
     _, csv_export = from_redis[(f"/v1/batches/{batch_id}/results", "[]", CSV)]
     assert _archived(blobs, batch_id)[1] == csv_export  # the same bytes the export streams
