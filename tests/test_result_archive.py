@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -173,11 +174,16 @@ def test_a_batch_that_ended_unarchived_is_archived_by_the_sweeper(
             monkeypatch.setenv(name, value)
         settings = replace(own_db, blob_url=f"s3://{BUCKET}/archive-{uuid.uuid4().hex[:8]}")
     iso = isolated_app(settings)
-    files = [(io.BytesIO(data), name) for name, data in distinct_images(tiny_catalog, 3, salt=32)]
-    files.append((io.BytesIO(b"not an image"), "@bad.png"))
-    response = iso.client.post(
-        "/v1/batches", data={"images": files}, content_type="multipart/form-data"
-    )
+    images = [*distinct_images(tiny_catalog, 3, salt=32), ("@bad.png", b"not an image")]
+    key = {"Idempotency-Key": f"archive-{uuid.uuid4().hex}"}
+
+    def upload() -> Any:
+        files = [(io.BytesIO(data), name) for name, data in images]
+        return iso.client.post(
+            "/v1/batches", data={"images": files}, content_type="multipart/form-data", headers=key
+        )
+
+    response = upload()
     assert response.status_code == 202, response.json
     batch_id = response.json["id"]  # type: ignore[index]
     assert iso.client.post(f"/v1/batches/{batch_id}/cancel").json["status"] == "canceled"  # type: ignore[index]
@@ -191,6 +197,8 @@ def test_a_batch_that_ended_unarchived_is_archived_by_the_sweeper(
     from_redis = _answers(_via_client(iso.client), batch_id)
     _delete_redis_records(iso.conn, batch_id)
     assert _answers(_via_client(iso.client), batch_id) == from_redis
+    replay = upload()  # its Idempotency-Key outlived the batch's records: the same batch
+    assert replay.status_code == 202 and replay.json["id"] == batch_id  # type: ignore[index]
     other = isolated_app(settings, tenant=f"other-{uuid.uuid4().hex[:6]}")
     assert other.client.get(f"/v1/batches/{batch_id}").status_code == 404
     assert other.client.get(f"/v1/batches/{batch_id}/results").status_code == 404

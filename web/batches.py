@@ -72,7 +72,7 @@ def create_batch() -> tuple[Response, int, dict[str, str]]:
     if key:
         existing = svc.batches.claim_idempotency_key(tenant, key, batch.id, fingerprint)
         if existing is not None:
-            replay = svc.batches.get(existing, tenant)
+            replay = _batch(svc, existing, tenant)
             return (
                 jsonify(replay.to_public()),
                 202,
@@ -177,12 +177,15 @@ def _add_urls(intake: BatchIntake, images: list[ImageUrl]) -> None:
 @declare(ok={200: (Batch, "The batch")}, errors=(404, 503), operation_id="getBatch")
 def get_batch(batch_id: str) -> Response:
     """Status and exact counts (from the result archive once Redis no longer has the batch)."""
-    svc, tenant = services(), current_tenant()
+    return jsonify(_batch(services(), batch_id, current_tenant()).to_public())
+
+
+def _batch(svc: Services, batch_id: str, tenant: str) -> StoredBatch:
+    """The tenant's batch from Redis, else from its result archive; NotFound for neither."""
     try:
-        batch = svc.batches.get(batch_id, tenant)
+        return svc.batches.get(batch_id, tenant)
     except NotFound:
-        batch = _archive(svc, batch_id).batch(batch_id, tenant)
-    return jsonify(batch.to_public())
+        return _archive(svc, batch_id).batch(batch_id, tenant)
 
 
 @bp.get("/<batch_id>/results")
