@@ -101,3 +101,4 @@ def test_bench_times_fp32_the_served_precision_and_the_ones_asked_for() -> None:
     assert raw_precisions(("int8",), "fp32") == ("fp32", "int8")
     assert raw_precisions(("fp32",), "bf16") == ("fp32", "bf16")  # the served one is timed
     assert raw_precisions(None, "fp32") == native_precisions()  # default: what the CPU runs
+    assert raw_precisions(("bf16",), "bf16") == ("bf16",)  # fp32 only when asked for
