@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,9 +48,15 @@ def archive_key(batch_id: str, name: str) -> str:
 
 @dataclass(frozen=True)
 class ArchivedJobs:
-    """A batch's jobs read back from its archive: their public shapes in upload order."""
+    """A batch's jobs read back from its archive, one NDJSON line each in upload order; a line
+    is parsed only when a page needs it (a 10,000-job batch has 8 MB of them)."""
 
-    jobs: list[dict[str, Any]]
+    lines: list[bytes]
+
+    def job(self, position: int) -> dict[str, Any]:
+        """The job at upload position `position`, in its public shape."""
+        parsed: dict[str, Any] = json.loads(self.lines[position])
+        return parsed
 
     def page(
         self, cursor: int, limit: int, decisions: tuple[str, ...] | None = None
@@ -58,22 +64,24 @@ class ArchivedJobs:
         """Jobs from upload position `cursor` on (with `decisions`: succeeded ones with one of
         them), up to `limit`, and the position after the last (None when no more): BatchStore's
         `page` semantics."""
+        total = len(self.lines)
         if decisions is None:
-            following = cursor + limit
-            return self.jobs[cursor:following], following if following < len(self.jobs) else None
+            following = min(cursor + limit, total)
+            jobs = [self.job(i) for i in range(cursor, following)]
+            return jobs, following if following < total else None
         matched: list[tuple[int, dict[str, Any]]] = []
-        for position in range(cursor, len(self.jobs)):
-            if _decided(job := self.jobs[position], decisions):
+        for position in range(cursor, total):
+            if _decided(job := self.job(position), decisions):
                 if len(matched) == limit:  # one more matches: the next page starts after these
                     return [j for _, j in matched], matched[-1][0] + 1
                 matched.append((position, job))
         return [j for _, j in matched], None
 
-    def filtered(self, decisions: tuple[str, ...] | None) -> list[dict[str, Any]]:
-        """Every job, or the succeeded ones with one of `decisions`."""
-        if decisions is None:
-            return self.jobs
-        return [job for job in self.jobs if _decided(job, decisions)]
+    def filtered(self, decisions: tuple[str, ...]) -> Iterator[dict[str, Any]]:
+        """The succeeded jobs with one of `decisions`, one at a time."""
+        for position in range(len(self.lines)):
+            if _decided(job := self.job(position), decisions):
+                yield job
 
 
 def _decided(job: dict[str, Any], decisions: tuple[str, ...]) -> bool:
@@ -123,7 +131,7 @@ class ResultArchive:
     def jobs(self, batch_id: str) -> ArchivedJobs:
         """The archived jobs (check the tenant with `batch` first)."""
         raw = self._get(batch_id, NDJSON_BLOB) or b""
-        return ArchivedJobs([json.loads(line) for line in raw.splitlines() if line])
+        return ArchivedJobs([line for line in raw.splitlines() if line])
 
     def export(self, batch_id: str, media_type: str) -> bytes:
         """The stored export, CSV or NDJSON (check the tenant with `batch` first)."""
@@ -153,21 +161,30 @@ def archive_batch(batches: BatchStore, archive: ResultArchive, batch_id: str) ->
 def _expire_with_its_jobs(conn: redis.Redis, batch_id: str, job_ids: list[str]) -> None:
     """Let the batch's own Redis keys expire no later than its first job to expire. Each job's
     TTL runs from when it finished, the batch's from when it completed: until then, pages read
-    from Redis would miss the jobs gone already, where the archive has them all."""
+    from Redis would miss the jobs gone already, where the archive has them all. Expiry times
+    are absolute, on Redis' clock, so the time these calls take cannot make the batch outlive
+    the job."""
     with conn.pipeline(transaction=False) as pipe:
+        pipe.time()  # first: now + a TTL read after it is at most the key's expiry time
         for job_id in job_ids:
             pipe.pttl(keys.job(job_id))
-        left = min((ms for ms in pipe.execute() if ms > 0), default=None)
-    if left is None:
+        (seconds, micros), *left = pipe.execute()
+    lasting = [ms for ms in left if ms > 0]
+    if not lasting:
         return
+    first_gone = seconds * 1000 + micros // 1000 + min(lasting)
     names = [keys.batch(batch_id), keys.batch_jobs(batch_id), keys.batch_digests(batch_id)]
     names += [keys.batch_decided(batch_id, decision) for decision in DECISIONS]
     with conn.pipeline(transaction=False) as pipe:
         for name in names:
             pipe.pttl(name)
-        for name, ms in zip(names, pipe.execute(), strict=True):
-            if ms > left:  # only ever sooner (-2: no such key, -1: none to shorten)
-                pipe.pexpire(name, left)
+        pipe.time()  # last: now + a TTL read before it is at least the key's expiry time
+        *ttls, (seconds, micros) = pipe.execute()
+    now = seconds * 1000 + micros // 1000
+    with conn.pipeline(transaction=False) as pipe:
+        for name, ms in zip(names, ttls, strict=True):
+            if ms > 0 and now + ms > first_gone:  # only ever sooner (-2: no key, -1: no TTL)
+                pipe.pexpireat(name, first_gone)
         pipe.execute()
 
 

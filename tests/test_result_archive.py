@@ -93,6 +93,15 @@ def _delete_redis_records(conn: redis.Redis, batch_id: str) -> None:
     assert not conn.exists(keys.batch(batch_id), *[keys.job(j) for j in job_ids])
 
 
+def _assert_it_expires_with_its_first_job(conn: redis.Redis, batch_id: str) -> None:
+    """Once archived, the batch's Redis records go no later than its first job does (its TTL
+    ran from when it finished): Redis never serves the batch with jobs missing."""
+    job_ids = [text(j) for j in conn.lrange(keys.batch_jobs(batch_id), 0, -1)]
+    first_gone = min(conn.pttl(keys.job(j)) for j in job_ids)
+    assert 0 < conn.pttl(keys.batch(batch_id)) <= first_gone
+    assert 0 < conn.pttl(keys.batch_jobs(batch_id)) <= first_gone
+
+
 def _sweeper(settings: Settings, conn: redis.Redis, archive_ttl: float) -> Sweeper:
     jobs = JobStore(
         conn,
@@ -135,11 +144,7 @@ def test_results_are_served_from_the_archive_after_redis_forgets_the_batch(
     # By its worker, which takes it off the list last (after writing and shortening TTLs).
     wait_until(lambda: not conn.zscore(keys.UNARCHIVED_BATCHES, batch_id), 20, "the archive")
     assert None not in _archived(blobs, batch_id)
-    # Its Redis records go no later than its first job does: Redis never serves a partial batch.
-    job_ids = [text(j) for j in conn.lrange(keys.batch_jobs(batch_id), 0, -1)]
-    first_gone = min(conn.pttl(keys.job(j)) for j in job_ids)
-    assert 0 < conn.pttl(keys.batch(batch_id)) <= first_gone
-    assert 0 < conn.pttl(keys.batch_jobs(batch_id)) <= first_gone
+    _assert_it_expires_with_its_first_job(conn, batch_id)
     from_redis = _answers(_via_http(api_url), batch_id)
     _, csv_export = from_redis[(f"/v1/batches/{batch_id}/results", "[]", CSV)]
     assert _archived(blobs, batch_id)[1] == csv_export  # the same bytes the export streams
@@ -194,6 +199,7 @@ def test_a_batch_that_ended_unarchived_is_archived_by_the_sweeper(
     assert _sweeper(settings, iso.conn, archive_ttl=3600).sweep().archived == 1
     assert None not in _archived(blobs, batch_id)
     assert iso.conn.zcard(keys.UNARCHIVED_BATCHES) == 0
+    _assert_it_expires_with_its_first_job(iso.conn, batch_id)  # "@bad.png" failed at upload
     from_redis = _answers(_via_client(iso.client), batch_id)
     _delete_redis_records(iso.conn, batch_id)
     assert _answers(_via_client(iso.client), batch_id) == from_redis
