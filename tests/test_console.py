@@ -42,7 +42,13 @@ WAIT = 60.0
 FOCUSABLE_JS = """
 const selector = 'a[href], button:not([disabled]), input:not([disabled]):not([type=hidden]), '
   + 'select:not([disabled]), summary, [tabindex]:not([tabindex="-1"])';
-return [...document.querySelectorAll(selector)].filter((e) => e.getClientRects().length > 0);
+const folded = (e) => {
+  const details = e.closest("details");
+  return details && !details.open && !e.closest("summary");
+};
+return [...document.querySelectorAll(selector)].filter(
+  (e) => e.getClientRects().length > 0 && !folded(e),
+);
 """
 # Any alert, confirm or prompt a page might run is recorded instead of shown.
 TRAP_DIALOGS_JS = """
@@ -245,12 +251,28 @@ def test_walk_through(
     assert len(rows) == 200 and {r["status"] for r in rows} == {"succeeded"}
     assert sorted(r["ref"] for r in rows) == sorted(f"{i}.png" for i in range(200))
 
+    # Correct the first prediction shown to its second-best candidate.
+    first = browser.find_element(By.CSS_SELECTOR, "#grid .result")
+    job_id = first.get_attribute("data-job-id")
+    job = http.get(f"{api_url}/v1/jobs/{job_id}").json()
+    right = job["result"]["candidates"][1]["sku"]
+    first.find_element(By.CSS_SELECTOR, ".correct summary").click()
+    first.find_element(By.CSS_SELECTOR, ".correct-sku").send_keys(right)
+    first.find_element(By.CSS_SELECTOR, ".correct-save").click()
+    wait_for(
+        browser,
+        lambda d: "Corrected" in first.find_element(By.CSS_SELECTOR, ".correct-status").text,
+    )
+    standing = http.get(f"{api_url}/v1/jobs/{job_id}/feedback").json()
+    assert standing["correction"]["kind"] == "sku" and standing["correction"]["sku"] == right
+
     # The failing webhook: its log, re-enabling it and replaying the delivery.
     rx.wait_for(3)
     browser.get(f"{api_url}/console/webhooks")
     wait_for(browser, lambda d: "disabled" in d.find_element(By.TAG_NAME, "table").text)
     shoot(browser, "webhooks")
     browser.find_element(By.LINK_TEXT, f"Deliveries of {sub['id']}").click()
+    wait_for(browser, lambda d: d.current_url.endswith(f"/console/webhooks/{sub['id']}"))
     codes = [c.text for c in browser.find_elements(By.CSS_SELECTOR, ".attempts .code")]
     assert codes == ["500", "500", "500"]
     assert "failed" in browser.find_element(By.ID, "delivery-1").text
@@ -314,6 +336,7 @@ def test_hostile_file_names_stay_text(
     assert thumbs[XSS_FILE].get_attribute("src").startswith("blob:")
     assert not thumbs[XSS_ENTRY].get_attribute("src").startswith("blob:")
     assert no_dialog_ran(browser)
+    shoot(browser, "results-hostile-names")
     assert_keyboard_reaches_everything(browser)
 
     browser.set_window_size(390, 844)
@@ -326,7 +349,8 @@ def test_hostile_file_names_stay_text(
                     browser,
                     lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-grid-loaded"),
                 )
-                shoot(browser, "batch-390")
+                browser.execute_script("document.getElementById('grid').scrollIntoView()")
+                shoot(browser, "results-390")
             assert browser.execute_script("return window.innerWidth") <= 390
             width = browser.execute_script("return document.documentElement.scrollWidth")
             assert width <= 390, f"{url} is {width} px wide at 390 px"

@@ -6,17 +6,15 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from flask import Response, jsonify, send_file
-from flask.typing import ResponseReturnValue
 
 from shared.errors import NotFound
 from training.registry import Registry
-from web import batches
+from web import batches, feedback, review
 from web.console import bp
 from web.console.api_calls import call_with_accept
-from web.console.features import FEEDBACK, REVIEW_IMAGE, served, view_of
 from web.console.results import GridQuery, grid_page
 from web.services import services
 from web.validation import validated_query
@@ -27,7 +25,7 @@ CONFUSION_IMAGE = "confusion.png"  # training/report.py writes it into each vers
 
 
 @bp.post("/api/batches")
-def create_batch() -> ResponseReturnValue:
+def create_batch() -> tuple[Response, int, dict[str, str]]:
     """Upload files and archives: `POST /v1/batches` itself."""
     return batches.create_batch()
 
@@ -79,21 +77,16 @@ def _export(batch_id: str, mimetype: str) -> Response:
 
 
 @bp.get("/api/jobs/<job_id>/image")
-def job_image(job_id: str) -> ResponseReturnValue:
-    """The job's image from the review store, once the API serves it (else 404)."""
-    if not served(REVIEW_IMAGE):
-        raise NotFound("the review store does not serve images yet")
-    _, view = view_of(REVIEW_IMAGE)
-    return cast(Any, view)(job_id=job_id)
+def job_image(job_id: str) -> Response:
+    """The job's image where the review store kept it: `GET /v1/review/{id}/image` (else 404,
+    and the grid shows a placeholder)."""
+    return review.review_image(job_id)
 
 
 @bp.post("/api/jobs/<job_id>/feedback")
-def job_feedback(job_id: str) -> ResponseReturnValue:
-    """Correct a prediction: the API's feedback endpoint, once it exists (else 404)."""
-    if not served(FEEDBACK):
-        raise NotFound("feedback is not available yet")
-    _, view = view_of(FEEDBACK)
-    return cast(Any, view)(job_id=job_id)
+def job_feedback(job_id: str) -> Response:
+    """Correct a prediction: `POST /v1/jobs/{id}/feedback` with the same JSON body."""
+    return feedback.correct_job(job_id)
 
 
 @bp.get("/models/<version>/confusion.png")

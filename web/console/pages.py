@@ -13,7 +13,6 @@ from training.registry import Registry
 from web import batches, models, webhooks
 from web.console import bp, sessions
 from web.console.data import CONFUSION_IMAGE
-from web.console.features import features
 from web.console.results import GRID_PAGE
 from web.services import services
 
@@ -55,14 +54,14 @@ def sign_out() -> ResponseReturnValue:
 @bp.get("/upload")
 def upload() -> str:
     """Drop files, a folder or a zip; then the batch's progress and results on the same page."""
-    return render_template("console/batch.html", batch=None, features=features(), page=GRID_PAGE)
+    return render_template("console/batch.html", batch=None, page=GRID_PAGE)
 
 
 @bp.get("/batches/<batch_id>")
 def batch(batch_id: str) -> str:
     """A batch's progress and results (404 for another tenant's batch, as in the API)."""
     found = batches.get_batch(batch_id).get_json()
-    return render_template("console/batch.html", batch=found, features=features(), page=GRID_PAGE)
+    return render_template("console/batch.html", batch=found, page=GRID_PAGE)
 
 
 @bp.get("/webhooks")

@@ -144,8 +144,7 @@ function filterParams() {
 
 function thumbnailOf(job) {
   if (thumbnails.has(job.ref)) return thumbnails.get(job.ref);
-  if ($("batch-panel").dataset.reviewImage) return `/console/api/jobs/${encodeURIComponent(job.id)}/image`;
-  return "";
+  return `/console/api/jobs/${encodeURIComponent(job.id)}/image`; // kept for review, or 404
 }
 
 function percent(value) {
@@ -155,6 +154,7 @@ function percent(value) {
 function card(job) {
   const node = $("card").content.firstElementChild.cloneNode(true);
   const result = job.result || {};
+  node.dataset.jobId = job.id;
   const image = node.querySelector(".thumb");
   const source = thumbnailOf(job);
   if (source) {
@@ -167,19 +167,50 @@ function card(job) {
   node.querySelector(".ref").textContent = job.ref || job.id;
   const decision = node.querySelector(".decision");
   decision.textContent = result.decision || job.status;
-  decision.classList.add(result.decision || job.status);
+  decision.classList.add(`is-${result.decision || job.status}`);
   node.querySelector(".confidence").textContent = percent(job.confidence);
-  node.querySelector(".model").textContent = result.model ? `Model: ${result.model.label}` : "";
-  node.querySelector(".sku").textContent = result.sku ? `SKU: ${result.sku.label}` : "";
+  node.querySelector(".model-label").textContent = result.model ? `Model: ${result.model.label}` : "";
+  node.querySelector(".sku-label").textContent = result.sku ? `SKU: ${result.sku.label}` : "";
   const list = node.querySelector(".candidates");
   for (const c of (result.candidates || []).slice(0, 5)) {
     const item = document.createElement("li");
     item.textContent = `${c.sku} (${percent(c.confidence)})`;
     list.append(item);
   }
-  if (!list.children.length) node.querySelector("details").hidden = true;
+  if (!list.children.length) node.querySelector(".top").hidden = true;
+  const correct = node.querySelector(".correct");
+  if (job.status === "succeeded") {
+    const options = document.createElement("datalist");
+    options.id = `skus-${job.id}`;
+    for (const c of result.candidates || []) options.append(new Option(c.sku));
+    correct.append(options);
+    node.querySelector(".correct-sku").setAttribute("list", options.id);
+    node.querySelector(".correct-form").addEventListener("submit", (e) => saveCorrection(e, job));
+  } else {
+    correct.hidden = true;
+  }
   node.querySelector(".failure").textContent = job.error ? job.error.message : "";
   return node;
+}
+
+async function saveCorrection(event, job) {
+  event.preventDefault();
+  const form = event.target;
+  const value = form.querySelector(".correct-sku").value.trim();
+  const body = form.querySelector(".correct-new").checked
+    ? { not_in_catalog: true, label: value }
+    : { sku: value };
+  const status = form.querySelector(".correct-status");
+  try {
+    await getJson(`/console/api/jobs/${encodeURIComponent(job.id)}/feedback`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+      body: JSON.stringify(body),
+    });
+    status.textContent = `Corrected to ${value}.`;
+  } catch (error) {
+    status.textContent = `Not saved: ${error.message}`;
+  }
 }
 
 async function loadGrid() {
