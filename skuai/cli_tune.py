@@ -125,6 +125,12 @@ def _print_trial(row: dict[str, Any]) -> None:
     """One line per finished trial."""
     score = row["val_sku_top1"]
     shown = f"val SKU top-1 {score:.2%}" if score is not None else row["state"]
+    if row["state"] == "pruned" and row["last_step"] is not None:
+        stage, epoch = divmod(row["last_step"], 1000)
+        shown = (
+            f"pruned after stage {stage + 1} epoch {epoch + 1} (val accuracy "
+            f"{row['last_epoch_val_accuracy']:.2%})"
+        )
     params = ", ".join(f"{k}={_short(v)}" for k, v in row["params"].items())
     label = " (untuned)" if row["baseline"] else ""
     console.print(

@@ -149,12 +149,15 @@ def _reporter(on_trial: Callable[[dict[str, Any]], None]) -> Callable[[Any, Any]
 def trial_row(trial: Any) -> dict[str, Any]:
     """One trial as recorded: its number, state, settings, score, time and config name."""
     values = trial.intermediate_values
+    complete = trial.state.name == "COMPLETE"
     return {
         "number": trial.number,
         "state": trial.state.name.lower(),
         "baseline": bool(trial.user_attrs.get("baseline", False)),
         "params": trial.params,
-        "val_sku_top1": trial.value,
+        # a pruned trial's value is its last epoch's stage accuracy: not an end-to-end score
+        "val_sku_top1": trial.value if complete else None,
+        "last_step": max(values) if values else None,
         "val_model_top1": trial.user_attrs.get("val_model_top1"),
         "last_epoch_val_accuracy": values[max(values)] if values else None,
         "seconds": trial.user_attrs.get("seconds"),
