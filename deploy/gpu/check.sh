@@ -27,7 +27,8 @@ for wheel in sorted(glob.glob(".whl/*.whl")):
 PY
 )
 # shellcheck disable=SC2086
-$PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site $MISSING
+[[ -n $MISSING ]] && $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+  --upgrade --target /tmp/site $MISSING
 export PYTHONPATH=/tmp/site:$PWD
 export SKUAI_HOME=${SKUAI_HOME:-/tmp/skuai-home}
 export XLA_PYTHON_CLIENT_PREALLOCATE=false
@@ -38,6 +39,7 @@ echo "installed: $(echo "$MISSING" | wc -w) wheels in $(( $(date +%s) - START ))
 {
   nvidia-smi || echo "nvidia-smi: not available"
   $PY -c "import sys; print(sys.version)"
+  $PY -m pip list 2>/dev/null | grep -iE "^(jax|jaxlib|torch|keras|numpy|celery|redis|flask|pydantic|click) "
   for b in "${BACKENDS[@]}"; do
     KERAS_BACKEND=$b timeout 120 $PY - <<'PY'
 import sys, keras
@@ -49,17 +51,20 @@ PY
 } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
 
+# SIGINT, not SIGTERM: `skuai bench` then stops the stack it started (API, worker, Redis)
+run() { local limit=$1; shift; timeout -s INT -k 20 "$limit" "$@"; }
 for b in "${BACKENDS[@]}"; do
   if (( $(left) < 90 )); then echo "== $b: skipped, $(left) s left"; continue; fi
   echo "== $b: the worker path ($(left) s left)"
-  KERAS_BACKEND=$b timeout $(( $(left) / 3 )) $PY deploy/gpu/worker_path.py "$OUT/worker-$b.json" \
+  limit=$(( $(left) / 3 < 150 ? $(left) / 3 : 150 ))
+  KERAS_BACKEND=$b run "$limit" $PY deploy/gpu/worker_path.py "$OUT/worker-$b.json" \
     --images "$IMAGES" --size "$SIZE" || echo "worker path on $b failed or timed out: $?"
-  if (( $(left) < 60 )); then echo "== $b: bench skipped, $(left) s left"; continue; fi
+  # a backend after this one keeps 100 s for its worker path
+  limit=$(( $(left) - 10 ))
+  [[ $b != "${BACKENDS[-1]}" ]] && limit=$(( $(left) - 100 ))
+  if (( limit < 60 )); then echo "== $b: bench skipped, $(left) s left"; continue; fi
   echo "== $b: skuai bench --size $SIZE --images $IMAGES ($(left) s left)"
-  # the last backend may use all that is left; the others half
-  share=$(( $(left) / 2 ))
-  [[ $b == "${BACKENDS[-1]}" ]] && share=$(( $(left) - 10 ))
-  KERAS_BACKEND=$b timeout "$share" $PY -m skuai bench --size "$SIZE" --images "$IMAGES" \
+  KERAS_BACKEND=$b run "$limit" $PY -m skuai bench --size "$SIZE" --images "$IMAGES" \
     --precisions fp32 --out "$OUT/bench-$b.json" || echo "bench on $b failed or timed out: $?"
 done
 tar czf "$OUT/logs.tar.gz" -C "$SKUAI_HOME" logs 2>/dev/null
