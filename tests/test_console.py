@@ -338,10 +338,15 @@ def test_hostile_file_names_stay_text(
     assert no_dialog_ran(browser)
     shoot(browser, "results-hostile-names")
     assert_keyboard_reaches_everything(browser)
+    batch_page = browser.current_url
+    for page in ("upload", "models"):
+        browser.get(f"{api_url}/console/{page}")
+        assert_keyboard_reaches_everything(browser)
 
     browser.set_window_size(390, 844)
     try:
-        pages = [browser.current_url, *(f"{api_url}/console/{p}" for p in ("webhooks", "models"))]
+        others = ("upload", "webhooks", "models")
+        pages = [batch_page, *(f"{api_url}/console/{p}" for p in others)]
         for url in pages:
             browser.get(url)
             if "/batches/" in url:
