@@ -440,3 +440,14 @@ def test_a_bad_key_is_refused_and_kept_out_of_urls(api_url: str) -> None:
     assert answer.status_code == 401 and "unknown or revoked" in answer.text
     assert "sk_wrong" not in answer.url and "sk_wrong" not in answer.text
     assert 'method="post"' in answer.text
+
+
+def test_confusion_images_only_of_registered_versions(
+    api_url: str, api_key: str, trained: str
+) -> None:
+    client, _ = console_client(api_url, api_key)
+    image = client.get(f"{api_url}/console/models/{trained}/confusion.png", timeout=10)
+    assert image.status_code == 200 and image.content.startswith(b"\x89PNG")
+    for name in ("..", "ACTIVE", "v999", "%2E%2E%2Fregistry"):
+        answer = client.get(f"{api_url}/console/models/{name}/confusion.png", timeout=10)
+        assert answer.status_code == 404, name
