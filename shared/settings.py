@@ -144,6 +144,14 @@ class Settings:
         "Threads that decode images in each inference worker process; 0: one per core it may use.",
         ge=0,
     )
+    retrain_corrections: int = setting(
+        0,
+        "New corrections (all tenants) since the last retrain that start another; 0: never.",
+        ge=0,
+    )
+    retrain_data: OptionalPath = setting(
+        None, "The training dataset a triggered retrain adds the exported corrections to."
+    )
     rate_limit: float = setting(
         defaults.RATE_LIMIT, "Requests per second per API key, sustained.", gt=0
     )

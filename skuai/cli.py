@@ -18,6 +18,7 @@ from skuai.cli_config import config
 from skuai.cli_data import data
 from skuai.cli_export import models_export
 from skuai.cli_feedback import feedback, keys_review
+from skuai.cli_shadow import models_compare, models_shadow
 from skuai.cli_training import models, synth, train
 from skuai.cli_tune import tune
 from skuai.console import console
@@ -126,6 +127,8 @@ for _command in (synth, data, train, tune, models, submit, bench, keys, config, 
     cli.add_command(_command)
 keys.add_command(keys_review)
 models.add_command(models_export)
+models.add_command(models_shadow)
+models.add_command(models_compare)
 
 
 def main() -> None:

@@ -368,6 +368,10 @@ def models_list(registry: Path | None, as_json: bool) -> None:
             f"{mark} {row['version']:<6} input {row['input_size']}px  SKU top-1 {sku}  "
             + describe(row["lineage"])
         )
+    from skuai.cli_shadow import status_lines
+
+    for line in status_lines():
+        click.echo(line)
 
 
 @models.command("activate")
@@ -381,12 +385,20 @@ def models_list(registry: Path | None, as_json: bool) -> None:
     help="bf16 or int8: check that precision's accuracy on the test split (int8: quantize "
     "first) before activating.",
 )
-def models_activate(version: str, registry: Path | None, precision: str) -> None:
-    """Make VERSION the active model (workers switch between chunks)."""
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Activate even if it was right less often than the active one on corrected jobs.",
+)
+def models_activate(version: str, registry: Path | None, precision: str, force: bool) -> None:
+    """Make VERSION the active model (workers switch between chunks); refused when it was right
+    less often than the active one on corrected jobs both answered in the shadow."""
+    from skuai.cli_shadow import check_activation
     from training.registry import Registry
 
     reg = Registry(registry or settings().registry_dir)
     reg.path(version)
+    check_activation(reg.active(), version, force)
     if precision != "fp32":
         from skuai.quiet import import_tensorflow_quietly
         from training.precision import check_precision, describe

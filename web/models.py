@@ -1,5 +1,6 @@
 """`/v1/models`: the active version, the versions workers serve right now, labels, metrics and
-lineage (where each version comes from)."""
+lineage (where each version comes from), the challenger in the shadow with its score, and the
+retraining trigger's last run."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
+from shared.feedback_store import FeedbackStore
+from shared.shadow_store import ShadowStore
 from training.registry import Registry
 from web.openapi import declare
 from web.schemas.service import Models
@@ -29,6 +32,7 @@ def list_models() -> Response:
         for version in worker.get("loaded_versions") or []:
             live[version] += 1
     registry = Registry(svc.settings.registry_dir)
+    shadows = ShadowStore(svc.conn, ttl=svc.settings.result_ttl)
     return jsonify(
         {
             "active": registry.active(),
@@ -37,8 +41,23 @@ def list_models() -> Response:
                 _describe(registry, v.name, v.active, v.metrics, v.lineage)
                 for v in registry.versions()
             ],
+            "shadow": _shadow(shadows, registry.active(), FeedbackStore(svc.conn)),
+            "retrain": shadows.retrain_status(),
         }
     )
+
+
+def _shadow(
+    shadows: ShadowStore, active: str | None, feedback: FeedbackStore
+) -> dict[str, Any] | None:
+    """The challenger in the shadow and its score against the active version."""
+    config = shadows.config()
+    if config is None:
+        return None
+    found = config.to_public()
+    if active is not None:
+        found["comparison"] = shadows.compare(active, config.version, feedback)
+    return found
 
 
 def _describe(

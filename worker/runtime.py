@@ -25,6 +25,7 @@ from shared.url_guard import guarded_session
 from shared.webhook_store import WebhookStore
 from shared.workers import HEARTBEAT_TTL, WorkerRegistry
 from training.registry import Registry
+from worker import retrain
 from worker.decode_pool import DecodePool, decode_threads
 from worker.delivery import DeliveryPolicy, WebhookDelivery
 from worker.fan_out import FanOut
@@ -161,6 +162,7 @@ class Runtime:
                 for _ in range(self.singles.reclaim()):
                     enqueue_singles_task(app)
                 sweeper.sweep()
+                retrain.maybe_start(self)  # a few reads; the retrain itself runs on its own
             except Exception as exc:  # side channel: Redis may be down; try again next time
                 log.warning("sweep failed: %s", exc)
             self._stopped.wait(SWEEP_INTERVAL)

@@ -21,7 +21,7 @@ from shared.queues import (
 )
 from shared.result_archive import archive_completed
 from shared.review_keeper import keep_for_review
-from worker import runtime
+from worker import runtime, shadow
 from worker.classifier import ChunkOutcome, classify_jobs, fail_jobs
 from worker.retry_policy import RetryPolicy
 
@@ -145,6 +145,8 @@ def _run_chunk(
     emitter.chunk_finished(event, outcome.finished_jobs)
     # Before the sweeper deletes them: images the tenants' review opt-ins ask to keep.
     keep_for_review(rt.store, outcome.finished_jobs, rt.metrics)
+    # Last, once every champion result is stored: the challenger runs when this process is idle.
+    shadow.offer(rt, outcome.finished_jobs)
     for completed in outcome.completed_batches:
         log.info("batch completed", extra={"batch_id": completed})
     archive_completed(rt.batches, outcome.completed_batches)  # else the sweeper does
