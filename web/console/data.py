@@ -8,15 +8,16 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from flask import Response, jsonify, send_file
+from flask import Response, jsonify, make_response, send_file
 
 from shared.errors import NotFound
 from training.registry import Registry
 from web import batches, feedback, review
-from web.console import bp
+from web.console import bp, recent
 from web.console.api_calls import call_with_accept
 from web.console.results import GridQuery, grid_page
 from web.services import services
+from web.tenancy import current_tenant
 from web.validation import validated_query
 
 CSV, NDJSON = "text/csv", "application/x-ndjson"  # what the API's export answers by Accept
@@ -25,9 +26,12 @@ CONFUSION_IMAGE = "confusion.png"  # training/report.py writes it into each vers
 
 
 @bp.post("/api/batches")
-def create_batch() -> tuple[Response, int, dict[str, str]]:
-    """Upload files and archives: `POST /v1/batches` itself."""
-    return batches.create_batch()
+def create_batch() -> Response:
+    """Upload files and archives: `POST /v1/batches` itself; remembered for the upload page."""
+    response = make_response(batches.create_batch())
+    if response.status_code == 202 and "Idempotent-Replayed" not in response.headers:
+        recent.remember(current_tenant(), response.get_json())
+    return response
 
 
 @bp.get("/api/batches/<batch_id>")

@@ -11,10 +11,11 @@ from flask.typing import ResponseReturnValue
 from shared.errors import Conflict
 from training.registry import Registry
 from web import batches, models, webhooks
-from web.console import bp, sessions
+from web.console import bp, recent, sessions
 from web.console.data import CONFUSION_IMAGE
 from web.console.results import GRID_PAGE
 from web.services import services
+from web.tenancy import current_tenant
 
 
 @bp.get("/")
@@ -54,7 +55,8 @@ def sign_out() -> ResponseReturnValue:
 @bp.get("/upload")
 def upload() -> str:
     """Drop files, a folder or a zip; then the batch's progress and results on the same page."""
-    return render_template("console/batch.html", batch=None, page=GRID_PAGE)
+    latest = recent.recent(current_tenant())
+    return render_template("console/batch.html", batch=None, page=GRID_PAGE, recent=latest)
 
 
 @bp.get("/batches/<batch_id>")
