@@ -76,7 +76,8 @@ def stack(
         "SKUAI_RETRAIN_DATA": str(tiny_catalog),
     }
     with redis_databases.lend() as url:
-        iso = isolated_app(replace(settings, redis_url=url, registry=registry))
+        # chunks of 4: the worker goes from chunk to chunk, where the shadow must not cut in
+        iso = isolated_app(replace(settings, redis_url=url, registry=registry, chunk_size=4))
         workers = OwnWorkers(service_env, root)
         try:
             workers.start(iso, "shadow", "v1", **retrain)

@@ -69,7 +69,8 @@ class ShadowRunner:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.shadows = ShadowStore(rt.conn, ttl=rt.settings.result_ttl)
-        self.models = ModelCache(rt.registry, rt.conn, precision="fp32", capacity=1)
+        precision = rt.settings.inference_precision  # served as the champion is
+        self.models = ModelCache(rt.registry, rt.conn, precision=precision, capacity=1)
         self.max_age = rt.settings.upload_timeout / 2
         self._line: deque[tuple[str, float]] = deque(maxlen=LINE)
         self._wake = threading.Condition()
