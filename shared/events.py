@@ -4,6 +4,7 @@ one message whatever the tenant subscribed to, so neither an upload nor inferenc
 
 from __future__ import annotations
 
+import hashlib
 import logging
 
 from celery import Celery
@@ -46,8 +47,12 @@ class EventEmitter:
         self._emit(Event(kind=BATCH, ids=[batch_id]))
 
     def job_corrected(self, job_id: str, seq: int) -> None:
-        """`job.corrected` for the job's correction number `seq` (shared/feedback_store.py)."""
-        self._emit(Event(kind=CORRECTED, ids=[f"{job_id}:{seq}"]))
+        """`job.corrected` for the job's correction number `seq` (shared/feedback_store.py),
+        under an id fixed by both: a repeat (a retried request) records nothing new, and its
+        fan-out adds no delivery that exists."""
+        subject = f"{job_id}:{seq}"
+        digest = hashlib.sha256(f"corrected\n{subject}".encode()).hexdigest()
+        self._emit(Event(kind=CORRECTED, ids=[subject], id="evt_" + digest[:32]))
 
     def fan_out(self, event: Event) -> None:
         """Hand an event recorded elsewhere (with a batch's seal) to the webhook queue."""

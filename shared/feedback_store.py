@@ -4,7 +4,8 @@ Per tenant and job, the corrections form a history (oldest first) whose last ent
 Recording the same correction as the one standing is a no-op that returns it, so a retried
 request never adds a history entry. Each correction carries a snapshot of its job (batch, ref,
 version and prediction), because a job expires after SKUAI_RESULT_TTL while its corrections stay
-for SKUAI_FEEDBACK_TTL: an export, a retraining trigger or a challenger's score reads them alone.
+for a year from the last one (DEFAULT_TTL): an export, a retraining trigger or a challenger's
+score reads them alone. The per-tenant index drops jobs older than that whenever one is recorded.
 
 Interface (kept stable for the shadow challenger and the retraining trigger):
 `record(tenant, job_id, correction)`, `latest(tenant, job_id)`, `latest_many`, `history`,
@@ -16,11 +17,13 @@ import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
 
 from shared import keys
+from shared.errors import BadRequest
 from shared.jobs import utc_now
 from shared.redis_client import text
 
@@ -47,6 +50,7 @@ local encoded = cjson.encode(entry)
 redis.call('RPUSH', KEYS[1], encoded)
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[5]))
 redis.call('ZADD', KEYS[2], tonumber(ARGV[3]), ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. (tonumber(ARGV[3]) - tonumber(ARGV[5])))
 redis.call('SADD', KEYS[3], ARGV[6])
 redis.call('INCR', KEYS[4])
 return {1, encoded}
@@ -123,22 +127,10 @@ class Recorded:
     created: bool
 
 
-def history_key(tenant: str, job_id: str) -> str:
-    """List of a job's corrections (JSON), oldest first."""
-    return f"{keys.NAMESPACE}:feedback:{tenant}:job:{job_id}"
-
-
-def index_key(tenant: str) -> str:
-    """Sorted set of a tenant's corrected jobs, scored by when their last correction came."""
-    return f"{keys.NAMESPACE}:feedback:{tenant}:jobs"
-
-
-def count_key(tenant: str) -> str:
-    """How many corrections the tenant recorded, ever (the retraining trigger reads it)."""
-    return f"{keys.NAMESPACE}:feedback:{tenant}:count"
-
-
-TENANTS = f"{keys.NAMESPACE}:feedback:tenants"  # tenants that sent a correction
+history_key = keys.feedback_history
+index_key = keys.feedback_index
+count_key = keys.feedback_count
+TENANTS = keys.FEEDBACK_TENANTS
 
 
 class FeedbackStore:
@@ -191,6 +183,13 @@ class FeedbackStore:
             found += [c for c in page if c is not None]
         return found
 
+    def first_announcement(self, tenant: str, job_id: str, seq: int) -> bool:
+        """True the first time it is asked for this correction: its metric counts once, even
+        when a retry has to send its event again."""
+        return bool(
+            self.conn.set(keys.feedback_announced(tenant, job_id, seq), 1, nx=True, ex=self.ttl)
+        )
+
     def count(self, tenant: str) -> int:
         """Corrections the tenant recorded so far (repeats of the standing one not counted)."""
         return int(self.conn.get(count_key(tenant)) or 0)
@@ -198,3 +197,13 @@ class FeedbackStore:
     def tenants(self) -> list[str]:
         """Tenants that have sent at least one correction."""
         return sorted(text(t) for t in self.conn.smembers(TENANTS))
+
+
+def since_epoch(value: str) -> float:
+    """An ISO 8601 date, or date and time (UTC unless it says), as epoch seconds: the `since`
+    of `GET /v1/review` and `skuai feedback export`; BadRequest for anything else."""
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadRequest(f"since: {value!r} is not an ISO 8601 date or time") from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()

@@ -154,3 +154,57 @@ RUNNING_BATCHES = f"{NAMESPACE}:batches:running"
 UNARCHIVED_BATCHES = f"{NAMESPACE}:batches:unarchived"
 # The set that held both before, drained into them by the sweeper a page at a time.
 OPEN_BATCHES = f"{NAMESPACE}:batches:open"
+
+
+def review_settings(tenant: str) -> str:
+    """A tenant's review opt-in (JSON; shared/review_store.py)."""
+    return f"{NAMESPACE}:review:{tenant}:settings"
+
+
+def review_items(tenant: str) -> str:
+    """Hash: job id -> the tenant's kept review item (JSON)."""
+    return f"{NAMESPACE}:review:{tenant}:items"
+
+
+def review_order(tenant: str) -> str:
+    """Sorted set: job id -> when its image was kept (listing and eviction order)."""
+    return f"{NAMESPACE}:review:{tenant}:order"
+
+
+def review_pending(tenant: str) -> str:
+    """Sorted set: job id -> until when its image is held for a correction (not listed)."""
+    return f"{NAMESPACE}:review:{tenant}:pending"
+
+
+def review_bytes(tenant: str) -> str:
+    """Bytes of review images kept for the tenant in total."""
+    return f"{NAMESPACE}:review:{tenant}:bytes"
+
+
+REVIEW_OPTED_IN = f"{NAMESPACE}:review:tenants"  # tenants keeping anything: workers check it first
+REVIEW_KEEPING = (
+    f"{NAMESPACE}:review:keeping"  # tenants with kept images (the sweeper expires them)
+)
+
+
+def feedback_history(tenant: str, job_id: str) -> str:
+    """List of a job's corrections (JSON), oldest first (shared/feedback_store.py)."""
+    return f"{NAMESPACE}:feedback:{tenant}:job:{job_id}"
+
+
+def feedback_index(tenant: str) -> str:
+    """Sorted set of a tenant's corrected jobs, scored by when their last correction came."""
+    return f"{NAMESPACE}:feedback:{tenant}:jobs"
+
+
+def feedback_count(tenant: str) -> str:
+    """How many corrections the tenant recorded, ever (the retraining trigger reads it)."""
+    return f"{NAMESPACE}:feedback:{tenant}:count"
+
+
+def feedback_announced(tenant: str, job_id: str, seq: int) -> str:
+    """Set once a correction's metric is counted and its event recorded (a retry re-sends)."""
+    return f"{NAMESPACE}:feedback:{tenant}:announced:{job_id}:{seq}"
+
+
+FEEDBACK_TENANTS = f"{NAMESPACE}:feedback:tenants"  # tenants that sent a correction

@@ -39,6 +39,7 @@ BATCH = "batch.json"
 NDJSON_BLOB = "results.ndjson"
 CSV_BLOB = "results.csv"
 FINAL = ("completed", CANCELED)
+RETRY_AFTER = 300  # seconds before the sweeper tries a batch it could not archive again
 
 
 def archive_key(batch_id: str, name: str) -> str:
@@ -190,10 +191,26 @@ def _expire_with_its_jobs(conn: redis.Redis, batch_id: str, job_ids: list[str]) 
 
 def archive_due(batches: BatchStore, archive: ResultArchive, limit: int) -> int:
     """Archive up to `limit` of the batches listed as final and unarchived, oldest first;
-    returns how many were written."""
-    listed: list[Any] = batches.conn.zrange(keys.UNARCHIVED_BATCHES, 0, limit - 1)
-    ids = [text(i) for i in listed]
-    return sum(archive_batch(batches, archive, batch_id) for batch_id in ids)
+    returns how many were written. One that fails is logged and tried again RETRY_AFTER
+    seconds later, so it cannot hold the others back."""
+    due = time.time()  # scores are when each batch ended, or when a failed one is due again
+    listed: list[Any] = batches.conn.zrangebyscore(
+        keys.UNARCHIVED_BATCHES, "-inf", due, start=0, num=limit
+    )
+    written = 0
+    for batch_id in (text(i) for i in listed):
+        try:
+            written += archive_batch(batches, archive, batch_id)
+        except Exception as exc:  # a blob store or Redis refusal, or a record it cannot read
+            log.warning(
+                "could not archive results (%s); retrying in %d s",
+                exc,
+                RETRY_AFTER,
+                extra={"batch_id": batch_id},
+            )
+            later = {batch_id: time.time() + RETRY_AFTER}
+            batches.conn.zadd(keys.UNARCHIVED_BATCHES, later, xx=True)
+    return written
 
 
 def archive_completed(batches: BatchStore, batch_ids: Iterable[str]) -> None:

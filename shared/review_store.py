@@ -5,31 +5,41 @@ jobs (a decision other than `sku`, or a top confidence under its threshold), of 
 and of corrected jobs, each under `review/<tenant>/<job id>` in the blob store (the orphan sweep
 looks only under `images/`, so these outlive the upload). Each tenant has a retention period
 and a size cap: past the cap the oldest are evicted first, past the retention they are removed
-whenever the tenant keeps, lists or exports. Redis holds the index: the item's fields, a sorted
-set by when it was kept, and the bytes kept in total."""
+whenever the tenant keeps, lists or exports. A tenant keeping corrected jobs also holds every
+other finished job's image as PENDING for SKUAI_REVIEW_CORRECTION_WINDOW (at most its retention):
+not listed, evicted first past the cap, promoted to CORRECTED when a correction comes, removed
+when the window ends. Redis holds the index: the item's fields, a sorted set by when it was kept,
+one of pending images by when their window ends, and the bytes kept in total (pending included).
+Keeping, merging and deleting are scripts, so concurrent keeps and deletes count bytes once."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import redis
 
 from shared import keys
 from shared.blobs import BlobStore
+from shared.errors import ServiceUnavailable
 from shared.jobs import Job, utc_now
 from shared.redis_client import text
+from shared.review_scripts import ADD, DELETE, MERGE
 
 UNCERTAIN = "uncertain"
 SAMPLE = "sample"
 CORRECTED = "corrected"
 REASONS = (UNCERTAIN, SAMPLE, CORRECTED)
+PENDING = "pending"  # held for a possible correction only: not listed, expires with its window
 DEFAULT_MIN_CONFIDENCE = 0.5
+MAX_RETENTION_DAYS = 3650  # the API's and `skuai keys review`'s bounds
+MAX_CAP_MB = 1_000_000
 PREFIX = "review/"
 PAGE = 200
+TRIES = 5  # keep's compare-and-set rounds against concurrent keeps and deletes
 
 
 @dataclass(frozen=True)
@@ -138,28 +148,13 @@ def blob_key(tenant: str, job_id: str) -> str:
     return f"{PREFIX}{tenant}/{job_id}"
 
 
-def settings_key(tenant: str) -> str:
-    """The tenant's opt-in (JSON)."""
-    return f"{keys.NAMESPACE}:review:{tenant}:settings"
-
-
-def items_key(tenant: str) -> str:
-    """Hash: job id -> the kept item (JSON)."""
-    return f"{keys.NAMESPACE}:review:{tenant}:items"
-
-
-def order_key(tenant: str) -> str:
-    """Sorted set: job id -> when it was kept (listing and eviction order)."""
-    return f"{keys.NAMESPACE}:review:{tenant}:order"
-
-
-def bytes_key(tenant: str) -> str:
-    """Bytes kept for the tenant in total."""
-    return f"{keys.NAMESPACE}:review:{tenant}:bytes"
-
-
-OPTED_IN = f"{keys.NAMESPACE}:review:tenants"  # tenants keeping anything: workers check it first
-KEEPING = f"{keys.NAMESPACE}:review:keeping"  # tenants with kept images (the sweeper expires them)
+settings_key = keys.review_settings
+items_key = keys.review_items
+order_key = keys.review_order
+pending_key = keys.review_pending
+bytes_key = keys.review_bytes
+OPTED_IN = keys.REVIEW_OPTED_IN
+KEEPING = keys.REVIEW_KEEPING
 
 
 class ReviewStore:
@@ -168,6 +163,9 @@ class ReviewStore:
     def __init__(self, conn: redis.Redis, blobs: BlobStore) -> None:
         self.conn = conn
         self.blobs = blobs
+        self._add = conn.register_script(ADD)
+        self._cas = conn.register_script(MERGE)
+        self._delete = conn.register_script(DELETE)
 
     def settings(self, tenant: str) -> ReviewSettings:
         """The tenant's opt-in (nothing kept when it never opted in)."""
@@ -193,25 +191,53 @@ class ReviewStore:
         """Tenants keeping anything."""
         return {text(t) for t in self.conn.smembers(OPTED_IN)}
 
-    def keep(self, job: Job, image: bytes, reasons: list[str]) -> ReviewItem:
-        """Keep the job's image (or add reasons to the kept one); then enforce the cap."""
-        current = self.find(job.tenant, job.id)
-        if current is not None:
-            merged = tuple(dict.fromkeys([*current.reasons, *reasons]))
-            item = ReviewItem(**{**asdict(current), "reasons": merged})
-            self.conn.hset(items_key(job.tenant), job.id, item.to_json())
-            return item
-        item = ReviewItem.of_job(job, reasons, len(image))
-        self.blobs.put(item.blob_key, image)
-        if not self.conn.hsetnx(items_key(job.tenant), job.id, item.to_json()):
-            return self.keep(job, image, reasons)  # kept meanwhile (a chunk run twice): merge
-        with self.conn.pipeline(transaction=True) as pipe:
-            pipe.zadd(order_key(job.tenant), {job.id: item.kept_epoch})
-            pipe.incrby(bytes_key(job.tenant), item.size)
-            pipe.sadd(KEEPING, job.tenant)
-            pipe.execute()
-        self.enforce(job.tenant)
-        return item
+    def keep(
+        self, job: Job, image: bytes, reasons: list[str], *, hold_until: float | None = None
+    ) -> ReviewItem | None:
+        """Keep the job's image (or add reasons to the kept one, a pending one then listed);
+        then enforce the cap. With `hold_until` (epoch seconds) the image is only held as
+        PENDING until then. None when there is nothing to add to and `image` is empty."""
+        pending = hold_until is not None
+        for _ in range(TRIES):
+            current = self.find(job.tenant, job.id)
+            if current is not None:
+                done = self._merge(current, [] if pending else reasons)
+                if done is not None:
+                    return done
+                continue  # changed or deleted meanwhile: read again
+            if not image:
+                return None
+            item = ReviewItem.of_job(job, [PENDING] if pending else reasons, len(image))
+            self.blobs.put(item.blob_key, image)
+            score = hold_until if hold_until is not None else item.kept_epoch
+            added = self._add(
+                keys=[*self._keys(job.tenant), KEEPING],
+                args=[job.id, item.to_json(), score, item.size, job.tenant, int(pending)],
+            )
+            if int(added):
+                self.enforce(job.tenant)
+                return item
+        raise ServiceUnavailable(f"the review item of job {job.id} kept changing: try again")
+
+    def _merge(self, current: ReviewItem, reasons: list[str]) -> ReviewItem | None:
+        """Add reasons to a kept item, if it is still as read; None when it changed or went."""
+        if not reasons:  # held as pending: a kept item needs no more
+            return current
+        merged = tuple(dict.fromkeys([*(r for r in current.reasons if r != PENDING), *reasons]))
+        if merged == current.reasons:
+            return current
+        promote = PENDING in current.reasons  # listed from now on, as kept now
+        item = replace(current, reasons=merged)
+        if promote:
+            item = replace(item, kept_epoch=time.time(), kept_at=utc_now())
+        done = self._cas(
+            keys=self._keys(current.tenant)[:3],
+            args=[current.job_id, current.to_json(), item.to_json(), int(promote), item.kept_epoch],
+        )
+        return item if int(done) == 1 else None
+
+    def _keys(self, tenant: str) -> list[str]:
+        return [items_key(tenant), order_key(tenant), pending_key(tenant), bytes_key(tenant)]
 
     def find(self, tenant: str, job_id: str) -> ReviewItem | None:
         """The kept item, or None."""
@@ -231,44 +257,51 @@ class ReviewStore:
         return [ReviewItem.from_json(r) for r in raw if r]
 
     def delete(self, tenant: str, job_ids: list[str]) -> int:
-        """Remove kept items and their images; returns how many there were."""
-        found = [i for i in (self.find(tenant, j) for j in job_ids) if i is not None]
-        if not found:
+        """Remove kept items and their images; returns how many this call removed."""
+        if not job_ids:
             return 0
-        self.blobs.delete_many([i.blob_key for i in found])
-        with self.conn.pipeline(transaction=True) as pipe:
-            pipe.hdel(items_key(tenant), *[i.job_id for i in found])
-            pipe.zrem(order_key(tenant), *[i.job_id for i in found])
-            pipe.decrby(bytes_key(tenant), sum(i.size for i in found))
-            pipe.execute()
-        return len(found)
+        removed = _ids(self._delete(keys=self._keys(tenant), args=job_ids))
+        if removed:
+            self.blobs.delete_many([blob_key(tenant, j) for j in removed])
+        return len(removed)
 
     def delete_all(self, tenant: str) -> int:
-        """Remove every kept item of the tenant."""
+        """Remove every kept item of the tenant, pending ones included."""
         removed = 0
-        while ids := _ids(self.conn.zrange(order_key(tenant), 0, PAGE - 1)):
-            removed += self.delete(tenant, ids)
-            self.conn.zrem(order_key(tenant), *ids)  # an index entry without its item
+        for index in (order_key(tenant), pending_key(tenant)):
+            while ids := _ids(self.conn.zrange(index, 0, PAGE - 1)):
+                removed += self.delete(tenant, ids)  # also drops index entries without an item
         return removed
 
     def kept_bytes(self, tenant: str) -> int:
-        """Bytes kept for the tenant."""
+        """Bytes kept for the tenant (pending images included)."""
         return int(self.conn.get(bytes_key(tenant)) or 0)
 
     def kept_count(self, tenant: str) -> int:
-        """Images kept for the tenant."""
+        """Images kept for the tenant and listed (pending ones are not)."""
         return int(self.conn.zcard(order_key(tenant)))
 
+    def pending_count(self, tenant: str) -> int:
+        """Images held for a possible correction."""
+        return int(self.conn.zcard(pending_key(tenant)))
+
     def enforce(self, tenant: str, settings: ReviewSettings | None = None) -> int:
-        """Remove what is past the retention, then the oldest until under the cap."""
+        """Remove pending images past their window and kept ones past the retention, then the
+        oldest until under the cap: pending ones first, they are only held in case."""
         settings = settings or self.settings(tenant)
-        cutoff = time.time() - settings.retention_seconds
-        expired = _ids(self.conn.zrangebyscore(order_key(tenant), "-inf", cutoff))
-        removed = self.delete(tenant, expired) if expired else 0
+        now = time.time()
+        cutoff = now - settings.retention_seconds
+        removed = self.delete(
+            tenant, _ids(self.conn.zrangebyscore(pending_key(tenant), "-inf", now))
+        )
+        removed += self.delete(
+            tenant, _ids(self.conn.zrangebyscore(order_key(tenant), "-inf", cutoff))
+        )
         while self.kept_bytes(tenant) > settings.cap_bytes:
-            oldest = _ids(self.conn.zrange(order_key(tenant), 0, 0))
+            oldest = _ids(self.conn.zrange(pending_key(tenant), 0, 0)) or _ids(
+                self.conn.zrange(order_key(tenant), 0, 0)
+            )
             if not oldest:
                 break
-            removed += self.delete(tenant, oldest[:1])
-            self.conn.zrem(order_key(tenant), oldest[0])
+            removed += self.delete(tenant, oldest)
         return removed

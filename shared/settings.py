@@ -152,6 +152,13 @@ class Settings:
     retrain_data: OptionalPath = setting(
         None, "The training dataset a triggered retrain adds the exported corrections to."
     )
+    review_correction_window: int = setting(
+        7 * 24 * 3600,
+        "Seconds a tenant keeping corrected jobs holds each finished image for a correction "
+        "(at most its review retention, within its cap).",
+        ge=0,
+        shown="604800 (7 days)",
+    )
     rate_limit: float = setting(
         defaults.RATE_LIMIT, "Requests per second per API key, sustained.", gt=0
     )

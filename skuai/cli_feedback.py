@@ -4,15 +4,13 @@ tenant's review opt-in, the same as `PUT /v1/review/settings`). No TensorFlow he
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
+from shared.review_store import MAX_CAP_MB, MAX_RETENTION_DAYS, REASONS
 from skuai.cli_base import settings
 from skuai.console import make_progress
-
-REASONS = ("uncertain", "sample", "corrected")
 
 
 @click.group()
@@ -72,13 +70,13 @@ def feedback_export(
 
 
 def _epoch(value: str) -> float:
+    from shared.errors import SkuaiError
+    from shared.feedback_store import since_epoch
+
     try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise click.BadParameter(
-            f"{value!r} is not an ISO 8601 date or time", param_hint="--since"
-        ) from None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+        return since_epoch(value)
+    except SkuaiError as exc:
+        raise click.BadParameter(exc.message, param_hint="--since") from None
 
 
 @click.command("review")
@@ -92,10 +90,15 @@ def _epoch(value: str) -> float:
 @click.option(
     "--retention-days",
     default=30.0,
-    type=click.FloatRange(0, 3650, min_open=True),
+    type=click.FloatRange(0, MAX_RETENTION_DAYS, min_open=True),
     show_default=True,
 )
-@click.option("--cap-mb", default=500.0, type=click.FloatRange(0, min_open=True), show_default=True)
+@click.option(
+    "--cap-mb",
+    default=500.0,
+    type=click.FloatRange(0, MAX_CAP_MB, min_open=True),
+    show_default=True,
+)
 @click.option("--min-confidence", default=0.5, type=click.FloatRange(0, 1), show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def keys_review(

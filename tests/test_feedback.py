@@ -9,13 +9,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import redis
 import requests
 
+from shared.feedback_store import SKU, Correction, FeedbackStore
 from shared.settings import Settings
 from tests.receiver import Receiver
 from tests.support import metrics
 from tests.support.batches import batch_results, wait_for_batch
-from tests.support.http import http, tenant_session
+from tests.support.http import TENANT, http, tenant_session
 from tests.support.images import distinct_images
 from tests.support.processes import WorkerProcess
 
@@ -55,6 +57,16 @@ def failed(api_url: str) -> dict:
     return job
 
 
+def _predicted(result: dict) -> dict:
+    """What web/corrections.py snapshots of a job's answer."""
+    return {
+        "decision": result.get("decision"),
+        "model": result["model"]["label"],
+        "sku": result["sku"]["label"],
+        "confidence": result["sku"]["confidence"],
+    }
+
+
 def _correct(api_url: str, job_id: str, body: object, **kwargs: object) -> requests.Response:
     return http.post(f"{api_url}/v1/jobs/{job_id}/feedback", json=body, timeout=10, **kwargs)
 
@@ -73,6 +85,23 @@ def test_a_correction_round_trip(
     before = metrics.samples(http.get(f"{api_url}/metrics", timeout=10).text)
     job = jobs["0.png"]
     model, skus = next(iter(catalog(tiny_catalog).items()))
+    # As if the API stored the correction and died before announcing it: the client's retry
+    # (answered as a repeat) sends the event and counts the metric, once.
+    stored = Correction(
+        kind=SKU,
+        sku=skus[-1],
+        model=model,
+        note="seen on the shelf",
+        batch_id=job["batch_id"],
+        ref=job["ref"],
+        model_version=job["model_version"],
+        predicted=_predicted(job["result"]),
+    )
+    assert (
+        FeedbackStore(redis.Redis.from_url(settings.redis_url))
+        .record(TENANT, job["id"], stored)
+        .created
+    )
 
     first = _correct(api_url, job["id"], {"sku": skus[-1], "note": "seen on the shelf"})
     assert first.status_code == 200, first.text
@@ -99,7 +128,7 @@ def test_a_correction_round_trip(
     assert other.get(f"{api_url}/v1/jobs/{job['id']}/feedback", timeout=10).status_code == 404
 
     events = [r.verify(sub["secret"]) for r in rx.wait_for(2, timeout=30)]
-    assert sorted(e["data"]["correction"]["seq"] for e in events) == [1, 2]
+    assert sorted(e["data"]["correction"]["seq"] for e in events) == [1, 2]  # one each
     assert all(e["type"] == "job.corrected" and e["data"]["id"] == job["id"] for e in events)
     assert all(e["data"]["result"] == job["result"] for e in events)
     after = metrics.samples(http.get(f"{api_url}/metrics", timeout=10).text)
@@ -108,6 +137,7 @@ def test_a_correction_round_trip(
             before, "skuai_corrections_total", kind=kind
         )
         assert grown == 1, kind
+    assert len(rx.of_type("job.corrected")) == 2  # the repeats sent nothing new
 
 
 def test_bad_corrections_get_one_clear_error(

@@ -11,6 +11,7 @@ import json
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -20,13 +21,18 @@ import redis
 import requests
 from PIL import Image
 
+from shared import keys
 from shared.blobs import open_blob_store
+from shared.blobs.store import image_key
+from shared.feedback_store import FeedbackStore
+from shared.jobs import Job
 from shared.review_keeper import expire_review_images
 from shared.review_store import ReviewStore
 from shared.settings import Settings
 from tests.support.http import tenant_session
 from tests.support.polling import wait_until
 from tests.test_feedback import catalog
+from training.feedback_export import export_feedback
 
 pytestmark = pytest.mark.usefixtures("inference_worker")
 
@@ -71,7 +77,9 @@ def _opt_in(api_url: str, session: requests.Session, **body: object) -> dict:
     return answer.json()  # type: ignore[no-any-return]
 
 
-def test_opt_in_listing_filters_and_deletion(api_url: str, settings: Settings) -> None:
+def test_opt_in_listing_filters_and_deletion(
+    api_url: str, settings: Settings, tiny_catalog: Path, tmp_path: Path
+) -> None:
     off, on = tenant_session(settings, "review-off"), tenant_session(settings, "review-on")
     assert off.get(f"{api_url}/v1/review/settings", timeout=10).json()["keep"] == []
     bad = on.put(f"{api_url}/v1/review/settings", json={"keep": ["everything"]}, timeout=10)
@@ -108,6 +116,8 @@ def test_opt_in_listing_filters_and_deletion(api_url: str, settings: Settings) -
         "0.png",
     ]
     assert rest.json()["next_cursor"] is None
+    huge = on.get(f"{api_url}/v1/review", params={"cursor": "9" * 20}, timeout=10)
+    assert huge.status_code == 400 and "cursor" in huge.json()["error"]["message"], huge.text
 
     sent = dict(images)
     for item in items:
@@ -123,6 +133,18 @@ def test_opt_in_listing_filters_and_deletion(api_url: str, settings: Settings) -
     assert on.delete(f"{api_url}/v1/review", timeout=10).json() == {"deleted": 3}
     now = on.get(f"{api_url}/v1/review/settings", timeout=10).json()
     assert (now["kept_count"], now["kept_bytes"]) == (0, 0)
+
+    # A tenant that never opted in: its upload (still there) is never exported.
+    (model, skus), *_ = catalog(tiny_catalog).items()
+    job_id = ignored["0.png"]["id"]
+    url = f"{api_url}/v1/jobs/{job_id}/feedback"
+    assert off.post(url, json={"sku": skus[0]}, timeout=10).status_code == 200
+    blobs = open_blob_store(settings)
+    assert blobs.get(image_key(job_id)) is not None  # the sweeper has not deleted it yet
+    conn = redis.Redis.from_url(settings.redis_url)
+    report = export_feedback(tmp_path / "data", FeedbackStore(conn), blobs, tenants=["review-off"])
+    assert report.counts() == {"image_gone": 1}
+    assert not (tmp_path / "data" / model).exists()
 
 
 def test_the_cap_evicts_the_oldest_and_the_retention_removes(
@@ -165,7 +187,17 @@ def test_corrected_jobs_kept_and_exported_as_a_dataset(
     session = tenant_session(settings, "review-fix")
     _opt_in(api_url, session, keep=["corrected"])
     jobs = _submit(api_url, session, noise_images(3, seed=4))
-    assert _kept(api_url, session) == []  # not uncertain or sampled: only corrections count
+
+    def shown() -> dict:
+        return session.get(f"{api_url}/v1/review/settings", timeout=10).json()  # type: ignore[no-any-return]
+
+    wait_until(lambda: shown()["pending_count"] == 3, 30, "three images held pending")
+    assert _kept(api_url, session) == []  # held pending a correction: not listed
+    assert session.get(f"{api_url}/v1/review/{jobs['0.png']['id']}", timeout=10).status_code == 404
+    # The sweeper deletes uploads SKUAI_UPLOAD_TIMEOUT after they finish; corrections coming
+    # later still find the images held pending (SKUAI_REVIEW_CORRECTION_WINDOW).
+    blobs = open_blob_store(settings)
+    blobs.delete_many([image_key(job["id"]) for job in jobs.values()])
     (model, skus), (other_model, _) = list(catalog(tiny_catalog).items())[:2]
     corrections = {
         "0.png": {"sku": skus[0]},
@@ -177,6 +209,7 @@ def test_corrected_jobs_kept_and_exported_as_a_dataset(
         assert session.post(url, json=body, timeout=10).status_code == 200
     assert {i["ref"] for i in _kept(api_url, session, reason="corrected")} == set(corrections)
     assert all(i["correction"] for i in _kept(api_url, session))
+    assert shown()["pending_count"] == 0 and shown()["kept_count"] == 3
 
     data = tmp_path / "data"
     shutil.copytree(tiny_catalog, data)
@@ -213,3 +246,37 @@ def _skuai(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "skuai", *args], env=env, capture_output=True, text=True, timeout=120
     )
+
+
+def test_concurrent_keeps_and_deletes_count_bytes_once(settings: Settings) -> None:
+    """Threads keeping and deleting the same items on the real Redis: the byte counter always
+    equals the items left, so the cap neither breaks nor evicts everything."""
+    conn = redis.Redis.from_url(settings.redis_url)
+    store = ReviewStore(conn, open_blob_store(settings))
+    tenant, image = "review-race", b"x" * 1000
+    jobs = [Job(id=f"job_race{i}", tenant=tenant, result={"decision": "sku"}) for i in range(8)]
+    for job in jobs:
+        store.keep(job, image, ["sample"])
+    assert store.kept_bytes(tenant) == 8000
+
+    def delete_all() -> None:
+        for job in jobs:
+            store.delete(tenant, [job.id])
+
+    def keep_and_delete(seed: int) -> None:
+        for job in jobs[seed::2]:
+            store.keep(job, image, ["uncertain"])
+            store.delete(tenant, [job.id])
+            store.keep(job, image, ["sample"])
+
+    threads = [threading.Thread(target=delete_all) for _ in range(4)]
+    threads += [threading.Thread(target=keep_and_delete, args=(i % 2,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    left = conn.hlen(keys.review_items(tenant))
+    assert store.kept_bytes(tenant) == 1000 * left
+    assert store.kept_count(tenant) == left
+    store.delete_all(tenant)
+    assert (store.kept_bytes(tenant), store.kept_count(tenant)) == (0, 0)

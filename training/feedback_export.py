@@ -4,8 +4,9 @@ Each job's standing correction (shared/feedback_store.py) places its image at
 `DATA/<model>/<sku>/<job id>.<ext>`: a `sku` correction under its catalog model; a
 `not_in_catalog` one under its new label, in the model the correction named, else the model the
 job was predicted as. A `model` correction names no SKU, so it has no folder: it is listed as
-skipped. The image comes from the review queue (kept for review) or, while the sweeper has not
-deleted it yet, from the upload itself; a job whose image is gone is listed as such.
+skipped. The image comes from the review queue (kept for review) or, for a tenant whose review
+opt-in keeps corrected jobs and while the sweeper has not deleted it yet, from the upload itself
+(never for a tenant that did not opt in); a job whose image is gone is listed as such.
 
 Images that are near-duplicates (training/dedup.py's perceptual hash) of a photo already in DATA,
 of one in `--dedup-against` folders, or of one exported before them are left out. Exporting again
@@ -25,9 +26,10 @@ from pathlib import Path
 from shared.blobs import BlobStore
 from shared.blobs.store import image_key
 from shared.errors import InvalidImage, UnsupportedMediaType
+from shared.exports import csv_cell
 from shared.feedback_store import MODEL, NOT_IN_CATALOG, Correction, FeedbackStore
 from shared.images import decode, sniff
-from shared.review_store import ReviewStore
+from shared.review_store import CORRECTED, ReviewStore
 from training.dataset import list_dataset
 from training.dedup import HASH_INPUT, close_pairs, perceptual_hash
 from training.loading import MAX_TRAINING_PIXELS
@@ -99,9 +101,11 @@ def export_feedback(
     data_dir.mkdir(parents=True, exist_ok=True)
     placed = _placed(data_dir, {c.job_id for c in corrections})
     known = _hashes([data_dir, *dedup_against], exclude=set(placed))
+    uploads = {t for t in {c.tenant for c in corrections} if CORRECTED in review.settings(t).keep}
     rows = []
     for correction in corrections:
-        rows.append(_export_one(data_dir, correction, review, blobs, placed, known))
+        upload = blobs if correction.tenant in uploads else None
+        rows.append(_export_one(data_dir, correction, review, upload, placed, known))
         if progress is not None:
             progress(1)
     return ExportReport(rows, _write_manifest(data_dir, rows))
@@ -111,10 +115,12 @@ def _export_one(
     data_dir: Path,
     correction: Correction,
     review: ReviewStore,
-    blobs: BlobStore,
+    uploads: BlobStore | None,
     placed: dict[str, list[Path]],
     known: dict[str, str],
 ) -> ManifestRow:
+    """One correction's row; `uploads`: where to look for an image not kept for review (only
+    for a tenant that opted in to keeping corrected jobs)."""
     row = _row(correction)
     if correction.kind == MODEL or not correction.model or not correction.sku:
         row.outcome = MODEL_ONLY
@@ -123,7 +129,9 @@ def _export_one(
     row.reasons = ",".join(kept.reasons) if kept else ""
     image = review.image(correction.tenant, correction.job_id) if kept else None
     row.source = "review" if image is not None else None
-    if image is None and (image := blobs.get(image_key(correction.job_id))) is not None:
+    if image is None and uploads is not None:
+        image = uploads.get(image_key(correction.job_id))
+    if image is not None and row.source is None:
         row.source = "upload"
     if image is None:
         row.outcome = IMAGE_GONE
@@ -214,13 +222,5 @@ def _write_manifest(data_dir: Path, rows: list[ManifestRow]) -> Path:
     with path.with_suffix(".csv").open("w", newline="") as out:
         writer = csv.DictWriter(out, fieldnames=list(ManifestRow.__dataclass_fields__))
         writer.writeheader()
-        writer.writerows({k: _cell(v) for k, v in asdict(r).items()} for r in rows)
+        writer.writerows({k: csv_cell(v) for k, v in asdict(r).items()} for r in rows)
     return path
-
-
-def _cell(value: object) -> object:
-    """Refs and notes come from partners: a cell a spreadsheet would run as a formula gets a `'`
-    first (as the results export does; training/ does not import web/ or its helpers)."""
-    if isinstance(value, str) and value.startswith(("=", "+", "-", "@", "\t", "\r")):
-        return "'" + value
-    return value

@@ -114,33 +114,35 @@ def _predicted(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def record(svc: Services, job: Job, body: FeedbackBody, catalogs: Catalogs) -> Recorded:
-    """Check and store the correction; a new one is counted, announced and maybe kept."""
-    recorded = FeedbackStore(svc.conn).record(
-        job.tenant, job.id, correction_of(job, body, catalogs)
-    )
-    if recorded.created:
-        correction = recorded.correction
+    """Check and store the correction; then count, announce and maybe keep it. A repeat does
+    these again (an error after storing must not lose them): the event's id is fixed by the
+    job and the correction's number, so it is sent once, and the metric counts once."""
+    feedback = FeedbackStore(svc.conn)
+    recorded = feedback.record(job.tenant, job.id, correction_of(job, body, catalogs))
+    correction = recorded.correction
+    svc.events.job_corrected(job.id, correction.seq)
+    if feedback.first_announcement(job.tenant, job.id, correction.seq):
         ClusterMetrics(svc.conn).count(
             "skuai_corrections", kind=correction.kind, model_version=job.model_version or ""
         )
-        svc.events.job_corrected(job.id, correction.seq)
-        _keep_corrected(svc, job)
+    _keep_corrected(svc, job)
     return recorded
 
 
 def _keep_corrected(svc: Services, job: Job) -> None:
-    """For a tenant keeping corrected jobs: mark the kept image, or keep the image if it is
-    still in the store (the sweeper deletes it SKUAI_UPLOAD_TIMEOUT after the job finished).
-    Best effort: the correction stands whatever happens here."""
+    """For a tenant keeping corrected jobs: mark the kept (or pending) image, or keep the image
+    if it is still in the store (the sweeper deletes it SKUAI_UPLOAD_TIMEOUT after the job
+    finished; pending ones last SKUAI_REVIEW_CORRECTION_WINDOW). Best effort: the correction
+    stands whatever happens here."""
     if svc.jobs.blobs is None:
         return
     review = ReviewStore(svc.conn, svc.jobs.blobs)
     try:
         if CORRECTED not in review.settings(job.tenant).keep:
             return
-        if review.find(job.tenant, job.id) is not None:
-            review.keep(job, b"", [CORRECTED])
-        elif (image := svc.jobs.image(job.id)) is not None:
+        if review.keep(job, b"", [CORRECTED]) is not None:  # kept or held already
+            return
+        if (image := svc.jobs.image(job.id)) is not None:
             review.keep(job, image, [CORRECTED])
             ClusterMetrics(svc.conn).count("skuai_review_kept", reason=CORRECTED)
     except SkuaiError as exc:

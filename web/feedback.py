@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterable
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
@@ -16,6 +17,7 @@ from shared.batches import Batch
 from shared.errors import BadRequest, Conflict, NotFound, SkuaiError, UnsupportedMediaType
 from shared.feedback_store import FeedbackStore
 from shared.jobs import Job
+from shared.result_archive import ArchivedJobs, ResultArchive
 from training.registry import Registry
 from web.corrections import Catalogs, record
 from web.openapi import declare
@@ -78,9 +80,10 @@ def correct_batch(batch_id: str) -> Response:
     """Many corrections of a batch's jobs by `ref` (or `job_id`): JSON `{"items": [...]}` or
     `text/csv` with a header row (`ref,sku,model,not_in_catalog,label,note`)."""
     svc = services()
-    batch = svc.batches.get(batch_id, current_tenant())
+    batch, archived = _batch(svc, batch_id, current_tenant())
     rows = _csv_rows(request.get_data()) if request.mimetype == "text/csv" else _json_rows()
-    by_ref = _jobs_by_ref(svc, batch, {str(r.get("ref")) for r in rows if r.get("ref")})
+    refs = {str(r.get("ref")) for r in rows if r.get("ref")}
+    by_ref = _jobs_by_ref(svc, batch, refs, archived)
     catalogs = _catalogs(svc)
     items = [_row(svc, batch, i, row, by_ref, catalogs) for i, row in enumerate(rows)]
     outcomes = [item["outcome"] for item in items]
@@ -139,13 +142,35 @@ def _csv_row(row: dict[str | Any, Any]) -> dict[str, Any]:
     return found
 
 
-def _jobs_by_ref(svc: Services, batch: Batch, refs: set[str]) -> dict[str, list[Job]]:
-    """The batch's jobs with these refs (a page of the batch at a time)."""
+def _batch(svc: Services, batch_id: str, tenant: str) -> tuple[Batch, ArchivedJobs | None]:
+    """The tenant's batch from Redis; else, once its records expired, from its result archive
+    (with the archived jobs, to find refs by). NotFound for neither."""
+    try:
+        return svc.batches.get(batch_id, tenant), None
+    except NotFound:
+        if svc.jobs.blobs is None:
+            raise
+        archive = ResultArchive(svc.jobs.blobs)
+        return archive.batch(batch_id, tenant), archive.jobs(batch_id)
+
+
+def _jobs_by_ref(
+    svc: Services, batch: Batch, refs: set[str], archived: ArchivedJobs | None
+) -> dict[str, list[Job]]:
+    """The batch's jobs with these refs (a page of the batch at a time); for an archived batch,
+    the job records that still exist (a job's lasts SKUAI_RESULT_TTL from when it finished)."""
     found: dict[str, list[Job]] = {}
-    if refs:
-        for job in svc.batches.iter_jobs(batch.id):
-            if job.ref in refs:
-                found.setdefault(job.ref, []).append(job)
+    if not refs:
+        return found
+    if archived is None:
+        jobs: Iterable[Job | None] = svc.batches.iter_jobs(batch.id)
+    else:
+        lines = (archived.job(i) for i in range(len(archived.lines)))
+        ids = [job["id"] for job in lines if job.get("ref") in refs]
+        jobs = svc.jobs.find_many(ids) if ids else []
+    for job in jobs:
+        if job is not None and job.ref in refs:
+            found.setdefault(job.ref, []).append(job)
     return found
 
 

@@ -1,7 +1,9 @@
 """`/v1/review`: the tenant's review opt-in and the images it kept (shared/review_store.py).
 
 Nothing is kept until `PUT /v1/review/settings` asks for it. Kept images are listed newest first
-with filters, read one by one, and deleted on request (one, or all of the tenant's)."""
+with filters, read one by one, and deleted on request (one, or all of the tenant's). Images held
+pending a correction (a tenant keeping `corrected`) are not listed or shown: only counted in
+the settings' `pending_count` and deleted with the others."""
 
 from __future__ import annotations
 
@@ -10,11 +12,11 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from shared.errors import BadRequest, NotFound, ServiceUnavailable
-from shared.feedback_store import FeedbackStore
+from shared.errors import NotFound, ServiceUnavailable
+from shared.feedback_store import FeedbackStore, since_epoch
 from shared.image_formats import MEDIA_TYPES
 from shared.images import sniff
-from shared.review_store import ReviewItem, ReviewSettings, ReviewStore
+from shared.review_store import PENDING, ReviewItem, ReviewSettings, ReviewStore
 from web.openapi import declare
 from web.schemas.feedback import (
     ReviewDeleted,
@@ -77,7 +79,7 @@ def list_review() -> Response:
     """Kept images, newest first, filtered by reason, decision, batch and time kept."""
     svc, tenant = services(), current_tenant()
     query = validated_query(ReviewQuery)
-    since = _epoch(query.since) if query.since else None
+    since = since_epoch(query.since) if query.since else None
     store = _store(svc)
     settings = store.settings(tenant)
     store.enforce(tenant, settings)
@@ -153,7 +155,7 @@ def delete_all_review() -> Response:
 
 def _found(store: ReviewStore, tenant: str, job_id: str) -> ReviewItem:
     item = store.find(tenant, job_id)
-    if item is None:
+    if item is None or PENDING in item.reasons:  # held in case a correction comes: not kept
         raise NotFound(f"no kept image for job {job_id!r}")
     return item
 
@@ -193,18 +195,12 @@ def _shown(
 
 
 def _settings(store: ReviewStore, tenant: str, settings: ReviewSettings) -> dict[str, Any]:
-    kept = {"kept_bytes": store.kept_bytes(tenant), "kept_count": store.kept_count(tenant)}
+    kept = {
+        "kept_bytes": store.kept_bytes(tenant),
+        "kept_count": store.kept_count(tenant),
+        "pending_count": store.pending_count(tenant),
+    }
     return {**settings.to_public(), **kept}
-
-
-def _epoch(value: str) -> float:
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise BadRequest(f"since: {value!r} is not an ISO 8601 date or time") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
 
 
 def _iso(epoch: float) -> str:

@@ -144,7 +144,9 @@ def _run_chunk(
     # The fan-out sends job.* for the final jobs, batch.completed for their completed batches.
     emitter.chunk_finished(event, outcome.finished_jobs)
     # Before the sweeper deletes them: images the tenants' review opt-ins ask to keep.
-    keep_for_review(rt.store, outcome.finished_jobs, rt.metrics)
+    keep_for_review(
+        rt.store, outcome.finished_jobs, rt.metrics, rt.settings.review_correction_window
+    )
     # Last, once every champion result is stored: the challenger runs when this process is idle.
     shadow.offer(rt, outcome.finished_jobs)
     for completed in outcome.completed_batches:

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.decisions import Decision
 from shared.errors import BadRequest
+from shared.review_store import MAX_CAP_MB, MAX_RETENTION_DAYS
 
 MAX_NOTE = 1000
 MAX_ROWS = 10_000
@@ -140,19 +141,28 @@ class ReviewSettingsBody(BaseModel):
     keep: list[Reason] = Field(
         description="uncertain: a decision other than sku, or sku confidence under "
         "min_confidence; sample: a random share of jobs; corrected: jobs that get a correction "
-        "while their image is still there"
+        "within the correction window (each finished image is held pending until then)"
     )
     sample: float = Field(0.0, ge=0, le=1, description="share of jobs kept with 'sample'")
-    retention_days: float = Field(30.0, gt=0, le=3650, description="kept this long at most")
-    cap_mb: float = Field(500.0, gt=0, le=1_000_000, description="MiB kept at most; oldest go")
+    retention_days: float = Field(
+        30.0, gt=0, le=MAX_RETENTION_DAYS, description="kept this long at most"
+    )
+    cap_mb: float = Field(500.0, gt=0, le=MAX_CAP_MB, description="MiB kept at most; oldest go")
     min_confidence: float = Field(0.5, ge=0, le=1, description="under it a sku is uncertain")
 
 
 class ReviewSettings(ReviewSettingsBody):
     """The opt-in, with what is kept now."""
 
-    kept_bytes: int
-    kept_count: int
+    kept_bytes: int = Field(description="bytes kept, images held pending a correction included")
+    kept_count: int = Field(description="images kept and listed")
+    pending_count: int = Field(
+        description="images held SKUAI_REVIEW_CORRECTION_WINDOW in case a correction comes "
+        "(keep: corrected): not listed; a correction keeps one as corrected"
+    )
+
+
+MAX_CURSOR = 1_000_000_000
 
 
 class ReviewQuery(BaseModel):
@@ -167,7 +177,8 @@ class ReviewQuery(BaseModel):
         # No "format": a date alone (2026-11-01) is welcome too.
         description="ISO 8601 date or date and time (UTC unless it says): kept at or after it",
     )
-    cursor: int = Field(0, ge=0, description="the previous page's next_cursor")
+    # Bounded: Redis reads it as a 64-bit position, and no tenant keeps a billion images.
+    cursor: int = Field(0, ge=0, le=MAX_CURSOR, description="the previous page's next_cursor")
     limit: int = Field(100, ge=1, le=500)
 
 
