@@ -91,6 +91,7 @@ def sign_in(driver: WebDriver, api_url: str, key: str) -> None:
     """Through the sign-in form, as a person would."""
     driver.get(f"{api_url}/console/")
     assert driver.current_url.endswith("/console/sign-in")
+    shoot(driver, "sign-in")
     driver.find_element(By.ID, "api-key").send_keys(key)
     driver.find_element(By.ID, "sign-in").click()
     wait_for(driver, lambda d: d.current_url.endswith("/console/upload"))
