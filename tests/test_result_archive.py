@@ -23,6 +23,7 @@ import redis
 from shared import keys
 from shared.batch_store import BatchStore
 from shared.blobs import BlobStore, open_blob_store
+from shared.blobs.files import FileBlobStore
 from shared.blobs.store import image_key
 from shared.job_store import JobStore
 from shared.queues import make_celery
@@ -36,6 +37,7 @@ from tests.support.isolation import isolated_app
 from tests.support.polling import wait_until
 from tests.support.processes import WorkerProcess
 from tests.support.s3_server import BUCKET, S3Server
+from tests.test_feedback import catalog
 from worker.sweeper import Sweeper
 
 JSON, CSV, NDJSON = "application/json", "text/csv", "application/x-ndjson"
@@ -132,6 +134,7 @@ def test_results_are_served_from_the_archive_after_redis_forgets_the_batch(
     settings: Settings,
     conn: redis.Redis,
     tiny_catalog: Path,
+    tmp_path: Path,
 ) -> None:
     images = distinct_images(tiny_catalog, 5, salt=31)
     files = [("images", (name, data, "image/png")) for name, data in images]
@@ -149,18 +152,33 @@ def test_results_are_served_from_the_archive_after_redis_forgets_the_batch(
     _, csv_export = from_redis[(f"/v1/batches/{batch_id}/results", "[]", CSV)]
     assert _archived(blobs, batch_id)[1] == csv_export  # the same bytes the export streams
 
+    # Corrections by ref once the batch's record is gone: its archive maps refs to jobs.
+    conn.delete(keys.batch(batch_id))
+    (_, skus), *_ = catalog(tiny_catalog).items()
+    url = f"{api_url}/v1/batches/{batch_id}/feedback"
+    row = {"ref": images[0][0], "sku": skus[0]}
+    corrected = http.post(url, json={"items": [row]}, timeout=10)
+    assert corrected.status_code == 200 and corrected.json()["recorded"] == 1, corrected.text
     _delete_redis_records(conn, batch_id)
     assert _answers(_via_http(api_url), batch_id) == from_redis
+    # Its jobs' records gone too: nothing to correct, row by row.
+    gone = http.post(url, json={"items": [row]}, timeout=10).json()
+    assert gone["items"][0]["error"]["code"] == "not_found", gone
     other = _via_http(api_url, tenant_session(settings, f"other-{uuid.uuid4().hex[:6]}"))
     for path, accept in [("", JSON), ("/results", JSON), ("/results", CSV), ("/results", NDJSON)]:
         assert other(f"/v1/batches/{batch_id}{path}", {}, accept)[0] == 404
 
-    # Retention: kept within SKUAI_RESULT_ARCHIVE_TTL, deleted past it.
-    assert _sweeper(settings, conn, archive_ttl=3600)._remove_expired_archives(blobs) == 0
-    assert None not in _archived(blobs, batch_id)
+    # Retention: kept within SKUAI_RESULT_ARCHIVE_TTL, deleted past it; on a store of its own
+    # (the session's holds other tests' archives, which a 1 s retention would delete).
+    own = FileBlobStore(tmp_path / "blobs")
+    names = [archive_key(batch_id, name) for name in (BATCH, CSV_BLOB, NDJSON_BLOB)]
+    own.put_many(list(zip(names, blobs.get_many(names), strict=True)))  # type: ignore[arg-type]
+    assert _sweeper(settings, conn, archive_ttl=3600)._remove_expired_archives(own) == 0
+    assert None not in _archived(own, batch_id)
     time.sleep(1.1)
-    assert _sweeper(settings, conn, archive_ttl=1)._remove_expired_archives(blobs) >= 3
-    assert _archived(blobs, batch_id) == [None, None, None]
+    assert _sweeper(settings, conn, archive_ttl=1)._remove_expired_archives(own) == 3
+    assert _archived(own, batch_id) == [None, None, None]
+    blobs.delete_many([archive_key(batch_id, BATCH)])  # gone: the API has nothing to serve
     assert http.get(f"{api_url}/v1/batches/{batch_id}", timeout=10).status_code == 404
     assert http.get(f"{api_url}/v1/batches/{batch_id}/results", timeout=10).status_code == 404
 
@@ -196,9 +214,15 @@ def test_a_batch_that_ended_unarchived_is_archived_by_the_sweeper(
     assert iso.conn.zscore(keys.UNARCHIVED_BATCHES, batch_id)  # listed in the step that ended it
     assert _archived(blobs, batch_id) == [None, None, None]
 
+    # A batch listed first whose record cannot be read holds nobody back: it is tried later.
+    iso.conn.set(keys.batch("batch_broken"), "not a hash")
+    iso.conn.zadd(keys.UNARCHIVED_BATCHES, {"batch_broken": 1})
     assert _sweeper(settings, iso.conn, archive_ttl=3600).sweep().archived == 1
     assert None not in _archived(blobs, batch_id)
-    assert iso.conn.zcard(keys.UNARCHIVED_BATCHES) == 0
+    assert iso.conn.zrange(keys.UNARCHIVED_BATCHES, 0, -1) == [b"batch_broken"]
+    assert (iso.conn.zscore(keys.UNARCHIVED_BATCHES, "batch_broken") or 0) > time.time()
+    iso.conn.delete(keys.batch("batch_broken"))
+    iso.conn.zrem(keys.UNARCHIVED_BATCHES, "batch_broken")
     _assert_it_expires_with_its_first_job(iso.conn, batch_id)  # "@bad.png" failed at upload
     from_redis = _answers(_via_client(iso.client), batch_id)
     _delete_redis_records(iso.conn, batch_id)
