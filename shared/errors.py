@@ -184,6 +184,12 @@ class InferenceFailed(SkuaiError):
     code = "internal_error"
 
 
+class RetrainFailed(SkuaiError):
+    """A retrain triggered by corrections could not finish; the message says why."""
+
+    code = "retrain_failed"
+
+
 class JobCanceled(SkuaiError):
     """The job was canceled by its tenant."""
 

@@ -22,6 +22,7 @@ import redis
 
 from shared import keys
 from shared.decisions import decision_of
+from shared.errors import InvalidArgument
 from shared.feedback_store import MODEL, NOT_IN_CATALOG, SKU, Correction, FeedbackStore
 from shared.redis_client import text
 
@@ -115,7 +116,7 @@ class ShadowStore:
     def start(self, version: str, sample: float = DEFAULT_SAMPLE) -> ShadowConfig:
         """Put `version` in the shadow of `sample` of live images (replacing any challenger)."""
         if not 0 < sample <= 1:
-            raise ValueError(f"the sample must be in (0, 1], not {sample:g}")
+            raise InvalidArgument(f"the sample must be in (0, 1], not {sample:g}")
         config = ShadowConfig(version, sample, time.time())
         self.conn.set(CONFIG, json.dumps(asdict(config)))
         return config

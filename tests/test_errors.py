@@ -23,6 +23,8 @@ FOREIGN = {
     "AttributeError": "worker/celery_app.py",
     # A failpoint (tests only) stands in for a Redis error, which only redis-py's type is.
     "redis.ConnectionError": "worker/tasks.py",
+    # Optuna stops a pruned trial only when its callback raises Optuna's own TrialPruned.
+    "optuna.TrialPruned": "training/tuning_pruning.py",
 }
 
 

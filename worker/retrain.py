@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shared import keys
+from shared.errors import RetrainFailed
 from shared.feedback_store import FeedbackStore
 from shared.jobs import utc_now
 from shared.shadow_store import DEFAULT_SAMPLE, ShadowStore
@@ -169,7 +170,3 @@ def _how(rt: Runtime, data: Path, parent: str) -> list[str]:
 def _reason(exc: Exception) -> str:
     message = getattr(exc, "message", None) or str(exc) or exc.__class__.__name__
     return str(message)[-ERROR_TAIL:]
-
-
-class RetrainFailed(Exception):
-    """A retrain could not finish; the message says why."""
