@@ -1,12 +1,14 @@
 """A whole skuai stack on a Redis capped by `maxmemory` (its own server, API process and worker
-process), distinct noise JPEGs of a given size, and one batch of them through the HTTP API with
-Redis' memory read before and after. Used by tests/test_capped_redis.py and, at full size, by
+process) or the test session's own stack on its Redis capped for a while, distinct noise JPEGs
+of a given size, and one batch of them through the HTTP API with Redis' memory read before,
+during and after. Used by tests/test_capped_redis.py and, at full size, by
 docs/experiments/capped_redis.py."""
 
 from __future__ import annotations
 
 import io
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -66,11 +68,13 @@ def _jpeg(pixels: np.ndarray) -> bytes:
 
 @dataclass
 class CappedStack:
-    """A running stack: its Redis (capped), API URL and the API key of its tenant."""
+    """A running stack: its Redis (capped), API URL and the API key of its tenant. `shared`: a
+    Redis that served others before (its lifetime `used_memory_peak` says nothing of this run)."""
 
     redis_url: str
     api_url: str
     headers: dict[str, str]
+    shared: bool = False
 
     def memory(self) -> dict[str, int]:
         """Redis' `used_memory`, `used_memory_peak` and `maxmemory`, in bytes."""
@@ -111,6 +115,23 @@ def capped_stacks(
             _wait_loaded(replace(settings, redis_url=capped.redis_url), name, version, worker)
             wait_healthy(api, backends[name].folder / "api.log")
         yield {name: capped for name, (capped, _, _) in launched.items()}
+
+
+@contextmanager
+def capped_for_now(redis_url: str, headroom: int) -> Iterator[int]:
+    """Cap a running Redis at its `used_memory` plus `headroom` (noeviction) until the block
+    ends, then give it back its own limit and policy; the cap."""
+    client = redis.Redis.from_url(redis_url)
+    saved: dict[str, str] = client.config_get("maxmemory*")  # type: ignore[assignment]
+    try:
+        cap = int(client.info("memory")["used_memory"]) + headroom
+        client.config_set("maxmemory-policy", "noeviction")
+        client.config_set("maxmemory", cap)
+        yield cap
+    finally:
+        for name in ("maxmemory", "maxmemory-policy"):
+            client.config_set(name, saved[name])
+        client.close()
 
 
 def _launch(
@@ -177,13 +198,14 @@ class BatchRun:
     counts: dict[str, int]
     results: list[dict]
     used_before: int
-    peak: int
+    peak: int  # the highest `used_memory` seen during the run (and Redis' own peak, if not shared)
     maxmemory: int
 
 
 def run_batch(stack: CappedStack, images: list[bytes], timeout: float = 600) -> BatchRun:
     """Upload `images` (named `i.jpg`) as one batch, wait for it, and read every result."""
     before = stack.memory()
+    watch = _MemoryWatch(stack)
     files = [("images", (f"{i}.jpg", data, "image/jpeg")) for i, data in enumerate(images)]
     session = requests.Session()
     session.headers.update(stack.headers)
@@ -197,6 +219,9 @@ def run_batch(stack: CappedStack, images: list[bytes], timeout: float = 600) -> 
         counts = _wait_final(session, url, started + timeout)["counts"]
         results = _all_results(session, url)
     after = stack.memory()
+    peak = watch.stop()
+    if not stack.shared:
+        peak = max(peak, after["used_memory_peak"])
     return BatchRun(
         images=len(images),
         image_bytes=sum(len(data) for data in images),
@@ -206,9 +231,32 @@ def run_batch(stack: CappedStack, images: list[bytes], timeout: float = 600) -> 
         counts=counts,
         results=results,
         used_before=before["used_memory"],
-        peak=after["used_memory_peak"],
+        peak=peak,
         maxmemory=after["maxmemory"],
     )
+
+
+class _MemoryWatch:
+    """Reads a Redis' `used_memory` every few milliseconds on a thread until stopped."""
+
+    def __init__(self, stack: CappedStack) -> None:
+        self.client = redis.Redis.from_url(stack.redis_url)
+        self.peak = 0
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+        self.thread.start()
+
+    def _watch(self) -> None:
+        while not self.done.is_set():
+            self.peak = max(self.peak, int(self.client.info("memory")["used_memory"]))
+            self.done.wait(0.01)
+
+    def stop(self) -> int:
+        """Stop watching; the highest `used_memory` seen."""
+        self.done.set()
+        self.thread.join()
+        self.client.close()
+        return self.peak
 
 
 def _wait_final(session: requests.Session, url: str, deadline: float) -> dict:
