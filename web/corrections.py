@@ -11,7 +11,7 @@ from shared.errors import Conflict, InvalidLabel, ModelNotFound, SkuaiError
 from shared.feedback_store import MODEL, NOT_IN_CATALOG, SKU, Correction, FeedbackStore, Recorded
 from shared.jobs import SUCCEEDED, Job
 from shared.metrics import ClusterMetrics
-from shared.review_store import CORRECTED, ReviewStore
+from shared.review_store import CORRECTED, PENDING, ReviewStore
 from training.labels import Labels
 from training.registry import Registry
 from web.schemas.feedback import FeedbackBody
@@ -140,7 +140,10 @@ def _keep_corrected(svc: Services, job: Job) -> None:
     try:
         if CORRECTED not in review.settings(job.tenant).keep:
             return
+        held = review.find(job.tenant, job.id)
         if review.keep(job, b"", [CORRECTED]) is not None:  # kept or held already
+            if held is not None and PENDING in held.reasons:  # newly kept for review
+                ClusterMetrics(svc.conn).count("skuai_review_kept", reason=CORRECTED)
             return
         if (image := svc.jobs.image(job.id)) is not None:
             review.keep(job, image, [CORRECTED])
