@@ -18,7 +18,11 @@ from training.edge_export import FORMATS
 @click.command("export")
 @click.argument("version")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), required=True)
-@click.option("--int8", is_flag=True, help="Quantize to int8, calibrated on training photos.")
+@click.option(
+    "--int8",
+    is_flag=True,
+    help="int8: ONNX static (calibrated on training photos), TFLite dynamic-range weights.",
+)
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
@@ -69,7 +73,7 @@ def _export(folder: Path, target: Path, fmt: str, int8: bool, *, check: bool) ->
     from training.edge_export import export_version
 
     calibration = None
-    if int8:
+    if int8 and fmt == "onnx":  # TFLite's int8 is dynamic-range: no calibration
         photos = version_photos(folder, "train", spread=True)
         calibration = (photos.images, photos.models)
     test = version_photos(folder, "test") if check else None

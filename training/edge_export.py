@@ -38,15 +38,17 @@ def export_version(
     calibration: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Write both stages, labels.json and manifest.json of the version in `folder` to `out`.
-    `calibration`: (RGB images, model indices) from the training split, needed for int8."""
+    `calibration`: (RGB images, model indices) from the training split, for ONNX int8."""
     import keras
 
     import training.architecture  # noqa: F401 - registers the custom layers
 
     if fmt not in FORMATS:
         raise InvalidArgument(f"--format must be one of {', '.join(FORMATS)} (got {fmt!r})")
-    if int8 and calibration is None:
-        raise InvalidArgument("--int8 needs calibration photos from the version's training split")
+    if int8 and fmt == "onnx" and calibration is None:
+        raise InvalidArgument(
+            "ONNX int8 needs calibration photos from the version's training split"
+        )
     config = json.loads((folder / "config.json").read_text())
     size = int(config["input_size"])
     stages = [
@@ -57,13 +59,7 @@ def export_version(
     names = stage_files(fmt, int8)
     writer = _write_tflite if fmt == "tflite" else _write_onnx
     for index, (model, name) in enumerate(zip(stages, names, strict=True)):
-        writer(
-            model,
-            out / name,
-            size=size,
-            second=index == 1,
-            calibration=calibration if int8 else None,
-        )
+        writer(model, out / name, size=size, second=index == 1, int8=int8, calibration=calibration)
     shutil.copyfile(folder / "labels.json", out / "labels.json")
     manifest = _manifest(folder.name, fmt, int8, size, names)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
@@ -109,38 +105,28 @@ def _manifest(
     }
 
 
-def _write_tflite(model: Any, path: Path, *, size: int, second: bool, calibration: Any) -> None:
+def _write_tflite(
+    model: Any, path: Path, *, size: int, second: bool, int8: bool, calibration: Any
+) -> None:
     """A TFLite flatbuffer of `model` with a dynamic batch, converted from its SavedModel export
-    (a concrete function of the Keras 3 model converts without its variables: NaNs); int8:
-    weights and activations quantized on calibration photos where TFLite can, float32 in and
-    out (an app feeds pixels either way)."""
+    (a concrete function of the Keras 3 model converts without its variables: NaNs). int8:
+    dynamic-range quantization, int8 weights and float activations. Full-integer quantization
+    (activations too, calibrated) was measured and refused: stage 2's -1e9 mask before its
+    softmax sets the quantization range of the logits, which then all round to one value (SKU
+    top-1 29% against 99% at demo scale), and stage 1 lost 4 points (docs/edge.md)."""
     import tensorflow as tf
 
     with tempfile.TemporaryDirectory() as scratch:
         model.export(scratch, format="tf_saved_model", verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(scratch)
-        if calibration is not None:
+        if int8:
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            converter.representative_dataset = _representative(calibration, second)
         path.write_bytes(converter.convert())
 
 
-def _representative(calibration: tuple[np.ndarray, np.ndarray], second: bool) -> Any:
-    images, models = calibration
-
-    def feed() -> Any:
-        for i in range(min(len(images), CALIBRATION_IMAGES)):
-            image = images[i : i + 1].astype(np.float32)
-            yield (
-                {"image": image, "model": models[i : i + 1].astype(np.int32)}
-                if second
-                else {"image": image}
-            )
-
-    return feed
-
-
-def _write_onnx(model: Any, path: Path, *, size: int, second: bool, calibration: Any) -> None:
+def _write_onnx(
+    model: Any, path: Path, *, size: int, second: bool, int8: bool, calibration: Any
+) -> None:
     """An ONNX model of `model`; int8: static quantization as `skuai models activate
     --precision int8` does it (training/quantize.py)."""
     from training.quantize import export_onnx, quantize_onnx
@@ -149,7 +135,7 @@ def _write_onnx(model: Any, path: Path, *, size: int, second: bool, calibration:
     sample: Any = (
         {"image": sample_images, "model": np.zeros((1,), np.int32)} if second else sample_images
     )
-    if calibration is None:
+    if not int8:
         export_onnx(model, path, sample)
         return
     images, models = calibration
