@@ -14,6 +14,7 @@ import redis
 from shared import keys, store_scripts
 from shared.admission import RESERVATION_TTL
 from shared.batches import Batch
+from shared.blobs.store import image_key
 from shared.decisions import DECISIONS, decision_of
 from shared.delivery_store import DELIVERY_TTL, LEASE_SECONDS
 from shared.errors import (
@@ -35,6 +36,8 @@ PAGE = 500
 TO_CLASSIFY = "to_classify"
 DUPLICATE = "duplicate"  # same bytes as an earlier image of the batch: shares its result
 FINISHED = "finished"  # failed at upload, or a duplicate whose twin was already done
+REFUSED = "refused"  # add_many: the sweeper rolled the upload back first (nothing stored)
+INSERTED_DUPLICATE, INSERTED_FINISHED = 2, 3  # store_scripts.INSERT: a duplicate waits / is done
 SEAL_ABANDONED = 0  # store_scripts.SEAL: the sweeper rolled the upload back first
 # abandon() outcomes besides the number of jobs canceled
 GONE = -1  # no such batch, or rolled back already
@@ -53,13 +56,24 @@ class IdempotencyKey:
     fingerprint: str  # of the request (web/idempotency.py)
 
 
+@dataclass
+class NewImage:
+    """One image of an upload for `BatchStore.add_many`: its job, its bytes (None for a URL the
+    workers fetch, or an image that failed at upload), the error it failed with, and whether it
+    takes one of the queue places its batch reserved (Admission.reserve)."""
+
+    job: Job
+    data: bytes | None = None
+    error: dict[str, str] | None = None
+    reserved: bool = False
+
+
 class BatchStore:
     """Reads and writes batches; jobs go through the JobStore."""
 
     def __init__(self, conn: redis.Redis, jobs: JobStore) -> None:
         self.conn = conn
         self.jobs = jobs
-        self._attach = conn.register_script(store_scripts.ATTACH_DUPLICATE)
         self._seal = conn.register_script(store_scripts.SEAL)
         self._cancel = conn.register_script(store_scripts.CANCEL)
         self._abandon = conn.register_script(store_scripts.ABANDON)
@@ -85,55 +99,71 @@ class BatchStore:
         *,
         reserved: bool = False,
     ) -> str:
-        """Add one image: TO_CLASSIFY, DUPLICATE (waits for its twin) or FINISHED (at once);
-        `reserved`: it takes one of the places the batch reserved (Admission.reserve)."""
-        job.batch_id = batch.id
-        if error is not None:
-            job.status, job.error, job.finished_at = FAILED, error, utc_now()
-            self._insert(batch, job, None, counter=FAILED)
-            return FINISHED
-        if data is not None:
-            digest = hashlib.sha256(data).hexdigest()
-            digests = keys.batch_digests(batch.id)
-            if self.conn.hsetnx(digests, digest, job.id):
-                self.conn.expire(digests, self.jobs.result_ttl)
-            else:
-                job.duplicate_of = text(self.conn.hget(digests, digest) or b"")
-                self._insert(batch, job, None, counter=job.status, reserved=reserved)
-                if self._attach(args=self.jobs.script_args(job.id, job.duplicate_of)):
-                    return FINISHED
-                return DUPLICATE
-        self._insert(batch, job, data, counter=job.status, reserved=reserved)
-        return TO_CLASSIFY
+        """Add one image (see `add_many`)."""
+        return self.add_many(batch, [NewImage(job, data, error, reserved)])[0]
 
-    def _insert(
-        self, batch: Batch, job: Job, data: bytes | None, *, counter: str, reserved: bool = False
-    ) -> None:
-        """Store the job in its batch in one step, or 503 when the sweeper rolled the upload
-        back meanwhile (nothing is stored: the batch ended `canceled`). Its image goes to the
-        blob store first, so no worker ever finds the job without it."""
-        data = self.jobs.stash_image(job.id, data)
-        fields = [item for pair in job.to_hash().items() for item in pair]
+    def add_many(self, batch: Batch, images: list[NewImage]) -> list[str]:
+        """Add a page of an upload's images, in order: each TO_CLASSIFY, DUPLICATE (waits for
+        its twin) or FINISHED (at once). One blob write and one Redis round trip for the page,
+        each job still stored atomically (store_scripts.INSERT); 503 when the sweeper rolled
+        the upload back meanwhile. A refusal leaves no image of the page's unstored jobs behind
+        (those stored are canceled with the batch when the request rolls it back)."""
+        for image in images:
+            image.job.batch_id = batch.id
+            if image.error is not None:
+                image.job.status, image.job.error = FAILED, image.error
+                image.job.finished_at = utc_now()
+        kept = self._stash([image for image in images if image.error is None])
+        try:
+            with self.conn.pipeline(transaction=False) as pipe:
+                for image in images:
+                    args = self._insert_args(batch, image, kept.get(image.job.id))
+                    self._insert_job(args=args, client=pipe)
+                replies: list[Any] = pipe.execute(raise_on_error=False)
+        except redis.RedisError:  # e.g. unreachable: no image may outlive the refusal
+            self.jobs.forget_images([image.job.id for image in images])
+            raise
+        outcomes = [_outcome(image, reply) for image, reply in zip(images, replies, strict=True)]
+        # A duplicate's bytes are its twin's; an unstored job's are nobody's.
+        self.jobs.forget_images(
+            [
+                image.job.id
+                for image, outcome in zip(images, outcomes, strict=True)
+                if image.data is not None and outcome not in (TO_CLASSIFY, FINISHED)
+            ]
+        )
+        if failed := [reply for reply in replies if isinstance(reply, Exception)]:
+            raise failed[0]
+        if REFUSED in outcomes:
+            raise ServiceUnavailable(ROLLED_BACK)
+        return outcomes
+
+    def _stash(self, images: list[NewImage]) -> dict[str, bytes]:
+        """Put the page's images in the blob store in one call, before their jobs are stored (no
+        worker ever finds a job without its image); returns what Redis is to hold instead, by
+        job id (without a blob store: the images themselves)."""
+        with_bytes = [(image.job.id, image.data) for image in images if image.data is not None]
+        if self.jobs.blobs is None:
+            return dict(with_bytes)
+        self.jobs.blobs.put_many((image_key(job_id), data) for job_id, data in with_bytes)
+        return {}
+
+    def _insert_args(self, batch: Batch, image: NewImage, data: bytes | None) -> list[str | bytes]:
+        """store_scripts.INSERT's arguments for one image."""
+        job = image.job
+        digest = "" if image.data is None else hashlib.sha256(image.data).hexdigest()
         args = self.jobs.script_args(
             batch.id,
             job.id,
-            counter,
-            "1" if reserved else "0",
+            job.status,
+            "1" if image.reserved else "0",
             "0" if job.is_final else "1",
             str(self.jobs.image_ttl),
             "0" if data is None else "1",
         )
         lapses = str(time.time() + RESERVATION_TTL)
-        try:
-            stored = self._insert_job(
-                args=[*args, data or b"", lapses, str(int(time.time())), *fields]
-            )
-        except redis.RedisError:  # e.g. full: the image must not outlive the refusal
-            self.jobs.forget_images([job.id])
-            raise
-        if not int(stored):
-            self.jobs.forget_images([job.id])
-            raise ServiceUnavailable(ROLLED_BACK)
+        fields = [item for pair in job.to_hash().items() for item in pair]
+        return [*args, data or b"", lapses, str(int(time.time())), digest, *fields]
 
     def seal(
         self,
@@ -296,3 +326,14 @@ class BatchStore:
 
     def _idempotency(self, tenant: str, key: str) -> str:
         return keys.idempotency(tenant, hashlib.sha256(key.encode()).hexdigest())
+
+
+def _outcome(image: NewImage, reply: Any) -> str:
+    """What store_scripts.INSERT's reply means for the image (an error reply: REFUSED)."""
+    if isinstance(reply, Exception) or not int(reply[0]):
+        return REFUSED
+    code = int(reply[0])
+    if code >= INSERTED_DUPLICATE:
+        image.job.duplicate_of = text(reply[1])
+        return FINISHED if code == INSERTED_FINISHED else DUPLICATE
+    return FINISHED if image.job.is_final else TO_CLASSIFY

@@ -151,48 +151,64 @@ return out
 """
 )
 
-# ARGV[4] duplicate job id, ARGV[5] primary job id. Attach a duplicate to its primary, or copy the
-# primary's outcome at once when it already finished. Returns 1 when it finished now, else 0.
-ATTACH_DUPLICATE = (
-    _PRELUDE
-    + """
-local dup, primary = ARGV[4], ARGV[5]
-local pkey = ns .. ':job:' .. primary
-local p = redis.call('HMGET', pkey, 'status', 'result', 'error', 'model_version', 'decision')
-if is_final(p[1]) then
-  local fields = {'status', p[1]}
-  if p[2] then fields[#fields + 1] = 'result'; fields[#fields + 1] = p[2] end
-  if p[3] then fields[#fields + 1] = 'error'; fields[#fields + 1] = p[3] end
-  if p[4] then fields[#fields + 1] = 'model_version'; fields[#fields + 1] = p[4] end
-  if p[5] then fields[#fields + 1] = 'decision'; fields[#fields + 1] = p[5] end
-  settle(dup, fields)
-  return 1
+# Attach a duplicate to its primary, or copy the primary's outcome at once when it already
+# finished. Returns 1 when it finished now, else 0.
+_ATTACH = """
+local function attach(dup, primary)
+  local pkey = ns .. ':job:' .. primary
+  local p = redis.call('HMGET', pkey, 'status', 'result', 'error', 'model_version', 'decision')
+  if is_final(p[1]) then
+    local fields = {'status', p[1]}
+    if p[2] then fields[#fields + 1] = 'result'; fields[#fields + 1] = p[2] end
+    if p[3] then fields[#fields + 1] = 'error'; fields[#fields + 1] = p[3] end
+    if p[4] then fields[#fields + 1] = 'model_version'; fields[#fields + 1] = p[4] end
+    if p[5] then fields[#fields + 1] = 'decision'; fields[#fields + 1] = p[5] end
+    settle(dup, fields)
+    return 1
+  end
+  redis.call('RPUSH', ns .. ':dups:' .. primary, dup)
+  redis.call('EXPIRE', ns .. ':dups:' .. primary, ttl)
+  return 0
 end
-redis.call('RPUSH', ns .. ':dups:' .. primary, dup)
-redis.call('EXPIRE', ns .. ':dups:' .. primary, ttl)
-return 0
 """
-)
 
 # ARGV[4] batch id, ARGV[5] job id, ARGV[6] the batch counter it joins, ARGV[7] '1' when it
 # takes one of the queue places the batch reserved (shared/admission.py), ARGV[8]
 # '1' when it waits for a worker (counted as pending), ARGV[9] the image's TTL, ARGV[10] '1' when
 # ARGV[11] is its image, ARGV[12] when the batch's reservation lapses, ARGV[13] now (epoch s),
-# ARGV[14..] the job's field pairs. Stores one job of an upload, unless the sweeper rolled the
-# upload back meanwhile (then nothing is stored: the request must not go on adding to a batch
-# that ended `canceled`). Returns 1 when stored, 0 when refused.
+# ARGV[14] the SHA-256 of its bytes ('' for none), ARGV[15..] the job's field pairs. Stores one
+# job of an upload, unless the sweeper rolled the upload back meanwhile (then nothing is stored:
+# the request must not go on adding to a batch that ended `canceled`). An image whose bytes an
+# earlier image of the batch had becomes that one's duplicate, in the same step (no image of its
+# own: it waits for its twin, or copies its outcome when the twin is final). Returns {0} when
+# refused, {1} when stored, {2, twin} when stored as a duplicate that waits, {3, twin} when
+# stored as a duplicate that finished at once. An upload's images can go in one pipeline: each
+# is atomic, and they take their positions in the order sent.
 INSERT = (
     _PRELUDE
+    + _ATTACH
     + """
 local batch, id = ARGV[4], ARGV[5]
 local bkey = ns .. ':batch:' .. batch
-if redis.call('HGET', bkey, 'abandoned') == '1' then return 0 end
+if redis.call('HGET', bkey, 'abandoned') == '1' then return {0} end
+local twin = false
+if ARGV[14] ~= '' then
+  if redis.call('HSETNX', bkey .. ':digests', ARGV[14], id) == 1 then
+    redis.call('EXPIRE', bkey .. ':digests', ttl)
+  else
+    twin = redis.call('HGET', bkey .. ':digests', ARGV[14])
+  end
+end
 local fields = {}
-for i = 14, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 15, #ARGV do fields[#fields + 1] = ARGV[i] end
 local jkey = ns .. ':job:' .. id
 redis.call('HSET', jkey, unpack(fields))
 redis.call('EXPIRE', jkey, ttl)
-if ARGV[10] == '1' then redis.call('SET', ns .. ':image:' .. id, ARGV[11], 'EX', ARGV[9]) end
+if twin then
+  redis.call('HSET', jkey, 'duplicate_of', twin)
+elseif ARGV[10] == '1' then
+  redis.call('SET', ns .. ':image:' .. id, ARGV[11], 'EX', ARGV[9])
+end
 if ARGV[8] == '1' then redis.call('INCR', ns .. ':pending') end  -- decremented when it settles
 if ARGV[7] == '1' then
   redis.call('HINCRBY', ns .. ':reservations', batch, -1)
@@ -204,7 +220,8 @@ redis.call('EXPIRE', bkey .. ':jobs', ttl)
 redis.call('HINCRBY', bkey, 'total', 1)
 redis.call('HINCRBY', bkey, ARGV[6], 1)
 redis.call('ZADD', ns .. ':batches:unsealed', ARGV[13], batch)  -- the upload lives
-return 1
+if twin then return {2 + attach(id, twin), twin} end
+return {1}
 """
 )
 

@@ -575,7 +575,8 @@ def test_a_write_refused_mid_upload_leaves_no_image_of_the_rolled_back_batch(
     own_db: Settings, tiny_catalog: Path, tmp_path: Path
 ) -> None:
     root = tmp_path / "blobs"
-    iso = isolated_app(replace(own_db, blob_url=root.as_uri()))
+    # Chunks of one: the upload stores a page of one image per blob write (web/batch_intake.py).
+    iso = isolated_app(replace(own_db, blob_url=root.as_uri(), chunk_size=1))
     services = iso.client.application.extensions["skuai"]
     services.jobs.blobs = _RefusesSecondWrite(root)  # the API's one JobStore (BatchStore's too)
     assert services.batches.jobs is services.jobs

@@ -1,6 +1,10 @@
 """BatchIntake: turns uploaded files, archive entries and URLs into the jobs of one batch, checks
 each image on its own (a bad one fails alone), reserves the places of the images that will wait
-under SKUAI_MAX_QUEUED, and enqueues chunks as they fill up."""
+under SKUAI_MAX_QUEUED, and enqueues chunks as they fill up.
+
+Images are stored a page at a time (`BatchStore.add_many`: one blob write and one Redis round
+trip for up to a chunk of images), not one by one: per-image round trips were most of the API's
+time in a large upload (docs/benchmarks.md)."""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import logging
 
 import redis
 
-from shared.batch_store import FINISHED, TO_CLASSIFY, BatchStore, IdempotencyKey
+from shared.batch_store import FINISHED, TO_CLASSIFY, BatchStore, IdempotencyKey, NewImage
 from shared.batches import Batch
 from shared.errors import InvalidImage, PayloadTooLarge, UnsupportedMediaType
 from shared.event_store import BATCH, JOBS, Event
@@ -20,10 +24,12 @@ from web.archives import Entry
 from web.services import Services
 
 log = logging.getLogger(__name__)
+PAGE_BYTES = 16 * 1024 * 1024  # image bytes a page holds in memory at most before it is stored
 
 
 class BatchIntake:
-    """Adds images to an open batch one at a time; `close()` seals it."""
+    """Adds images to an open batch, stored a page at a time; `close()` stores the last page
+    and seals it."""
 
     def __init__(self, svc: Services, store: BatchStore, batch: Batch) -> None:
         self.svc = svc
@@ -33,6 +39,8 @@ class BatchIntake:
         self.finished: list[str] = []  # jobs already final (their job events are due)
         self._chunk: list[str] = []
         self._places = 0  # queue places reserved for the batch and not taken by a job yet
+        self._page: list[NewImage] = []  # in upload order, not stored yet
+        self._page_bytes = 0
 
     def expect(self, count: int) -> None:
         """Reserve the places of `count` images at once (the files or URLs of a request), so that
@@ -53,8 +61,10 @@ class BatchIntake:
 
     def abandon(self) -> None:
         """The upload was refused: give back the places no stored job took (those that did come
-        back as the batch is canceled). Best effort: the request's own error is what counts, and
-        unreleased places lapse by themselves (shared/admission.py)."""
+        back as the batch is canceled); the page not stored yet is dropped. Best effort: the
+        request's own error is what counts, and unreleased places lapse by themselves
+        (shared/admission.py)."""
+        self._page, self._page_bytes = [], 0
         try:
             self.release_unused()
         except redis.RedisError as exc:
@@ -69,16 +79,16 @@ class BatchIntake:
         try:
             sniff(data, max_pixels=self.svc.settings.max_image_pixels)
         except (InvalidImage, UnsupportedMediaType) as exc:
-            self._handle(job, self.store.add(self.batch, job, None, error=exc.to_dict()))
+            self._add(NewImage(job, error=exc.to_dict()))
             return
-        self._add_waiting(job, data)
+        self._add(NewImage(job, data, reserved=True))
 
     def add_entry(self, entry: Entry) -> None:
         """An archive entry, which may already carry its own error."""
         if entry.data is None:
             self._count_one()
             job = self._job(entry.ref)
-            self._handle(job, self.store.add(self.batch, job, None, error=entry.error))
+            self._add(NewImage(job, error=entry.error))
         else:
             self.add_bytes(entry.ref, entry.data)
 
@@ -86,18 +96,19 @@ class BatchIntake:
         """An image refused before reading it (e.g. over the size limit)."""
         self._count_one()
         job = self._job(ref)
-        self._handle(job, self.store.add(self.batch, job, None, error=error))
+        self._add(NewImage(job, error=error))
 
     def add_url(self, ref: str, url: str) -> None:
         """An image the workers fetch; the URL is checked now and again at connect time."""
         self._count_one()
         job = self._job(ref)
         job.source_url = check_url(url, allow_private=self.svc.settings.allow_private_urls)
-        self._add_waiting(job, None)
+        self._add(NewImage(job, reserved=True))
 
     def close(self, idempotency: IdempotencyKey | None = None) -> None:
         """Enqueue the last chunk, seal (binding the request's Idempotency-Key), and emit the
         events of what finished at upload."""
+        self._store_page()  # first: its jobs take places the batch still holds
         self.release_unused()
         self._flush()
         # One event each, whatever the tenant subscribed to: recorded with the seal, so an
@@ -113,15 +124,29 @@ class BatchIntake:
         for event in recorded:
             self.svc.events.fan_out(event)
 
-    def _add_waiting(self, job: Job, data: bytes | None) -> None:
-        """A job that will wait for a worker takes a place the batch reserved, in the transaction
-        that stores it: concurrent uploads never pass SKUAI_MAX_QUEUED (429 for the whole batch
-        when it is full)."""
-        if self._places:
-            self._places -= 1
-        else:  # archive entries: how many there are is only known once read
-            self.svc.admission.reserve(1, self.batch.id)
-        self._handle(job, self.store.add(self.batch, job, data, reserved=True))
+    def _add(self, image: NewImage) -> None:
+        """Queue an image for the page; a full page (a chunk of images, or PAGE_BYTES) is stored."""
+        self._page.append(image)
+        self._page_bytes += len(image.data or b"")
+        full = len(self._page) >= self.svc.settings.chunk_size or self._page_bytes >= PAGE_BYTES
+        if full:
+            self._store_page()
+
+    def _store_page(self) -> None:
+        """Store the page. Each job that will wait for a worker takes a place the batch reserved,
+        in the step that stores it: concurrent uploads never pass SKUAI_MAX_QUEUED (429 for the
+        whole batch when it is full). Archive entries reserve theirs here, a page at once (how
+        many there are is only known once read)."""
+        if not self._page:
+            return
+        page, self._page, self._page_bytes = self._page, [], 0
+        waiting = sum(1 for image in page if image.reserved)
+        if waiting > self._places:
+            self.svc.admission.reserve(waiting - self._places, self.batch.id)
+            self._places = waiting
+        self._places -= waiting
+        for image, outcome in zip(page, self.store.add_many(self.batch, page), strict=True):
+            self._handle(image.job, outcome)
 
     def _handle(self, job: Job, outcome: str) -> None:
         if outcome == TO_CLASSIFY:
