@@ -5,9 +5,9 @@ Why this cannot delay the champion's answers:
 - A chunk only *offers* its finished job ids (an append to a bounded in-memory line: no I/O),
   after its results are stored, its events sent and its review images kept (worker/tasks.py).
 - The shadow runs on a thread of its own, and only while this process runs no task (Celery's
-  task_prerun/task_postrun signals) and has been idle for IDLE_GRACE: with prefetch 1, a
-  process busy with champion work never runs the challenger. A task that arrives meanwhile
-  overlaps at most the one small pass (PASS images) under way.
+  task_prerun/task_postrun signals: worker/task_activity.py) and has been idle for IDLE_GRACE:
+  with prefetch 1, a process busy with champion work never runs the challenger. A task that
+  arrives meanwhile overlaps at most the one small pass (PASS images) under way.
 - It decodes on its own thread, not on the process's decode pool, so that a champion chunk
   never queues behind challenger images there; and it loads the challenger into a cache of its
   own, so that the champion's cascades are never evicted.
@@ -27,16 +27,16 @@ import os
 import threading
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
-from celery.signals import task_postrun, task_prerun
 
 from shared.errors import SkuaiError
 from shared.images import decode
 from shared.jobs import SUCCEEDED, Job
 from shared.shadow_store import Scored, ShadowStore, answer_of, in_sample
 from worker.model_cache import ModelCache
+from worker.task_activity import ACTIVITY
 
 if TYPE_CHECKING:
     from worker.runtime import Runtime
@@ -74,13 +74,9 @@ class ShadowRunner:
         self.max_age = rt.settings.upload_timeout / 2
         self._line: deque[tuple[str, float]] = deque(maxlen=LINE)
         self._wake = threading.Condition()
-        self._busy = 0
-        self._idle_since = time.monotonic()
 
     def start(self) -> None:
-        """Follow this process's tasks and start the scoring thread."""
-        task_prerun.connect(self._task_started, weak=False)
-        task_postrun.connect(self._task_ended, weak=False)
+        """Start the scoring thread."""
         threading.Thread(target=self._loop, name="skuai-shadow", daemon=True).start()
 
     def offer(self, job_ids: list[str]) -> None:
@@ -90,22 +86,11 @@ class ShadowRunner:
             self._line.extend((job_id, now) for job_id in job_ids)
             self._wake.notify()
 
-    def _task_started(self, **_: Any) -> None:
-        with self._wake:
-            self._busy += 1
-
-    def _task_ended(self, **_: Any) -> None:
-        with self._wake:
-            self._busy = max(0, self._busy - 1)
-            self._idle_since = time.monotonic()
-            self._wake.notify()
-
     def _next_pass(self) -> list[str]:
         """Wait until there are offers and the process has been idle for IDLE_GRACE."""
         with self._wake:
             while True:
-                idle_for = time.monotonic() - self._idle_since
-                if self._line and not self._busy and idle_for >= IDLE_GRACE:
+                if self._line and ACTIVITY.idle_for() >= IDLE_GRACE:
                     break
                 self._wake.wait(IDLE_GRACE if self._line else None)
             fresh = time.monotonic() - self.max_age

@@ -19,6 +19,12 @@ image whose job this Redis does not know is left to the second rule: it may be a
 database's that shares the store (the tests' databases do), and a refused upload removes its
 own images at once.
 
+Listing and deleting images costs CPU and the process's GIL, so that blob pass never competes
+with the model: it runs only once this worker process has been idle for IDLE_BEFORE_BLOBS
+(worker/task_activity.py, the signals the shadow challenger waits on too), and stops between
+pages as soon as a task starts. A worker busy without a break for longer than SKUAI_UPLOAD_TIMEOUT
+still deletes, in short passes of BUSY_SHARE of the time, so the store cannot grow without bound.
+
 Batches that completed and have no result archive yet (their worker died in between, or the store
 refused) are archived, and archives older than SKUAI_RESULT_ARCHIVE_TTL deleted
 (shared/result_archive.py).
@@ -31,7 +37,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -49,6 +55,7 @@ from shared.redis_client import text
 from shared.result_archive import ResultArchive, archive_due, expire_archives
 from shared.review_keeper import expire_review_images
 from shared.singles import PENDING
+from worker.task_activity import ACTIVITY, TaskActivity
 
 log = logging.getLogger(__name__)
 LOCK = f"{keys.NAMESPACE}:sweeper:lock"
@@ -56,8 +63,13 @@ ORPHANS_LOCK = f"{keys.NAMESPACE}:sweeper:orphans"  # listing blobs costs more: 
 ORPHANS_CURSOR = f"{keys.NAMESPACE}:sweeper:orphans:cursor"  # where the next orphan pass starts
 ARCHIVES_LOCK = f"{keys.NAMESPACE}:sweeper:archives"  # retention lists the whole store: hourly
 ARCHIVES_EVERY = 3600.0  # seconds between retention passes (archives live for days)
-ORPHANS_PAGE = 1000  # images listed (and job states read) per round trip
+ORPHANS_PAGE = 200  # images listed (and job states read) per round trip; a pass stops between
+# pages when a task starts, so a page is also how much deleting may overlap one
 ORPHANS_SECONDS = 5.0  # a pass lists pages for about this long, then the next one goes on
+IDLE_BEFORE_BLOBS = 1.0  # seconds without a task before the blob pass runs (chunks come back
+# to back: a shorter gap is one task handing over to the next)
+BUSY_SHARE = 0.02  # of a busy worker's time its sweeper spends deleting, once the pass is overdue
+BUSY_PAGE = 100  # images a busy pass lists at a time (its budget is a fraction of a second)
 PAGE = 500  # job ids read per round trip
 BATCHES_PER_PASS = 50  # of each kind; a pass stays well under a second however many wait
 
@@ -89,6 +101,7 @@ class Sweeper:
         every: float,
         image_ttl: float | None = None,
         archive_ttl: float | None = None,
+        activity: TaskActivity = ACTIVITY,
     ) -> None:
         self.conn = conn
         self.app = app
@@ -99,6 +112,8 @@ class Sweeper:
         self.every = every
         self.image_ttl = image_ttl
         self.archive_ttl = archive_ttl
+        self.activity = activity
+        self._idle_pass_at = time.monotonic()  # when this process was last idle for a pass
 
     def sweep(self) -> Swept:
         """One pass, unless another process made one less than `every` seconds ago."""
@@ -114,16 +129,26 @@ class Sweeper:
         blobs = self.batches.jobs.blobs
         if blobs is not None:
             swept.archived = archive_due(self.batches, ResultArchive(blobs), BATCHES_PER_PASS)
-        if blobs is not None and self.conn.set(
-            ORPHANS_LOCK, "1", nx=True, px=max(1, int(self.upload_timeout * 500))
-        ):
-            swept.orphans = self._remove_orphan_images(blobs)
-            expire_review_images(self.conn, blobs)  # tenants' review retention and caps
-        if blobs is not None and self.conn.set(
-            ARCHIVES_LOCK, "1", nx=True, px=int(ARCHIVES_EVERY * 1000)
-        ):
-            swept.expired = self._remove_expired_archives(blobs)
+            self._blob_pass(blobs, swept)
         return swept
+
+    def _blob_pass(self, blobs: BlobStore, swept: Swept) -> None:
+        """Orphan images, review retention and archive retention: when this process is idle,
+        or in a short pass when it has been busy for longer than SKUAI_UPLOAD_TIMEOUT."""
+        if self._idle():
+            self._idle_pass_at = time.monotonic()  # (made here, or by whoever holds the lock)
+            if self.conn.set(ORPHANS_LOCK, "1", nx=True, px=max(1, int(self.upload_timeout * 500))):
+                swept.orphans = self._remove_orphan_images(blobs, go_on=self._idle)
+                expire_review_images(self.conn, blobs)  # tenants' review retention and caps
+            if self.conn.set(ARCHIVES_LOCK, "1", nx=True, px=int(ARCHIVES_EVERY * 1000)):
+                swept.expired = self._remove_expired_archives(blobs)
+        elif time.monotonic() - self._idle_pass_at > self.upload_timeout:
+            # Overdue under sustained load: a slice of the time, every pass, until idle again.
+            swept.orphans = self._remove_orphan_images(blobs, BUSY_PAGE, BUSY_SHARE * self.every)
+
+    def _idle(self) -> bool:
+        """True when this process has run no task for IDLE_BEFORE_BLOBS."""
+        return self.activity.idle_for() >= IDLE_BEFORE_BLOBS
 
     def _remove_expired_archives(self, blobs: BlobStore) -> int:
         """Delete result archives older than SKUAI_RESULT_ARCHIVE_TTL (none without one)."""
@@ -135,22 +160,31 @@ class Sweeper:
             log.info("removed %d result archive blobs past their retention", removed)
         return removed
 
-    def _remove_orphan_images(self, blobs: BlobStore) -> int:
-        """Page through the images older than SKUAI_UPLOAD_TIMEOUT for up to ORPHANS_SECONDS,
-        from where the last pass stopped (a cursor in Redis): a pass never starts over at the
-        same first page, so images of jobs still queued there cannot hide the ones after them."""
+    def _remove_orphan_images(
+        self,
+        blobs: BlobStore,
+        page_size: int | None = None,
+        seconds: float | None = None,
+        go_on: Callable[[], bool] = lambda: True,
+    ) -> int:
+        """Page through the images older than SKUAI_UPLOAD_TIMEOUT, `page_size` at a time
+        (ORPHANS_PAGE), for up to `seconds` (ORPHANS_SECONDS) and while `go_on()`, from where the
+        last pass stopped (a cursor in Redis): a pass never starts over at the same first page,
+        so images of jobs still queued there cannot hide the ones after them."""
+        page_size = ORPHANS_PAGE if page_size is None else page_size
+        seconds = ORPHANS_SECONDS if seconds is None else seconds
         now = time.time()
         cursor = text(self.conn.get(ORPHANS_CURSOR) or b"")
         began = time.monotonic()
         removed = 0
         while True:
-            page = blobs.list_old(now - self.upload_timeout, ORPHANS_PAGE, IMAGES, cursor)
+            page = blobs.list_old(now - self.upload_timeout, page_size, IMAGES, cursor)
             removed += self._remove_unneeded(blobs, page, now)
-            if len(page) < ORPHANS_PAGE:
+            if len(page) < page_size:
                 cursor = ""  # the end: the next pass starts from the first again
                 break
             cursor = page[-1][0]
-            if time.monotonic() - began > ORPHANS_SECONDS:
+            if time.monotonic() - began > seconds or not go_on():
                 break
         self.conn.set(ORPHANS_CURSOR, cursor)
         if removed:
