@@ -208,6 +208,9 @@ def test_the_retrain_trigger_puts_a_new_version_in_the_shadow(
     per_sku = -(-needed // 2)  # from both SKUs of the new model
     photos = [p for sku in sorted(new_model.iterdir()) for p in sorted(sku.glob("*.png"))[:per_sku]]
     photos = photos[:needed]
+    # the export takes a tenant's photos only where it opted in to keep corrected ones
+    opt_in = iso.client.put("/v1/review/settings", json={"keep": ["corrected"]})
+    assert opt_in.status_code == 200, opt_in.get_json()
     jobs = _batch(iso, [p.read_bytes() for p in photos])
 
     def correct(index: int) -> None:
