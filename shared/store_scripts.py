@@ -183,7 +183,8 @@ end
 # own: it waits for its twin, or copies its outcome when the twin is final). Returns {0} when
 # refused, {1} when stored, {2, twin} when stored as a duplicate that waits, {3, twin} when
 # stored as a duplicate that finished at once. An upload's images can go in one pipeline: each
-# is atomic, and they take their positions in the order sent.
+# is atomic, they take their positions in the order sent, and a job sent again (the client
+# retried the pipeline after a dropped connection) is answered as stored, not stored twice.
 INSERT = (
     _PRELUDE
     + _ATTACH
@@ -191,6 +192,12 @@ INSERT = (
 local batch, id = ARGV[4], ARGV[5]
 local bkey = ns .. ':batch:' .. batch
 if redis.call('HGET', bkey, 'abandoned') == '1' then return {0} end
+local jkey = ns .. ':job:' .. id
+if redis.call('EXISTS', jkey) == 1 then  -- sent again (a pipeline retried): stored already
+  local stored = redis.call('HMGET', jkey, 'duplicate_of', 'status')
+  if not stored[1] then return {1} end
+  return {is_final(stored[2]) and 3 or 2, stored[1]}
+end
 local twin = false
 if ARGV[14] ~= '' then
   if redis.call('HSETNX', bkey .. ':digests', ARGV[14], id) == 1 then
@@ -201,7 +208,6 @@ if ARGV[14] ~= '' then
 end
 local fields = {}
 for i = 15, #ARGV do fields[#fields + 1] = ARGV[i] end
-local jkey = ns .. ':job:' .. id
 redis.call('HSET', jkey, unpack(fields))
 redis.call('EXPIRE', jkey, ttl)
 if twin then

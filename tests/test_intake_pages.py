@@ -120,6 +120,19 @@ def test_duplicates_failures_and_order_within_and_across_pages(
     assert counted.counts["queued"] == 2 and counted.counts["succeeded"] == 3
 
 
+def test_a_page_sent_again_is_stored_once(own_db: Settings, tmp_path: Path) -> None:
+    conn, store = _stores(own_db, tmp_path)
+    batch = _open(store)
+    page = [*_page(2, "again"), NewImage(Job(id=new_job_id(), tenant="t"), b"again 0")]
+    first = store.add_many(batch, page)
+    assert store.add_many(batch, page) == first == [TO_CLASSIFY, TO_CLASSIFY, DUPLICATE]
+    counted = store.find(batch.id)
+    assert counted is not None and counted.total == 3 and counted.counts["queued"] == 3
+    assert (
+        conn.llen(keys.batch_jobs(batch.id)) == 3 and int(conn.get(keys.PENDING_IMAGES) or 0) == 3
+    )
+
+
 def page_jobs(page: list[NewImage]) -> list[Job]:
     return [image.job for image in page]
 
