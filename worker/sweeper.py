@@ -22,8 +22,10 @@ own images at once.
 Listing and deleting images costs CPU and the process's GIL, so that blob pass never competes
 with the model: it runs only once this worker process has been idle for IDLE_BEFORE_BLOBS
 (worker/task_activity.py, the signals the shadow challenger waits on too), and stops between
-pages as soon as a task starts. A worker busy without a break for longer than SKUAI_UPLOAD_TIMEOUT
-still deletes, in short passes of BUSY_SHARE of the time, so the store cannot grow without bound.
+pages as soon as a task starts; archive retention, one listing of the whole store, waits for
+ARCHIVES_IDLE. A worker busy without a break for longer than SKUAI_UPLOAD_TIMEOUT still deletes,
+in short passes of BUSY_SHARE of the time (and retention hourly), so the store cannot grow
+without bound.
 
 Batches that completed and have no result archive yet (their worker died in between, or the store
 refused) are archived, and archives older than SKUAI_RESULT_ARCHIVE_TTL deleted
@@ -68,6 +70,8 @@ ORPHANS_PAGE = 200  # images listed (and job states read) per round trip; a pass
 ORPHANS_SECONDS = 5.0  # a pass lists pages for about this long, then the next one goes on
 IDLE_BEFORE_BLOBS = 1.0  # seconds without a task before the blob pass runs (chunks come back
 # to back: a shorter gap is one task handing over to the next)
+ARCHIVES_IDLE = 120.0  # seconds idle before archive retention, which lists the whole store in
+# one go (on a file store, every shard folder): it must not start just before a batch comes
 BUSY_SHARE = 0.02  # of a busy worker's time its sweeper spends deleting, once the pass is overdue
 BUSY_PAGE = 100  # images a busy pass lists at a time (its budget is a fraction of a second)
 PAGE = 500  # job ids read per round trip
@@ -140,11 +144,16 @@ class Sweeper:
             if self.conn.set(ORPHANS_LOCK, "1", nx=True, px=max(1, int(self.upload_timeout * 500))):
                 swept.orphans = self._remove_orphan_images(blobs, go_on=self._idle)
                 expire_review_images(self.conn, blobs)  # tenants' review retention and caps
-            if self.conn.set(ARCHIVES_LOCK, "1", nx=True, px=int(ARCHIVES_EVERY * 1000)):
+            long_idle = self.activity.idle_for() >= ARCHIVES_IDLE
+            if long_idle and self.conn.set(
+                ARCHIVES_LOCK, "1", nx=True, px=int(ARCHIVES_EVERY * 1000)
+            ):
                 swept.expired = self._remove_expired_archives(blobs)
         elif time.monotonic() - self._idle_pass_at > self.upload_timeout:
             # Overdue under sustained load: a slice of the time, every pass, until idle again.
             swept.orphans = self._remove_orphan_images(blobs, BUSY_PAGE, BUSY_SHARE * self.every)
+            if self.conn.set(ARCHIVES_LOCK, "1", nx=True, px=int(ARCHIVES_EVERY * 1000)):
+                swept.expired = self._remove_expired_archives(blobs)  # one listing an hour
 
     def _idle(self) -> bool:
         """True when this process has run no task for IDLE_BEFORE_BLOBS."""

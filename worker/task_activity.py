@@ -8,7 +8,6 @@ pool process inherits them with its own copy of the state, and sees its very fir
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from typing import Any
@@ -22,10 +21,10 @@ class TaskActivity:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._busy = 0
-        self._idle_since = -math.inf  # a process that has run no task was idle all along
+        self._idle_since = time.monotonic()  # idle since it started: no task has run yet
 
     def idle_for(self) -> float:
-        """Seconds since the last task ended (0 while one runs; infinite before the first)."""
+        """Seconds since the last task ended, or since this process started (0 while one runs)."""
         with self._lock:
             return 0.0 if self._busy else time.monotonic() - self._idle_since
 

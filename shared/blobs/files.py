@@ -82,8 +82,10 @@ class FileBlobStore(BlobStore):
                 if (top.name, shard.name, entry.name) <= after:
                     continue
                 key = unquote(entry.name)
+                if not key.startswith(prefix):
+                    continue  # no stat for other kinds of blob (they outnumber archives)
                 written = _written_at(entry)
-                if key.startswith(prefix) and written is not None and written < cutoff:
+                if written is not None and written < cutoff:
                     found.append((key, written))
         return found
 
