@@ -188,6 +188,8 @@ class Sweeper:
         removed = 0
         while True:
             page = blobs.list_old(now - self.upload_timeout, page_size, IMAGES, cursor)
+            if not go_on():  # a task started while listing: its deletes wait for the next pass
+                break
             removed += self._remove_unneeded(blobs, page, now)
             if len(page) < page_size:
                 cursor = ""  # the end: the next pass starts from the first again
