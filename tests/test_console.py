@@ -88,7 +88,9 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
 
 
 def sign_in(driver: WebDriver, api_url: str, key: str) -> None:
-    """Through the sign-in form, as a person would."""
+    """Through the sign-in form, as a person would (signed out first: each test starts fresh)."""
+    driver.get(f"{api_url}/console/")
+    driver.delete_all_cookies()
     driver.get(f"{api_url}/console/")
     assert driver.current_url.endswith("/console/sign-in")
     shoot(driver, "sign-in")
@@ -278,12 +280,13 @@ def test_walk_through(
     assert codes == ["500", "500", "500"]
     assert "failed" in browser.find_element(By.ID, "delivery-1").text
     shoot(browser, "webhook-log")
+    # each action posts a form and loads the next page: wait for it rather than read at once
     browser.find_element(By.CSS_SELECTOR, ".replay").click()  # refused while disabled
-    assert "disabled" in browser.find_element(By.ID, "notice").text
+    wait_for(browser, lambda d: "disabled" in d.find_element(By.ID, "notice").text)
     browser.find_element(By.ID, "enable").click()
-    assert browser.find_element(By.ID, "sub-status").text == "active"
+    wait_for(browser, lambda d: d.find_element(By.ID, "sub-status").text == "active")
     browser.find_element(By.CSS_SELECTOR, ".replay").click()
-    assert "queued again" in browser.find_element(By.ID, "notice").text
+    wait_for(browser, lambda d: "queued again" in d.find_element(By.ID, "notice").text)
     assert rx.wait_for(4)[-1].event["type"] == "batch.completed"
 
     def replayed(driver: WebDriver) -> bool:
