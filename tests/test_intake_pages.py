@@ -159,6 +159,7 @@ def _final_old_image(store: BatchStore, root: Path) -> str:
     store.add_many(batch, [NewImage(job, b"classified " + job.id.encode())])
     result = {"sku": {"label": "a", "confidence": 0.9}}
     store.jobs.finish(job.id, SUCCEEDED, model_version="v1", result=result)
+    store.seal(batch.id)  # an upload under way would keep the blob pass waiting too
     store.conn.hset(keys.job(job.id), "finished_at", "2020-01-01T00:00:00+00:00")
     for path in root.rglob("*"):
         if path.is_file():
@@ -194,6 +195,10 @@ def test_the_blob_pass_waits_for_an_idle_worker_unless_it_is_long_overdue(
     time.sleep(0.01)
     assert sweeper.sweep().orphans == 0  # one task handing over to the next: not idle yet
     time.sleep(0.25)
+    uploading = _open(store)  # an upload under way: the API needs the cores
+    assert sweeper.sweep().orphans == 0
+    store.seal(uploading.id)
+    time.sleep(0.01)  # past the pass lock
     assert sweeper.sweep().orphans == 1 and blobs.get(image_key(job_id)) is None
     # Busy without a break for longer than SKUAI_UPLOAD_TIMEOUT: a short pass all the same.
     other = _final_old_image(store, tmp_path)

@@ -21,11 +21,11 @@ own images at once.
 
 Listing and deleting images costs CPU and the process's GIL, so that blob pass never competes
 with the model: it runs only once this worker process has been idle for IDLE_BEFORE_BLOBS
-(worker/task_activity.py, the signals the shadow challenger waits on too), and stops between
-pages as soon as a task starts; archive retention, one listing of the whole store, waits for
-ARCHIVES_IDLE. A worker busy without a break for longer than SKUAI_UPLOAD_TIMEOUT still deletes,
-in short passes of BUSY_SHARE of the time (and retention hourly), so the store cannot grow
-without bound.
+(worker/task_activity.py, the signals the shadow challenger waits on too) while no upload is
+under way and no chunk waits, and stops between pages as soon as that changes; archive
+retention, one listing of the whole store, waits for ARCHIVES_IDLE. A worker busy without a
+break for longer than SKUAI_UPLOAD_TIMEOUT still deletes, in short passes of BUSY_SHARE of the
+time (and retention hourly), so the store cannot grow without bound.
 
 Batches that completed and have no result archive yet (their worker died in between, or the store
 refused) are archived, and archives older than SKUAI_RESULT_ARCHIVE_TTL deleted
@@ -156,8 +156,16 @@ class Sweeper:
                 swept.expired = self._remove_expired_archives(blobs)  # one listing an hour
 
     def _idle(self) -> bool:
-        """True when this process has run no task for IDLE_BEFORE_BLOBS."""
-        return self.activity.idle_for() >= IDLE_BEFORE_BLOBS
+        """True when this process has run no task for IDLE_BEFORE_BLOBS, and no upload is under
+        way and no chunk waits anywhere (on a small host the API and the next chunk need the
+        cores as much as the model)."""
+        if self.activity.idle_for() < IDLE_BEFORE_BLOBS:
+            return False
+        with self.conn.pipeline(transaction=False) as pipe:
+            pipe.zcard(keys.UNSEALED_BATCHES)
+            pipe.llen(INFERENCE)
+            uploading, waiting = pipe.execute()
+        return not uploading and not waiting
 
     def _remove_expired_archives(self, blobs: BlobStore) -> int:
         """Delete result archives older than SKUAI_RESULT_ARCHIVE_TTL (none without one)."""
