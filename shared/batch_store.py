@@ -132,8 +132,11 @@ class BatchStore:
                 if image.data is not None and outcome not in (TO_CLASSIFY, FINISHED)
             ]
         )
-        if failed := [reply for reply in replies if isinstance(reply, Exception)]:
-            raise failed[0]
+        if failed := [reply for reply in replies if isinstance(reply, redis.ResponseError)]:
+            # An error reply (OOM, READONLY...: web/errors.py answers 503 for those), raised only
+            # now that the unstored jobs' images are forgotten.
+            error: redis.ResponseError = failed[0]
+            raise error
         if REFUSED in outcomes:
             raise ServiceUnavailable(ROLLED_BACK)
         return outcomes

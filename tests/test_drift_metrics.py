@@ -26,25 +26,26 @@ import numpy as np
 import pytest
 import redis
 import yaml
+from flask.testing import FlaskClient
 from PIL import Image
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared.api_keys import KeyStore
 from shared.decisions import DECISIONS
 from shared.metrics import CONFIDENCE_BUCKETS
 from shared.settings import Settings
 from shared.sku_share import IDLE_SECONDS, SkuShareCollector, SkuShares
 from tests.support import metrics
-from tests.support.http import bearer, http
+from tests.support.http import http
 from tests.support.images import catalog_images
+from tests.support.isolation import OwnWorkers, isolated_app
 from tests.support.polling import wait_until
 
 HISTOGRAM = "skuai_top_confidence"
 
 
-def _page(api_url: str) -> metrics.Samples:
-    return metrics.samples(http.get(f"{api_url}/metrics", timeout=10).text)
+def _page(client: FlaskClient) -> metrics.Samples:
+    return metrics.samples(client.get("/metrics").get_data(as_text=True))
 
 
 def _blank(salt: int) -> tuple[str, bytes]:
@@ -54,28 +55,26 @@ def _blank(salt: int) -> tuple[str, bytes]:
     return f"blank-{salt}.png", out.getvalue() + salt.to_bytes(4, "big")
 
 
-def _answers(api_url: str, auth: dict[str, str], files: list[tuple[str, bytes]]) -> list[dict]:
+def _answers(client: FlaskClient, files: list[tuple[str, bytes]]) -> list[dict]:
     """Every result of a batch of `files` once it completed, in upload order."""
-    parts = [("images", (name, data)) for name, data in files]
-    response = http.post(f"{api_url}/v1/batches", files=parts, headers=auth, timeout=30)
-    assert response.status_code == 202, response.text
-    url = f"{api_url}/v1/batches/{response.json()['id']}"
+    parts = [(io.BytesIO(data), name) for name, data in files]
+    response = client.post("/v1/batches", data={"images": parts})
+    assert response.status_code == 202, response.get_json()
+    url = f"/v1/batches/{response.get_json()['id']}"
     wait_until(
-        lambda: http.get(url, headers=auth, timeout=10).json()["status"] == "completed",
-        60,
-        "the batch completing",
+        lambda: client.get(url).get_json()["status"] == "completed", 60, "the batch completing"
     )
-    items = http.get(f"{url}/results", params={"limit": 100}, headers=auth, timeout=10).json()
+    items = client.get(f"{url}/results?limit=100").get_json()
     assert [i["status"] for i in items["items"]] == ["succeeded"] * len(files), items
     return [i["result"] for i in items["items"]]
 
 
-def _idle(api_url: str) -> bool:
-    """Nothing waits, runs or is pending: no message queued, none taken and unacknowledged (a
-    worker acknowledges a chunk only after it recorded the chunk's metrics), no image unfinished
-    (which the sweeper could send again)."""
-    page = _page(api_url)
-    inference = ("interactive", "inference")  # webhook messages may wait for a worker of theirs
+def _idle(client: FlaskClient) -> bool:
+    """Nothing waits, runs or is pending on the test's database: no message queued, none taken
+    and unacknowledged (a worker acknowledges a chunk only after it recorded the chunk's
+    metrics), no image unfinished (which the sweeper could send again)."""
+    page = _page(client)
+    inference = ("interactive", "inference")
     return (
         not any(metrics.value(page, "skuai_queue_depth", queue=q) for q in inference)
         and metrics.value(page, "skuai_messages_in_flight") == 0
@@ -83,10 +82,10 @@ def _idle(api_url: str) -> bool:
     )
 
 
-def _snapshot(api_url: str) -> metrics.Samples:
-    """/metrics once the cluster is idle: every finished chunk counted, nothing else moving."""
-    wait_until(lambda: _idle(api_url), 60, "the cluster going idle")
-    return _page(api_url)
+def _snapshot(client: FlaskClient) -> metrics.Samples:
+    """/metrics once the test's database is idle: every finished chunk counted."""
+    wait_until(lambda: _idle(client), 30, "the test's worker going idle")
+    return _page(client)
 
 
 def _moved(before: metrics.Samples, after: metrics.Samples, name: str, **labels: str) -> float:
@@ -117,23 +116,24 @@ def _shares(page: metrics.Samples, tenant: str) -> dict[str, float]:
     }
 
 
-@pytest.mark.usefixtures("inference_worker")
 def test_a_shifted_stream_moves_the_drift_metrics(
-    api_url: str, tiny_catalog: Path, trained: str, settings: Settings
+    own_db: Settings, own_workers: OwnWorkers, tiny_catalog: Path, trained: str
 ) -> None:
-    tenant = f"drift-{uuid.uuid4().hex[:8]}"  # a window of its own
-    auth = bearer(KeyStore(redis.Redis.from_url(settings.redis_url)).create(tenant))
+    # A Redis database and a worker of the test's own: the histogram, the decisions and the
+    # queues on its /metrics are this test's alone, whatever other tests left running.
+    tenant = f"drift-{uuid.uuid4().hex[:8]}"
+    iso = isolated_app(own_db, tenant)
+    own_workers.start(iso, "drift", trained)
     in_catalog = [(f"{i}.png", p.read_bytes()) for i, p in enumerate(catalog_images(tiny_catalog))]
     shifted = [_blank(i) for i in range(20)]
 
-    # The histogram and decisions are the cluster's: nothing else may finish in between, and
-    # a completed batch's last chunk may still be recording its metrics, so each snapshot
-    # waits for idle.
-    before = _snapshot(api_url)
-    first = _answers(api_url, auth, in_catalog[::3])  # 20 photos, every SKU
-    middle = _snapshot(api_url)
-    second = _answers(api_url, auth, shifted)
-    after = _snapshot(api_url)
+    # A completed batch's last chunk may still be recording its metrics: each snapshot waits
+    # until the worker acknowledged every chunk.
+    before = _snapshot(iso.client)
+    first = _answers(iso.client, in_catalog[::3])  # 20 photos, every SKU
+    middle = _snapshot(iso.client)
+    second = _answers(iso.client, shifted)
+    after = _snapshot(iso.client)
 
     means = [
         _check_histogram(before, middle, first, trained),
@@ -149,7 +149,7 @@ def test_a_shifted_stream_moves_the_drift_metrics(
     # The tenant's window (SKUAI_SKU_SHARE_WINDOW = 1000 here) holds both streams.
     def composition(answers: list[dict]) -> dict[str, float]:
         counts = Counter(a["sku"]["label"] for a in answers)
-        return {sku: n / len(answers) for sku, n in counts.most_common(settings.sku_share_top)}
+        return {sku: n / len(answers) for sku, n in counts.most_common(own_db.sku_share_top)}
 
     assert _shares(middle, tenant) == pytest.approx(composition(first))
     assert _shares(after, tenant) == pytest.approx(composition(first + second))
