@@ -18,8 +18,9 @@ from skuai.cli_config import config
 from skuai.cli_data import data
 from skuai.cli_export import models_export
 from skuai.cli_feedback import feedback, keys_review
+from skuai.cli_models import models
 from skuai.cli_shadow import models_compare, models_shadow
-from skuai.cli_training import models, synth, train
+from skuai.cli_training import synth, train
 from skuai.cli_tune import tune
 from skuai.console import console
 

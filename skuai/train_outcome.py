@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from skuai.console import console
+
 if TYPE_CHECKING:
     from training.train import TrainOutcome
 
@@ -39,3 +41,12 @@ def echo_json(outcome: TrainOutcome) -> None:
         "metrics": outcome.metrics,
     }
     click.echo(json.dumps(document))
+
+
+def print_open_world(summary: dict[str, object] | None) -> None:
+    """The open-world numbers with their targets (issue 18), when the version has them."""
+    from training.open_world import summary_rows as open_world_rows
+
+    if summary:
+        for name, value in open_world_rows(summary):
+            console.print(f"  {name:<34} {value}")
