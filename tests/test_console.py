@@ -18,7 +18,12 @@ import pytest
 import redis
 import requests
 from selenium import webdriver
-from selenium.common.exceptions import NoAlertPresentException, TimeoutException
+from selenium.common.exceptions import (
+    NoAlertPresentException,
+    NoSuchElementException,
+    StaleElementReferenceException,
+    TimeoutException,
+)
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
@@ -102,7 +107,9 @@ def sign_in(driver: WebDriver, api_url: str, key: str) -> None:
 def wait_for(driver: WebDriver, condition: Callable[[WebDriver], object]) -> None:
     """Until `condition(driver)` is true (60 s at most); else fail with what the page says."""
     try:
-        WebDriverWait(driver, WAIT, poll_frequency=0.1).until(condition)
+        # a page that is replaced while it is read leaves stale elements: read it again
+        ignored = (NoSuchElementException, StaleElementReferenceException)
+        WebDriverWait(driver, WAIT, poll_frequency=0.1, ignored_exceptions=ignored).until(condition)
     except TimeoutException:
         pytest.fail(f"timed out; the page says {page_state(driver)}")
 
@@ -301,7 +308,7 @@ def test_walk_through(
 
     stale = browser.get_cookie("skuai_console")
     browser.find_element(By.ID, "sign-out").click()
-    assert browser.current_url.endswith("/console/sign-in")
+    wait_for(browser, lambda d: d.current_url.endswith("/console/sign-in"))
     browser.get(f"{api_url}/console/upload")
     assert browser.current_url.endswith("/console/sign-in")
     # The old cookie is dead on the server too, not just forgotten by the browser.
