@@ -19,7 +19,7 @@ import tensorflow as tf
 from shared.images import decode
 from training.augment import augment_batch
 from training.config import TrainConfig
-from training.dataset import Sample
+from training.dataset import Sample, Split
 from training.labels import Labels
 from training.loading import MAX_TRAINING_PIXELS
 
@@ -51,6 +51,36 @@ class ImageSource:
             with self._lock:
                 self._unreadable.add(name)
             return np.zeros((self.size, self.size, 3), np.uint8), False
+
+
+def fit_streams(
+    parts: Split, labels: Labels, source: ImageSource, *, target: Target, config: TrainConfig
+) -> tuple[tf.data.Dataset, tf.data.Dataset | None]:
+    """The train stream (class-weighted as `config.balance` says) and the val stream (None
+    without a val split) that one stage is fitted on."""
+    from training.fit import balance_weights  # fit imports Keras' training machinery
+
+    targets = np.array(
+        [
+            labels.model_index[s.model] if target == "model" else labels.sku_index[s.sku]
+            for s in parts.train
+        ]
+    )
+    classes = len(labels.models) if target == "model" else len(labels.skus)
+    weights = balance_weights(targets, classes, config.balance)
+
+    def of(samples: Sequence[Sample], training: bool) -> tf.data.Dataset:
+        return stream(
+            samples,
+            labels,
+            source,
+            target=target,
+            config=config,
+            training=training,
+            class_weights=weights if training else None,
+        )
+
+    return of(parts.train, True), of(parts.val, False) if parts.val else None
 
 
 def stream(

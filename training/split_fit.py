@@ -10,8 +10,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from shared.errors import DatasetError
 from training.config import TrainConfig
 from training.dataset import Split
@@ -72,33 +70,14 @@ def _fit_one(
     scratch: str,
 ) -> None:
     """One model on the streamed train split, validated on the val split."""
-    from training.fit import balance_weights, fit_stage
-    from training.pipeline import stream
+    from training.fit import fit_stage
+    from training.pipeline import fit_streams
 
-    targets = np.array(
-        [
-            labels.model_index[s.model] if target == "model" else labels.sku_index[s.sku]
-            for s in parts.train
-        ]
-    )
-    classes = len(labels.models) if target == "model" else len(labels.skus)
-    weights = balance_weights(targets, classes, config.balance)
-
-    def data(samples: Any, training: bool) -> Any:
-        return stream(
-            samples,
-            labels,
-            source,
-            target=target,  # type: ignore[arg-type]
-            config=config,
-            training=training,
-            class_weights=weights if training else None,
-        )
-
+    train, val = fit_streams(parts, labels, source, target=target, config=config)  # type: ignore[arg-type]
     fit_stage(
         model,
-        data(parts.train, True),
-        data(parts.val, False) if parts.val else None,
+        train,
+        val,
         config=config,
         checkpoint=Path(scratch) / f"{target.replace('+', '_')}.keras",
         verbose=0,

@@ -10,8 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-import numpy as np
-
 from shared.errors import DatasetError
 from training.config import TrainConfig
 from training.data_check import DataReport, check_dataset, files_to_check
@@ -295,38 +293,20 @@ class _Stages:
         self.throughput: dict[str, dict[str, float]] = {}
 
     def fit(self, key: str, title: str, model: Any, target: str, reference: Any) -> None:
-        from training.fit import StopWhenNothingReadable, balance_weights, fit_stage
-        from training.pipeline import stream
+        from training.fit import StopWhenNothingReadable, fit_stage
+        from training.pipeline import fit_streams
 
         config, labels, parts = self.config, self.labels, self.parts
         steps = -(-len(parts.train) // config.batch_size)
         paths = {str(s.path) for s in parts.train}
 
-        targets = np.array(
-            [
-                labels.model_index[s.model] if target == "model" else labels.sku_index[s.sku]
-                for s in parts.train
-            ]
-        )
-        classes = len(labels.models) if target == "model" else len(labels.skus)
-        weights = balance_weights(targets, classes, config.balance)
-
-        def data(samples: Any, training: bool) -> Any:
-            return stream(
-                samples,
-                labels,
-                self.source,
-                target=target,  # type: ignore[arg-type]
-                config=config,
-                training=training,
-                class_weights=weights if training else None,
-            )
+        train, val = fit_streams(parts, labels, self.source, target=target, config=config)  # type: ignore[arg-type]
 
         clock = time.perf_counter()
         history = fit_stage(
             model,
-            data(parts.train, True),
-            data(parts.val, False) if parts.val else None,
+            train,
+            val,
             config=config,
             checkpoint=self.folder / "checkpoints" / f"{key.replace(' ', '')}.keras",
             verbose=self.verbose,
